@@ -1,0 +1,58 @@
+"""`AnomalyMethod`: the base every registered method derives from (window in, per-frame raw signals out)."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from models.types import InputSpec
+
+
+class MethodConfig(BaseModel):
+    """Base for method configs: unknown keys are errors, so a YAML typo fails at load time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    PRESETS: tuple[str, ...] = ()  # names of classmethods returning a config, e.g. ("paper", "small", "tiny")
+
+
+class AnomalyMethod(nn.Module):
+    """A scoring method.
+
+    Subclasses set ``config``, ``input_spec`` and ``signal_names`` and implement ``score``. Every raw
+    signal is oriented so that larger means more anomalous (e.g. negative PSNR, not PSNR).
+    Training objectives live in `models/train/`, not here.
+    """
+
+    config: MethodConfig
+    input_spec: InputSpec
+    signal_names: tuple[str, ...]
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        """Raw anomaly signals for the scored frames of a window.
+
+        Args:
+            window: (B, context + N, C, H, W) float32 in [0, 1], channels/size per `input_spec`.
+
+        Returns:
+            (B, N, S) float32, S = len(signal_names); larger = more anomalous.
+        """
+        raise NotImplementedError
+
+    def check_window(self, window: torch.Tensor) -> int:
+        """Validate a window against the input spec; return N, the number of frames it scores."""
+        spec = self.input_spec
+        if window.ndim != 5:
+            msg = f"a window must be (B, T, C, H, W), got shape {tuple(window.shape)}"
+            raise ValueError(msg)
+        _, t, c, h, w = window.shape
+        if (c, h, w) != (spec.channels, spec.height, spec.width):
+            msg = (
+                f"window frames are {c}x{h}x{w} (C x H x W) but this method expects "
+                f"{spec.channels}x{spec.height}x{spec.width}"
+            )
+            raise ValueError(msg)
+        if t <= spec.context:
+            msg = f"a window needs more than {spec.context} context frames, got {t}"
+            raise ValueError(msg)
+        return t - spec.context

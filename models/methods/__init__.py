@@ -1,0 +1,1 @@
+"""Every method module is imported here; importing registers it (explicit, no discovery magic)."""

@@ -1,0 +1,1 @@
+"""vigil's runtime: ingesters, workers and the API talking through Redis."""

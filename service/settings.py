@@ -1,0 +1,96 @@
+"""All service configuration: one pydantic-settings tree read from `VIGIL_*` environment variables.
+
+Nested sections use a double underscore: `VIGIL_REDIS__URL`, `VIGIL_WORKER__MAX_BATCH`. Nothing else
+in `service/` reads `os.environ`; `get_settings()` is read once and passed down.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RedisSettings(_Section):
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # secret: it may carry a password
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    startup_wait_s: float = Field(default=30.0, ge=0)  # bounded wait for Redis at process start
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            msg = "redis url must start with redis://, rediss:// or unix://, e.g. redis://127.0.0.1:6379/0"
+            raise ValueError(msg)
+        return v
+
+
+class StoreSettings(_Section):
+    root: Path = Path("registry")  # model registry directory (models/store.py layout)
+
+
+class IngestSettings(_Section):
+    window_frames: int = Field(default=8, ge=1, le=256)  # W new frames per window on the bus
+    lease_ttl_s: float = Field(default=10.0, gt=0)  # camera ownership lease; renewed at ttl/3
+    stall_timeout_s: float = Field(default=10.0, gt=0)  # no frame for this long -> reconnect
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    live_queue_windows: int = Field(default=32, ge=1)  # per-camera backlog before live cameras drop oldest
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+
+
+class WorkerSettings(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_batch: int = Field(default=8, ge=1, le=1024)  # windows per forward pass
+    max_wait_ms: float = Field(default=20.0, ge=0)  # how long to wait to fill a batch
+    heartbeat_ttl_s: float = Field(default=10.0, gt=0)
+    claim_idle_ms: int = Field(default=30_000, ge=1000)  # pending windows older than this are taken over
+    amp: bool = True  # bf16/fp16 autocast on CUDA
+
+
+class AlertSettings(_Section):
+    threshold: float = Field(default=0.95, gt=0, lt=1)
+    hysteresis: float = Field(default=0.05, ge=0, lt=1)  # alert ends below threshold - hysteresis
+    min_duration_frames: int = Field(default=5, ge=1)
+    cooldown_frames: int = Field(default=25, ge=0)
+    retention_s: int = Field(default=7 * 24 * 3600, ge=60)
+    webhook_url: str | None = None
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    viewer_keys: list[SecretStr] = Field(default_factory=list)  # may read; empty = reads are open
+    admin_keys: list[SecretStr] = Field(default_factory=list)  # may change state
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid")
+
+    env: Literal["dev", "prod"] = "dev"
+    redis: RedisSettings = RedisSettings()
+    store: StoreSettings = StoreSettings()
+    ingest: IngestSettings = IngestSettings()
+    worker: WorkerSettings = WorkerSettings()
+    alerts: AlertSettings = AlertSettings()
+    api: ApiSettings = ApiSettings()
+    footage_root: Path | None = None  # only paths under it may be read by jobs and file cameras
+
+    @model_validator(mode="after")
+    def _safe_in_prod(self) -> Settings:
+        if self.env == "prod" and not self.api.admin_keys:
+            msg = "VIGIL_ENV=prod needs at least one admin key: set VIGIL_API__ADMIN_KEYS='[\"<long random key>\"]'"
+            raise ValueError(msg)
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
