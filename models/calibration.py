@@ -43,7 +43,9 @@ def fit_calibration(
         SignalCalibration(name=n, center=float(c), scale=float(s), weight=float(w))
         for n, c, s, w in zip(names, center, scale, weights, strict=True)
     ]
-    partial = Calibration(signals=signals, ema_alpha=ema_alpha, levels=[0.0, 1.0], quantiles=[0.0, 1.0], num_frames=len(raw))
+    partial = Calibration(
+        signals=signals, ema_alpha=ema_alpha, levels=[0.0, 1.0], quantiles=[0.0, 1.0], num_frames=len(raw)
+    )
     combined = np.concatenate([smooth(combine(partial, part), ema_alpha) for part in _split(raw, segments)])
     quantiles = np.quantile(combined, LEVELS)
     quantiles = np.maximum.accumulate(quantiles + np.arange(len(LEVELS)) * 1e-9)  # strictly increasing

@@ -28,7 +28,9 @@ _VERSION_RE = re.compile(r"^v(\d+)$")
 def check_name(kind: str, value: str) -> str:
     """Names become directory names: allow only a safe alphabet so no reference can escape the root."""
     if not _NAME_RE.match(value):
-        msg = f"invalid {kind} {value!r}: use 1-64 characters of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
+        msg = (
+            f"invalid {kind} {value!r}: use 1-64 characters of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
+        )
         raise ValueError(msg)
     return value
 
@@ -91,9 +93,7 @@ class ModelStore:
         if not folder.is_dir():
             return []
         found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _VERSION_RE.match(p.name))]
-        return [
-            ModelVersion(name, p.name, p) for _, p in sorted(found) if (p / CARD_FILE).is_file()
-        ]
+        return [ModelVersion(name, p.name, p) for _, p in sorted(found) if (p / CARD_FILE).is_file()]
 
     def aliases(self, name: str) -> dict[str, str]:
         path = self.root / check_name("model name", name) / ALIASES_FILE

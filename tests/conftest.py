@@ -1,0 +1,104 @@
+"""Shared fixtures: synthetic footage on disk, a private redis-server, marker handling."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from tests.synthetic import render_frames, write_frame_folder, write_video
+
+ANOMALY_SPAN = (40, 52)  # [start, end) of the anomalous frames in `synthetic_video`
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def synthetic_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """A 64-frame 64x64 H.264 mp4 at 25 fps and its per-frame labels (anomalous span ANOMALY_SPAN)."""
+    frames, labels = render_frames(64, (64, 64), ANOMALY_SPAN)
+    path = write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames)
+    return path, labels
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny dataset in the Ped2 frame-folder layout: 3 normal training videos, 2 test videos + ped2-style .mat."""
+    from scipy.io import savemat
+
+    root = tmp_path_factory.mktemp("dataset")
+    train = {f"{i:02d}": render_frames(40, (64, 64), None, seed=i)[0] for i in range(1, 4)}
+    write_frame_folder(root, train, "training")
+    test_frames, intervals = {}, []
+    for i, span in enumerate([(20, 30), (5, 15)], start=1):
+        test_frames[f"{i:02d}"] = render_frames(40, (64, 64), span, seed=10 + i)[0]
+        intervals.append(np.array([[span[0] + 1], [span[1]]]))  # 1-based inclusive, like ped2.mat
+    write_frame_folder(root, test_frames, "testing")
+    gt = np.empty((1, len(intervals)), dtype=object)
+    for i, iv in enumerate(intervals):
+        gt[0, i] = iv
+    savemat(root / "synthetic.mat", {"gt": gt})
+    return root
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A private redis-server on a free loopback port; yields its URL. Nothing is persisted."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("redis-server did not start within 10 s")
+            time.sleep(0.05)
+    client.close()
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """The private server's URL, flushed after each test so tests do not see each other's keys."""
+    yield redis_server
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
