@@ -91,7 +91,7 @@ def to_unit(cal: Calibration, combined: np.ndarray) -> np.ndarray:
     width = max(float(q[-1] - q[len(q) // 2]), 1e-6)  # upper half-spread sets the tails' scale
     low = tail * np.exp(np.minimum(combined - q[0], 0.0) / width)
     high = 1 - tail * np.exp(-np.maximum(combined - q[-1], 0.0) / width)
-    return np.where(combined < q[0], low, np.where(combined > q[-1], high, inside))
+    return np.asarray(np.where(combined < q[0], low, np.where(combined > q[-1], high, inside)), dtype=np.float64)
 
 
 def calibrate(cal: Calibration, raw: np.ndarray, state: float | None = None) -> tuple[np.ndarray, float]:

@@ -28,9 +28,7 @@ _VERSION_RE = re.compile(r"^v(\d+)$")
 def check_name(kind: str, value: str) -> str:
     """Names become directory names: allow only a safe alphabet so no reference can escape the root."""
     if not _NAME_RE.match(value):
-        msg = (
-            f"invalid {kind} {value!r}: use 1-64 characters of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
-        )
+        msg = f"invalid {kind} {value!r}: use 1-64 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
         raise ValueError(msg)
     return value
 

@@ -49,7 +49,8 @@ def test_calibration_is_monotone_and_calibrated():
     grid = np.linspace(-50, 50, 2001)
     mapped = to_unit(cal, grid)
     assert np.all(np.diff(mapped) > 0)
-    assert mapped.min() >= 0 and mapped.max() <= 1
+    assert mapped.min() >= 0
+    assert mapped.max() <= 1
 
 
 def test_ema_is_causal_and_resumable():
