@@ -6,6 +6,8 @@ in `service/` reads `os.environ`; `get_settings()` is read once and passed down.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -91,6 +93,30 @@ class Settings(BaseSettings):
         return self
 
 
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """`VIGIL_*` variables that name no setting: pydantic-settings ignores unknown top-level names, we refuse them."""
+    unknown = []
+    for key in environ:
+        if not key.startswith("VIGIL_"):
+            continue
+        parts = key[len("VIGIL_") :].lower().split("__")
+        field = Settings.model_fields.get(parts[0])
+        if field is None:
+            unknown.append(key)
+            continue
+        section = field.annotation
+        if len(parts) > 2 or (
+            len(parts) == 2 and not (isinstance(section, type) and parts[1] in getattr(section, "model_fields", {}))
+        ):
+            unknown.append(key)
+    return sorted(unknown)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    unknown = unknown_env_vars(os.environ)
+    if unknown:
+        valid = ", ".join(f"VIGIL_{name.upper()}" for name in Settings.model_fields)
+        msg = f"unknown settings in the environment: {', '.join(unknown)}; top-level settings are {valid}"
+        raise ValueError(msg)
     return Settings()
