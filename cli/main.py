@@ -11,7 +11,9 @@ import logging
 import sys
 
 # name -> (module, one-line help). Imports stay lazy so `vigil api` never pays for torch.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

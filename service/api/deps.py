@@ -1,0 +1,62 @@
+"""`Annotated` dependency aliases, so route signatures stay short: settings, Redis, model store, roles."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security, WebSocket
+from fastapi.security import APIKeyHeader
+from redis.asyncio import Redis
+
+from models.store import ModelStore
+from service.api.security import API_KEY_HEADER, Role, authorize
+from service.settings import Settings
+
+_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="viewer or admin key")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_redis(request: Request) -> Redis:
+    client: Redis = request.app.state.redis
+    return client
+
+
+def get_store(request: Request) -> ModelStore:
+    store: ModelStore = request.app.state.store
+    return store
+
+
+_KeyDep = Annotated[str | None, Security(_api_key)]
+
+
+def require_viewer(settings: Annotated[Settings, Depends(get_settings_dep)], key: _KeyDep) -> Role:
+    return authorize(key, Role.VIEWER, settings.api)
+
+
+def require_admin(settings: Annotated[Settings, Depends(get_settings_dep)], key: _KeyDep) -> Role:
+    return authorize(key, Role.ADMIN, settings.api)
+
+
+def ws_redis(websocket: WebSocket) -> Redis:
+    client: Redis = websocket.app.state.redis
+    return client
+
+
+def ws_viewer(websocket: WebSocket) -> Role:
+    """WebSockets: the key comes in the X-API-Key header, or `?api_key=` for browsers that cannot set headers."""
+    settings: Settings = websocket.app.state.settings
+    key = websocket.headers.get(API_KEY_HEADER) or websocket.query_params.get("api_key")
+    return authorize(key, Role.VIEWER, settings.api)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+ViewerDep = Annotated[Role, Depends(require_viewer)]
+AdminDep = Annotated[Role, Depends(require_admin)]
+WsRedisDep = Annotated[Redis, Depends(ws_redis)]
+WsViewerDep = Annotated[Role, Depends(ws_viewer)]

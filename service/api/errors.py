@@ -1,0 +1,66 @@
+"""`register_exception_handlers(app)`: domain errors -> JSON responses with a status and a message saying why."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from models.errors import ModelNotFoundError
+from service.api.security import API_KEY_HEADER, AuthError
+
+log = logging.getLogger(__name__)
+
+
+class NotFoundError(LookupError):
+    """A camera, alert or other resource the API was asked for that does not exist."""
+
+
+class ConflictError(Exception):
+    """A create that collides with an existing resource."""
+
+
+class InvalidRequestError(ValueError):
+    """A request that is well-formed JSON but asks for something impossible (e.g. an unknown model)."""
+
+
+def _json(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": message}, headers=headers)
+
+
+async def _auth(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    if exc.missing:
+        return _json(401, str(exc), {"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'})
+    return _json(403, str(exc))
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return _json(404, str(exc))
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    return _json(409, str(exc))
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    return _json(422, str(exc))
+
+
+async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+    # The API stays up while Redis restarts; callers get a retryable 503 instead of a stack trace.
+    log.warning("redis unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return _json(503, "redis is unavailable; retry in a few seconds", {"Retry-After": "2"})
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AuthError, _auth)
+    app.add_exception_handler(ModelNotFoundError, _not_found)
+    app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(InvalidRequestError, _invalid)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)
