@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.test-deps
+# Debian packages only the tests need (real parts, no mocks): compose validation.
+TEST_APT := docker-compose
 DATASET ?= ../shared/datasets/ucsd_ped2
 
 .PHONY: all install demo test test-all test-gpu lint fmt bench clean
@@ -19,13 +22,17 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 
 install: $(STAMP)
 
+$(TEST_STAMP): $(STAMP) Makefile
+	bash scripts/install-system-deps.sh $(TEST_APT)
+	touch $(TEST_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python -m cli.demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not gpu"
 
-test-all: $(STAMP)
+test-all: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-gpu: $(STAMP)
