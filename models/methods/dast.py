@@ -45,7 +45,7 @@ CLIP_LEN = 5  # frames per clip: t-4..t
 class DastConfig(MethodConfig):
     """DAST-Net hyper-parameters; `height`/`width` must be multiples of 8 (three stride-2 stages)."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")  # type: ignore[misc]  # base declares it as a field
     name: Literal["dast"] = "dast"
     height: int = Field(default=256, ge=8)
     width: int = Field(default=256, ge=8)
@@ -103,7 +103,8 @@ class DenseResBlock(nn.Module):
         features = [x]
         for conv in self.convs:
             features.append(conv(torch.cat(features, dim=1)))
-        return self.act(self.transition(torch.cat(features, dim=1)) + self.residual(x))
+        out: torch.Tensor = self.act(self.transition(torch.cat(features, dim=1)) + self.residual(x))
+        return out
 
 
 class AttentionGate(nn.Module):
@@ -117,7 +118,8 @@ class AttentionGate(nn.Module):
         self.psi = nn.Sequential(nn.ReLU(True), nn.Conv2d(inter, 1, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return x * self.psi(self.wx(x) + self.wg(g))  # (B, 1, H, W) mask broadcast over channels
+        mask: torch.Tensor = self.psi(self.wx(x) + self.wg(g))  # (B, 1, H, W), broadcast over channels
+        return x * mask
 
 
 class ConvLSTMCell(nn.Module):
@@ -202,26 +204,27 @@ class DastNet(AnomalyMethod):
         for k in (2, 1, 0):
             up = self.up[k](x)
             x = self.dec[k](up + self.gates[k](skips[k], up))
-        return self.head(x)
+        out: torch.Tensor = self.head(x)
+        return out
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         """Reconstruct a clip: (B, 5, 1, H, W) in [0, 1] -> (B, 5, 1, H, W) in [0, 1] (the training path)."""
         b, t = clip.shape[:2]
         skips, z = self.encode(clip.flatten(0, 1))
-        z = self.temporal(z.unflatten(0, (b, t)))  # (B, T, w3, h, w)
-        return self.decode(z.flatten(0, 1), skips).unflatten(0, (b, t))
+        z = self.temporal(z.reshape(b, t, *z.shape[1:]))  # (B, T, w3, h, w)
+        return self.decode(z.flatten(0, 1), skips).reshape(clip.shape)
 
     def score(self, window: torch.Tensor) -> torch.Tensor:
         n = self.check_window(window)
         b, t = window.shape[:2]
         # Encode every frame once (the encoder is per frame), then gather the N overlapping 5-frame clips.
         skips, z = self.encode(window.flatten(0, 1))
-        z = z.unflatten(0, (b, t))  # (B, T, w3, h, w)
+        z = z.reshape(b, t, *z.shape[1:])  # (B, T, w3, h, w)
         clips = torch.stack([z[:, i : i + CLIP_LEN] for i in range(n)], dim=1).flatten(0, 1)  # (B*N, 5, w3, h, w)
         last = self.temporal(clips, steps=1)[:, 0]  # (B*N, w3, h, w): the reconstruction of each clip's last frame
         scored = torch.arange(CLIP_LEN - 1, t, device=window.device)
-        last_skips = [s.unflatten(0, (b, t))[:, scored].flatten(0, 1) for s in skips]  # (B*N, w_k, H_k, W_k)
-        recon = self.decode(last, last_skips).unflatten(0, (b, n))  # (B, N, 1, H, W)
+        last_skips = [s.reshape(b, t, *s.shape[1:])[:, scored].flatten(0, 1) for s in skips]  # (B*N, w_k, H_k, W_k)
+        recon = self.decode(last, last_skips).reshape(b, n, *window.shape[2:])  # (B, N, 1, H, W)
         mse = (recon - window[:, CLIP_LEN - 1 :]).pow(2).mean(dim=(2, 3, 4)).clamp_min(1e-10)
         return (10.0 * torch.log10(mse)).unsqueeze(-1)  # -PSNR = 10 log10(mse), (B, N, 1)
 
