@@ -55,6 +55,9 @@ class WorkerSettings(_Section):
     heartbeat_ttl_s: float = Field(default=10.0, gt=0)
     claim_idle_ms: int = Field(default=30_000, ge=1000)  # pending windows older than this are taken over
     amp: bool = True  # bf16/fp16 autocast on CUDA
+    metrics_port: int = Field(default=9101, ge=0, le=65535)  # this worker's /metrics; 0 = off
+    gap_timeout_s: float = Field(default=5.0, gt=0)  # a missing window seq is skipped (and counted) after this
+    alias_refresh_s: float = Field(default=5.0, gt=0)  # how often model aliases are re-resolved
 
 
 class AlertSettings(_Section):

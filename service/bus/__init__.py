@@ -1,0 +1,1 @@
+"""The Redis bus: key names (`keys`), connections (`client`) and the only serialisation code (`topics`)."""

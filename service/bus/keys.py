@@ -1,0 +1,100 @@
+"""Every Redis key, stream, channel and group name of vigil, with its TTL or length cap. Nothing else.
+
+Loss semantics of the caps: streams are trimmed with `XADD ... MAXLEN ~ N` (approximate, so trimming is
+cheap and whole macro-nodes go at once; a stream may briefly hold somewhat more than N entries). Trimming
+removes the *oldest* entries even if no consumer has read them yet. For `WINDOWS_STREAM` that means that a
+backlog larger than `WINDOWS_MAXLEN` loses the oldest unread windows; entries already delivered to a worker
+but not acknowledged stay in the group's pending list as ids only, and XAUTOCLAIM reports them as deleted.
+The worker then skips those sequence numbers after `gap_timeout_s` and counts them
+(`vigil_worker_seq_skipped_total`). Ingesters keep the backlog far below the cap (live cameras drop their
+oldest windows locally, files wait), so the cap is a last line of defence for Redis memory, not a policy.
+"""
+
+from __future__ import annotations
+
+PREFIX = "vigil"
+
+# --- windows: ingester -> workers -------------------------------------------------------------------
+WINDOWS_STREAM = f"{PREFIX}:windows"  # one entry per window (fields: v, seq, h, f); see topics.py
+WINDOWS_GROUP = "workers"  # the consumer group every worker reads through (each window to one worker)
+WINDOWS_MAXLEN = 20_000  # approximate cap; at 8 frames of 64x64 gray per window about 0.7 GB worst case
+
+
+def camera_seq_key(camera: str) -> str:
+    """INCR counter: the last sequence number handed to a window of this camera (first window gets 1)."""
+    return f"{PREFIX}:cam:{camera}:seq"
+
+
+# --- per-camera ordering and scoring state (owned by whichever worker holds the camera lock) ----------
+def camera_state_key(camera: str) -> str:
+    """Hash: next_seq, ema, ema_model, alert (JSON), gap_since; see worker/ordering.py."""
+    return f"{PREFIX}:cam:{camera}:state"
+
+
+def camera_results_key(camera: str) -> str:
+    """Hash seq -> scored window waiting for its turn (out-of-order completions)."""
+    return f"{PREFIX}:cam:{camera}:results"
+
+
+def camera_lock_key(camera: str) -> str:
+    """SET NX PX lock held while a worker drains a camera's results in order."""
+    return f"{PREFIX}:cam:{camera}:lock"
+
+
+CAMERA_LOCK_TTL_MS = 10_000  # a worker that dies holding the lock blocks the camera at most this long
+RESULTS_WAITING_SET = f"{PREFIX}:cams:waiting"  # cameras with stashed results; swept periodically
+
+# --- scores: workers -> API / WebSocket ------------------------------------------------------------------
+
+
+def score_stream_key(camera: str) -> str:
+    """Stream, one entry per scored frame (field d = ScoreMsg JSON); read with XRANGE/XREAD."""
+    return f"{PREFIX}:scores:{camera}"
+
+
+def latest_score_key(camera: str) -> str:
+    """String: the newest ScoreMsg JSON of a camera (no TTL; the message carries its own timestamp)."""
+    return f"{PREFIX}:scores:{camera}:latest"
+
+
+SCORES_MAXLEN = 100_000  # per camera, approximate: about an hour at 25 fps
+
+# --- alerts ------------------------------------------------------------------------------------------------
+ALERT_EVENTS_STREAM = f"{PREFIX}:alerts:events"  # opened/updated/closed events (field d = AlertEvent JSON)
+ALERT_EVENTS_MAXLEN = 100_000
+ALERT_REVISION_KEY = f"{PREFIX}:alerts:rev"  # INCR counter; every alert change gets the next revision
+ALERTS_INDEX = f"{PREFIX}:alerts:index"  # zset alert id -> revision of its latest change (cursor paging)
+
+
+def alert_key(alert_id: str) -> str:
+    """String: the Alert JSON, expiring after `Settings.alerts.retention_s` from its last change."""
+    return f"{PREFIX}:alert:{alert_id}"
+
+
+def camera_alerts_index(camera: str) -> str:
+    """Zset like ALERTS_INDEX for one camera."""
+    return f"{PREFIX}:alerts:index:{camera}"
+
+
+# --- cameras: API -> ingesters ------------------------------------------------------------------------------
+CAMERAS_HASH = f"{PREFIX}:cameras"  # hash camera id -> CameraConfig JSON (holds the URL with credentials)
+CONTROL_CHANNEL = f"{PREFIX}:control"  # pub/sub: ControlMsg JSON when a camera is added, changed or removed
+CAMERA_STATUS_HASH = f"{PREFIX}:camera_status"  # hash camera id -> CameraStatus JSON (ingester writes)
+
+
+def camera_lease_key(camera: str) -> str:
+    """String holding the owning ingester id, with TTL `Settings.ingest.lease_ttl_s` (SET NX PX, renewed)."""
+    return f"{PREFIX}:cam:{camera}:lease"
+
+
+# --- health -------------------------------------------------------------------------------------------------
+
+
+def heartbeat_key(component: str, process_id: str) -> str:
+    """String: Heartbeat JSON with TTL (worker: `Settings.worker.heartbeat_ttl_s`); absent = dead."""
+    return f"{PREFIX}:heartbeat:{component}:{process_id}"
+
+
+def heartbeat_pattern(component: str) -> str:
+    """SCAN MATCH pattern for every live heartbeat of a component ("worker", "ingest", "api")."""
+    return f"{PREFIX}:heartbeat:{component}:*"

@@ -1,0 +1,417 @@
+"""Typed publish/read helpers for every topic on the bus; the only module that (de)serialises messages.
+
+Windows carry raw frame bytes plus a JSON header with explicit dtype and shape; everything else is one
+JSON document per entry (field `d`). Readers check `schema_version` and raise `MessageError` (or its
+subclass `SchemaVersionError`) saying what was wrong. Key names come from `service.bus.keys`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import redis
+from pydantic import BaseModel, ValidationError
+
+from service.bus import keys
+from service.errors import MessageError, SchemaVersionError
+from service.messages import (
+    SCHEMA_VERSION,
+    Alert,
+    AlertEvent,
+    AlertPage,
+    CameraConfig,
+    CameraStatus,
+    ControlMsg,
+    Heartbeat,
+    ScoredWindow,
+    ScoreMsg,
+    ScoringState,
+    WindowMsg,
+)
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+Fields = Mapping[bytes, bytes]
+AnyRedis = redis.Redis | redis.client.Pipeline
+
+# INCR the camera's sequence and XADD in one step, so a window never reaches the stream without its seq
+# and a seq is never taken without a window (backpressure drops happen before publishing: no gaps).
+_PUBLISH_WINDOW = """
+local seq = redis.call('INCR', KEYS[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                      'v', ARGV[2], 'seq', seq, 'h', ARGV[3], 'f', ARGV[4])
+return {seq, id}
+"""
+
+# One alert change: next revision, alert document with retention, both indexes, the event.
+_SAVE_ALERT = """
+local rev = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[3], rev, ARGV[3])
+redis.call('ZADD', KEYS[4], rev, ARGV[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[4], 'rev', rev)
+return rev
+"""
+
+
+# --- decoding helpers ---------------------------------------------------------------------------------
+
+
+def decode_json(data: bytes | str, cls: type[M], what: str) -> M:
+    """Parse one JSON message; wrong schema version or invalid content -> MessageError saying which."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        msg = f"malformed {what}: not JSON ({e})"
+        raise MessageError(msg) from e
+    if not isinstance(raw, dict):
+        msg = f"malformed {what}: expected a JSON object, got {type(raw).__name__}"
+        raise MessageError(msg)
+    _check_version(raw.get("schema_version"), what)
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        msg = f"malformed {what}: {_errors(e)}"
+        raise MessageError(msg) from e
+
+
+def _check_version(version: Any, what: str) -> None:
+    if version != SCHEMA_VERSION:
+        msg = (
+            f"{what} has schema_version {version!r} but this process reads version {SCHEMA_VERSION}; "
+            "run the same vigil version in every process"
+        )
+        raise SchemaVersionError(msg)
+
+
+def _errors(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in e.errors())
+
+
+def _encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode()
+
+
+# --- windows ------------------------------------------------------------------------------------------
+
+
+def encode_window(window: WindowMsg) -> dict[str, bytes]:
+    """Stream fields of a window: v (schema), h (JSON header with dtype/shape), f (C-order frame bytes)."""
+    header = window.model_dump(mode="json", exclude={"frames", "seq"})
+    header["dtype"] = str(window.frames.dtype)
+    header["shape"] = list(window.frames.shape)
+    return {
+        "v": str(SCHEMA_VERSION).encode(),
+        "h": json.dumps(header).encode(),
+        "f": np.ascontiguousarray(window.frames).tobytes(),
+    }
+
+
+def decode_window(fields: Fields) -> WindowMsg:
+    """Inverse of `encode_window` plus the `seq` field added at publish time."""
+    try:
+        version = int(fields[b"v"])
+        header = json.loads(fields[b"h"])
+        seq = int(fields[b"seq"])
+        data = fields[b"f"]
+    except (KeyError, ValueError) as e:
+        msg = f"malformed window: fields v, seq, h (JSON), f (bytes) are required ({type(e).__name__}: {e})"
+        raise MessageError(msg) from e
+    _check_version(version, "window")
+    if not isinstance(header, dict):
+        msg = "malformed window: header is not a JSON object"
+        raise MessageError(msg)
+    dtype, shape = header.pop("dtype", None), header.pop("shape", None)
+    if dtype != "uint8" or not isinstance(shape, list) or len(shape) != 4:
+        msg = f"malformed window: frames must be uint8 with a 4-d shape, header says dtype={dtype!r} shape={shape!r}"
+        raise MessageError(msg)
+    if int(np.prod(shape)) != len(data):
+        msg = f"malformed window: shape {shape} needs {int(np.prod(shape))} bytes, got {len(data)}"
+        raise MessageError(msg)
+    frames = np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    try:
+        return WindowMsg.model_validate({**header, "seq": seq, "frames": frames})
+    except ValidationError as e:
+        msg = f"malformed window: {_errors(e)}"
+        raise MessageError(msg) from e
+
+
+def publish_window(r: redis.Redis, window: WindowMsg, maxlen: int = keys.WINDOWS_MAXLEN) -> tuple[int, str]:
+    """Assign the camera's next seq and append the window to WINDOWS_STREAM; returns (seq, entry id)."""
+    f = encode_window(window)
+    script = r.register_script(_PUBLISH_WINDOW)
+    seq, entry_id = cast(
+        list[Any],
+        script(keys=[keys.WINDOWS_STREAM, keys.camera_seq_key(window.camera)], args=[maxlen, f["v"], f["h"], f["f"]]),
+    )
+    return int(seq), entry_id.decode()
+
+
+def ensure_window_group(r: redis.Redis) -> None:
+    """Create the workers' consumer group (and the stream) if missing; safe to call again at any time."""
+    try:
+        r.xgroup_create(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+
+
+WindowEntry = tuple[str, WindowMsg | MessageError]
+
+
+def _decode_entries(entries: Sequence[Any]) -> list[WindowEntry]:
+    out: list[WindowEntry] = []
+    for entry_id, fields in entries:
+        if fields is None:  # deleted by MAXLEN trimming while pending
+            continue
+        try:
+            out.append((entry_id.decode(), decode_window(fields)))
+        except MessageError as e:
+            out.append((entry_id.decode(), e))
+    return out
+
+
+def read_windows(r: redis.Redis, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
+    """New windows for this consumer (XREADGROUP >). Undecodable entries come back as MessageError to ack."""
+    resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.WINDOWS_STREAM: ">"}, count=count, block=block_ms)
+    if not resp:
+        return []
+    return _decode_entries(resp[0][1])
+
+
+def claim_stale_windows(r: redis.Redis, consumer: str, min_idle_ms: int, count: int = 100) -> list[WindowEntry]:
+    """XAUTOCLAIM windows pending longer than `min_idle_ms` (their worker died) for `consumer`."""
+    out: list[WindowEntry] = []
+    start = "0-0"
+    while True:
+        resp = r.xautoclaim(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, consumer, min_idle_ms, start, count=count)
+        start, entries = resp[0], resp[1]
+        deleted = resp[2] if len(resp) > 2 else []
+        if deleted:
+            log.warning("%d pending windows were trimmed from the stream before they were scored", len(deleted))
+        out.extend(_decode_entries(entries))
+        if start in (b"0-0", "0-0") or len(out) >= count:
+            return out
+
+
+def ack_windows(r: AnyRedis, entry_ids: Sequence[str]) -> None:
+    if entry_ids:
+        r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *entry_ids)
+
+
+def window_backlog(r: redis.Redis) -> tuple[int, int]:
+    """(entries in WINDOWS_STREAM, group lag = entries not yet delivered to any worker)."""
+    length = int(r.xlen(keys.WINDOWS_STREAM))
+    for group in r.xinfo_groups(keys.WINDOWS_STREAM):
+        if group["name"] in (keys.WINDOWS_GROUP, keys.WINDOWS_GROUP.encode()):
+            lag = group.get("lag")
+            return length, int(lag) if lag is not None else length
+    return length, length
+
+
+def camera_backlog(r: redis.Redis, camera: str) -> int:
+    """Windows of a camera published but not yet scored (published seq - last scored seq)."""
+    published = r.get(keys.camera_seq_key(camera))
+    state = load_scoring_state(r, camera)
+    return max(0, int(published or 0) - (state.next_seq - 1))
+
+
+# --- per-camera scoring state and stashed results (worker/ordering.py) ---------------------------------
+
+
+def stash_result(r: AnyRedis, result: ScoredWindow) -> None:
+    r.hset(keys.camera_results_key(result.camera), str(result.seq), _encode(result))
+    r.sadd(keys.RESULTS_WAITING_SET, result.camera)
+
+
+def load_results(r: redis.Redis, camera: str) -> dict[int, ScoredWindow]:
+    raw = cast(dict[bytes, bytes], r.hgetall(keys.camera_results_key(camera)))
+    return {int(k): decode_json(v, ScoredWindow, "scored window") for k, v in raw.items()}
+
+
+def load_scoring_state(r: redis.Redis, camera: str) -> ScoringState:
+    data = r.get(keys.camera_state_key(camera))
+    return ScoringState() if data is None else decode_json(cast(bytes, data), ScoringState, "scoring state")
+
+
+def save_scoring_state(pipe: AnyRedis, camera: str, state: ScoringState) -> None:
+    pipe.set(keys.camera_state_key(camera), _encode(state))
+
+
+# --- scores -------------------------------------------------------------------------------------------
+
+
+def add_scores(pipe: AnyRedis, scores: Sequence[ScoreMsg]) -> None:
+    """Append per-frame scores to their camera streams and set each camera's latest score."""
+    latest: dict[str, bytes] = {}
+    for s in scores:
+        data = _encode(s)
+        pipe.xadd(keys.score_stream_key(s.camera), {"d": data}, maxlen=keys.SCORES_MAXLEN, approximate=True)
+        latest[s.camera] = data
+    for camera, data in latest.items():
+        pipe.set(keys.latest_score_key(camera), data)
+
+
+def read_scores(
+    r: redis.Redis, camera: str, start: str = "-", end: str = "+", count: int | None = 1000
+) -> list[tuple[str, ScoreMsg]]:
+    """Scores of a camera between two stream ids (inclusive; "(" prefix = exclusive), oldest first."""
+    entries: Any = r.xrange(keys.score_stream_key(camera), start, end, count=count)
+    return [(i.decode(), decode_json(f[b"d"], ScoreMsg, "score")) for i, f in entries]
+
+
+def read_new_scores(
+    r: redis.Redis, last_ids: Mapping[str, str], block_ms: int | None = None, count: int = 500
+) -> list[tuple[str, str, ScoreMsg]]:
+    """(camera, id, score) newer than `last_ids[camera]` ("$" = only new ones); XREAD, optionally blocking."""
+    streams: Any = {keys.score_stream_key(c): i for c, i in last_ids.items()}
+    resp: Any = r.xread(streams, count=count, block=block_ms) or []
+    out: list[tuple[str, str, ScoreMsg]] = []
+    for stream, entries in resp:
+        camera = stream.decode().removeprefix(f"{keys.PREFIX}:scores:")
+        out.extend((camera, i.decode(), decode_json(f[b"d"], ScoreMsg, "score")) for i, f in entries)
+    return out
+
+
+def latest_score(r: redis.Redis, camera: str) -> ScoreMsg | None:
+    data = r.get(keys.latest_score_key(camera))
+    return None if data is None else decode_json(cast(bytes, data), ScoreMsg, "score")
+
+
+# --- alerts -------------------------------------------------------------------------------------------
+
+
+def save_alert_event(pipe: AnyRedis, event: AlertEvent, retention_s: int) -> None:
+    """Store the alert (expiring after `retention_s`), index it for cursor paging and append the event."""
+    a = event.alert
+    pipe.register_script(_SAVE_ALERT)(
+        keys=[
+            keys.ALERT_REVISION_KEY,
+            keys.alert_key(a.id),
+            keys.ALERTS_INDEX,
+            keys.camera_alerts_index(a.camera),
+            keys.ALERT_EVENTS_STREAM,
+        ],
+        args=[_encode(a), retention_s, a.id, _encode(event), keys.ALERT_EVENTS_MAXLEN],
+        client=pipe,
+    )
+
+
+def list_alerts(r: redis.Redis, since: int = 0, limit: int = 100, camera: str | None = None) -> AlertPage:
+    """Alerts changed after cursor `since` (0 = from the start), oldest change first, at most `limit`.
+
+    An alert comes back again after each change (opened, peak raised, closed); `next_cursor` goes into
+    the next call's `since`. Expired alerts are dropped from the index as they are met.
+    """
+    if limit < 1:
+        msg = f"limit must be >= 1, got {limit}"
+        raise ValueError(msg)
+    index = keys.ALERTS_INDEX if camera is None else keys.camera_alerts_index(camera)
+    alerts: list[Alert] = []
+    cursor = since
+    while len(alerts) < limit:
+        page: Any = r.zrangebyscore(index, f"({cursor}", "+inf", start=0, num=limit - len(alerts), withscores=True)
+        if not page:
+            break
+        ids = [m.decode() for m, _ in page]
+        docs = r.mget([keys.alert_key(i) for i in ids])
+        expired = [i for i, d in zip(ids, docs, strict=True) if d is None]
+        if expired:
+            r.zrem(index, *expired)
+        alerts.extend(decode_json(d, Alert, "alert") for d in docs if d is not None)
+        cursor = int(page[-1][1])
+    return AlertPage(alerts=alerts, next_cursor=cursor)
+
+
+def get_alert(r: redis.Redis, alert_id: str) -> Alert | None:
+    data = r.get(keys.alert_key(alert_id))
+    return None if data is None else decode_json(cast(bytes, data), Alert, "alert")
+
+
+def read_alert_events(
+    r: redis.Redis, last_id: str = "$", block_ms: int | None = None, count: int = 100
+) -> list[tuple[str, AlertEvent]]:
+    """Alert events after stream id `last_id` ("$" = only new ones), oldest first; XREAD, optionally blocking."""
+    resp: Any = r.xread({keys.ALERT_EVENTS_STREAM: last_id}, count=count, block=block_ms) or []
+    return [(i.decode(), decode_json(f[b"d"], AlertEvent, "alert event")) for _, entries in resp for i, f in entries]
+
+
+# --- cameras, control and status ------------------------------------------------------------------------
+
+
+def put_camera(r: redis.Redis, camera: CameraConfig) -> None:
+    """Create or replace a camera and tell the ingesters (CONTROL_CHANNEL)."""
+    r.hset(keys.CAMERAS_HASH, camera.id, _encode(camera))
+    r.publish(keys.CONTROL_CHANNEL, _encode(ControlMsg(op="put", camera=camera.id)))
+
+
+def delete_camera(r: redis.Redis, camera_id: str) -> bool:
+    """Remove a camera and its status; returns False when it did not exist."""
+    removed = int(r.hdel(keys.CAMERAS_HASH, camera_id))
+    r.hdel(keys.CAMERA_STATUS_HASH, camera_id)
+    if removed:
+        r.publish(keys.CONTROL_CHANNEL, _encode(ControlMsg(op="delete", camera=camera_id)))
+    return bool(removed)
+
+
+def get_camera(r: redis.Redis, camera_id: str) -> CameraConfig | None:
+    data = r.hget(keys.CAMERAS_HASH, camera_id)
+    return None if data is None else decode_json(cast(bytes, data), CameraConfig, f"camera {camera_id!r}")
+
+
+def list_cameras(r: redis.Redis) -> list[CameraConfig]:
+    """Every camera, sorted by id; an entry that no longer decodes is logged and left out."""
+    out = []
+    for cid, data in sorted(cast(dict[bytes, bytes], r.hgetall(keys.CAMERAS_HASH)).items()):
+        try:
+            out.append(decode_json(data, CameraConfig, f"camera {cid.decode()!r}"))
+        except MessageError as e:
+            log.error("skipping camera %s: %s", cid.decode(), e)
+    return out
+
+
+def subscribe_control(r: redis.Redis) -> redis.client.PubSub:
+    """A pub/sub subscribed to CONTROL_CHANNEL; pass each message's data to `decode_control`."""
+    pubsub: redis.client.PubSub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(keys.CONTROL_CHANNEL)
+    return pubsub
+
+
+def decode_control(data: bytes) -> ControlMsg:
+    return decode_json(data, ControlMsg, "control message")
+
+
+def set_camera_status(r: AnyRedis, status: CameraStatus) -> None:
+    r.hset(keys.CAMERA_STATUS_HASH, status.camera, _encode(status))
+
+
+def get_camera_status(r: redis.Redis, camera_id: str) -> CameraStatus | None:
+    data = r.hget(keys.CAMERA_STATUS_HASH, camera_id)
+    return None if data is None else decode_json(cast(bytes, data), CameraStatus, "camera status")
+
+
+def list_camera_statuses(r: redis.Redis) -> dict[str, CameraStatus]:
+    raw = cast(dict[bytes, bytes], r.hgetall(keys.CAMERA_STATUS_HASH))
+    return {k.decode(): decode_json(v, CameraStatus, "camera status") for k, v in raw.items()}
+
+
+# --- heartbeats -----------------------------------------------------------------------------------------
+
+
+def write_heartbeat(r: redis.Redis, heartbeat: Heartbeat, ttl_s: float) -> None:
+    r.set(keys.heartbeat_key(heartbeat.component, heartbeat.id), _encode(heartbeat), px=int(ttl_s * 1000))
+
+
+def read_heartbeats(r: redis.Redis, component: str) -> list[Heartbeat]:
+    """Live heartbeats of a component (expired ones are gone from Redis), by id."""
+    names = sorted(r.scan_iter(match=keys.heartbeat_pattern(component), count=500))
+    docs = r.mget(names) if names else []
+    return [decode_json(d, Heartbeat, "heartbeat") for d in docs if d is not None]
+
+
+def clear_heartbeat(r: redis.Redis, component: str, process_id: str) -> None:
+    r.delete(keys.heartbeat_key(component, process_id))

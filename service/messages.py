@@ -1,0 +1,287 @@
+"""Wire schemas (pydantic) of everything that crosses Redis: cameras, status, windows, scores, alerts.
+
+Each top-level message carries `schema_version`; a reader refuses any other version with a
+`SchemaVersionError`. Encoding to bytes happens only in `service/bus/topics.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.store import ModelRef
+
+SCHEMA_VERSION = 1
+CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_URL_RE = re.compile(r"^(rtsps?|https?|file)://\S+$")
+_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+
+CameraKind = Literal["live", "file"]
+SourceKind = Literal["live", "file", "job"]
+StreamState = Literal["connecting", "streaming", "stalled", "error", "stopped"]
+
+
+def mask_credentials(text: str) -> str:
+    """`rtsp://user:pass@host/x` -> `rtsp://user:***@host/x` (any scheme, anywhere in the text)."""
+    return _CREDENTIALS_RE.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: int = SCHEMA_VERSION
+
+
+def _check_model_ref(ref: str) -> str:
+    ModelRef.parse(ref)  # raises ValueError naming the allowed alphabet
+    return ref
+
+
+class AlertOverrides(BaseModel):
+    """Per-camera alert parameters; None = use `Settings.alerts`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+    hysteresis: float | None = Field(default=None, ge=0, lt=1)
+    min_duration_frames: int | None = Field(default=None, ge=1)
+    cooldown_frames: int | None = Field(default=None, ge=0)
+
+
+class AlertParams(BaseModel):
+    """The effective alert parameters of a camera (overrides merged over `Settings.alerts`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    threshold: float = Field(gt=0, lt=1)
+    hysteresis: float = Field(ge=0, lt=1)
+    min_duration_frames: int = Field(ge=1)
+    cooldown_frames: int = Field(ge=0)
+
+    @classmethod
+    def merge(cls, defaults: Any, overrides: AlertOverrides | None) -> AlertParams:
+        """`defaults` is `Settings.alerts` (or anything with the four attributes)."""
+        data = {k: getattr(defaults, k) for k in cls.model_fields}
+        if overrides is not None:
+            data.update(overrides.model_dump(exclude_none=True))
+        return cls.model_validate(data)
+
+
+class CameraConfig(_Message):
+    """A camera as stored in Redis. `url` may hold credentials: never log it or return it; use `public()`."""
+
+    id: str
+    url: str = Field(repr=False)  # RTSP/HTTP(S) URL, file:// URL or absolute file path
+    model: str  # model ref: name, name@v3 or name@production
+    enabled: bool = True
+    kind: CameraKind = "live"  # live: drop oldest under backpressure; file: wait
+    target_fps: float | None = Field(default=None, gt=0, le=240)  # decimate to this rate; None = native
+    realtime: bool = True  # files: play at native rate (True) or as fast as the pipeline takes them
+    alerts: AlertOverrides = AlertOverrides()
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not CAMERA_ID_RE.match(v):
+            msg = f"invalid camera id {v!r}: use 1-64 of a-z, 0-9, '_', '-', starting with a letter or digit"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (_URL_RE.match(v) or v.startswith("/")):
+            msg = "camera url must be rtsp://, rtsps://, http(s)://, file:// or an absolute file path"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        return _check_model_ref(v)
+
+    @property
+    def redacted_url(self) -> str:
+        return mask_credentials(self.url)
+
+    def public(self) -> dict[str, Any]:
+        """What the API may show: everything but the URL, plus the URL with its password masked."""
+        data = self.model_dump(mode="json", exclude={"url"})
+        data["url"] = self.redacted_url
+        return data
+
+
+class ControlMsg(_Message):
+    """Announced on CONTROL_CHANNEL when the camera registry changes; ingesters re-read the camera."""
+
+    op: Literal["put", "delete"]
+    camera: str
+
+
+class CameraStatus(_Message):
+    """Per-camera state written by the ingester that owns the camera, read by the API."""
+
+    camera: str
+    state: StreamState
+    reason: str = ""  # why the state was entered (error text, credentials masked)
+    owner: str = ""  # ingester id holding the lease
+    fps: float = 0.0
+    frames_decoded: int = 0
+    frames_dropped: int = 0
+    last_frame_ts: float | None = None  # unix seconds of the newest decoded frame
+    reconnects: int = 0
+    updated_ts: float = Field(default_factory=time.time)
+
+    @field_validator("reason")
+    @classmethod
+    def _mask(cls, v: str) -> str:
+        return mask_credentials(v)
+
+
+class WindowMsg(_Message):
+    """A window of frames for one model: `context` leading frames, then the N frames to score.
+
+    `frames` is (T, h, w, C) uint8 with T = context + N; `pts` and `capture_ts` describe the N scored
+    frames (seconds; capture_ts is wall-clock unix time, so latency is measurable end to end).
+    `seq` is 0 until `topics.publish_window` assigns the camera's next sequence number.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    camera: str
+    seq: int = Field(default=0, ge=0)
+    model: str
+    context: int = Field(ge=0)
+    first_frame: int = Field(ge=0)  # frame index (in the camera's stream) of the first scored frame
+    pts: list[float | None]
+    capture_ts: list[float]
+    source: SourceKind = "live"
+    job_id: str | None = None
+    frames: Annotated[np.ndarray, Field(repr=False)]
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        return _check_model_ref(v)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> WindowMsg:
+        f = self.frames
+        if f.dtype != np.uint8 or f.ndim != 4 or f.shape[3] not in (1, 3):
+            msg = f"window frames must be uint8 (T, h, w, C) with C in (1, 3), got {f.dtype} {f.shape}"
+            raise ValueError(msg)
+        n = f.shape[0] - self.context
+        if n < 1 or len(self.pts) != n or len(self.capture_ts) != n:
+            msg = (
+                f"a window of {f.shape[0]} frames with context {self.context} scores {n} frames, "
+                f"but has {len(self.pts)} pts and {len(self.capture_ts)} capture times"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def num_scored(self) -> int:
+        return int(self.frames.shape[0]) - self.context
+
+
+class ScoreMsg(_Message):
+    """The calibrated score of one frame, as published on the camera's score stream."""
+
+    camera: str
+    frame: int  # frame index in the camera's stream
+    seq: int  # window the frame came in
+    score: float = Field(ge=0, le=1)
+    signals: list[float]  # raw signals, in the model card's signal_names order
+    model: str  # resolved name@version that scored it
+    pts: float | None = None
+    capture_ts: float
+    published_ts: float
+    source: SourceKind = "live"
+    job_id: str | None = None
+
+
+class Alert(_Message):
+    """An anomalous span of one camera. `end_*` are None while the alert is open."""
+
+    id: str
+    camera: str
+    model: str
+    state: Literal["open", "closed"]
+    start_frame: int
+    start_ts: float  # capture time of the first frame
+    end_frame: int | None = None  # last frame at or above threshold - hysteresis
+    end_ts: float | None = None
+    peak_score: float
+    peak_frame: int
+    updated_ts: float = Field(default_factory=time.time)
+
+    @property
+    def frame_range(self) -> tuple[int, int | None]:
+        return self.start_frame, self.end_frame
+
+
+class AlertEvent(_Message):
+    kind: Literal["opened", "updated", "closed"]
+    alert: Alert
+
+
+class AlertPage(BaseModel):
+    """One page of `list_alerts`: alerts changed after the cursor, oldest change first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alerts: list[Alert]
+    next_cursor: int  # pass as `since` to get the next page; equal to `since` when nothing is new
+
+
+class Heartbeat(_Message):
+    """Liveness plus what the process is doing; stored with a TTL so a dead process disappears."""
+
+    component: Literal["worker", "ingest", "api"]
+    id: str
+    pid: int
+    host: str
+    ts: float = Field(default_factory=time.time)
+    activity: str = ""  # e.g. "scoring", "idle", "loading ffp-small@v3"
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoredWindow(_Message):
+    """Raw signals of one window, stashed per camera until its turn comes (worker/ordering.py)."""
+
+    camera: str
+    seq: int
+    model: str  # resolved name@version
+    first_frame: int
+    pts: list[float | None]
+    capture_ts: list[float]
+    raw: list[list[float]]  # (N, S) raw signals, larger = more anomalous
+    source: SourceKind = "live"
+    job_id: str | None = None
+
+
+AlertPhase = Literal["idle", "pending", "active", "cooldown"]
+
+
+class AlertTrack(BaseModel):
+    """The alert state machine's per-camera state (service/alerts/machine.py), persisted between windows."""
+
+    model_config = ConfigDict(extra="forbid")
+    phase: AlertPhase = "idle"
+    run_start_frame: int = 0  # first frame of the current run above threshold (pending/active)
+    run_start_ts: float = 0.0
+    run_len: int = 0  # frames in the current run
+    run_peak: float = 0.0
+    run_peak_frame: int = 0
+    cooldown_left: int = 0
+    alert: Alert | None = None  # the open alert while active
+
+
+class ScoringState(_Message):
+    """Per-camera scoring state kept in Redis, so any worker can score any camera's next window."""
+
+    next_seq: int = 1  # the next window sequence number to publish
+    ema: float | None = None  # EMA state of models.calibration.calibrate
+    ema_model: str | None = None  # resolved model whose EMA `ema` is; a new model restarts the EMA
+    gap_since: float | None = None  # unix time we started waiting for `next_seq` while later ones wait
+    skipped: int = 0  # sequence numbers given up on so far
+    track: AlertTrack = AlertTrack()
