@@ -1,0 +1,205 @@
+"""The one scoring loop: frames -> windows -> method -> per-frame raw signals (and calibrated scores).
+
+Shared by trainer calibration, `vigil eval`, `vigil score` and the API's batch jobs, so every path
+produces the same numbers for the same frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.base import AnomalyMethod
+from models.calibration import calibrate
+from models.card import ModelCard
+from models.data.transforms import prepare, to_tensor
+from models.data.video import VideoReader, open_video
+
+Progress = Callable[[int], object]  # called with the number of frames just scored (tqdm's `update` fits)
+
+
+def iter_windows(num_frames: int, context: int, window: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) frame ranges: each carries `context` frames, then up to `window` frames it scores.
+
+    Every frame index >= context is scored by exactly one window; frames < context are never scored.
+    """
+    if window < 1 or context < 0:
+        msg = f"window must be >= 1 and context >= 0, got window={window}, context={context}"
+        raise ValueError(msg)
+    for first in range(context, num_frames, window):
+        yield first - context, min(first + window, num_frames)
+
+
+def resolve_device(device: str | torch.device | None, method: AnomalyMethod | None = None) -> torch.device:
+    """None -> where the method's weights are; 'auto' -> CUDA when available, else CPU."""
+    if device is None:
+        param = next(iter(method.parameters()), None) if method is not None else None
+        return param.device if param is not None else torch.device("cpu")
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        msg = "device 'cuda' was requested but torch sees no CUDA device; use --device cpu or auto"
+        raise ValueError(msg)
+    return resolved
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _score_batch(
+    method: AnomalyMethod, frames: np.ndarray, ranges: list[tuple[int, int]], device: torch.device
+) -> np.ndarray:
+    """Windows of equal length -> (B * N, S) raw signals, in window order."""
+    t = ranges[0][1] - ranges[0][0]
+    clips = np.stack([frames[a:b] for a, b in ranges])  # (B, T, h, w, C) uint8
+    b, _, h, w, c = clips.shape
+    window = to_tensor(clips.reshape(b * t, h, w, c)).view(b, t, c, h, w).to(device, non_blocking=True)
+    with _autocast(device):
+        signals = method.score(window)  # (B, N, S)
+    return signals.float().reshape(-1, signals.shape[-1]).cpu().numpy()
+
+
+def score_frames(
+    method: AnomalyMethod,
+    frames: np.ndarray,
+    batch_size: int = 8,
+    window: int = 16,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Prepared uint8 (N, h, w, C) frames -> raw signals float32 (N - context, S) for frames context..N-1."""
+    spec = method.input_spec
+    if frames.ndim != 4 or frames.shape[1:] != (spec.height, spec.width, spec.channels):
+        msg = (
+            f"frames must be prepared to (N, {spec.height}, {spec.width}, {spec.channels}) uint8 with "
+            f"models.data.transforms.prepare, got {frames.shape}"
+        )
+        raise ValueError(msg)
+    if batch_size < 1:
+        msg = f"batch_size must be >= 1, got {batch_size}"
+        raise ValueError(msg)
+    dev = resolve_device(device, method)
+    num_signals = len(method.signal_names)
+    ranges = list(iter_windows(len(frames), spec.context, window))
+    if not ranges:
+        return np.empty((0, num_signals), dtype=np.float32)
+    # Group by window length so a batch stacks; only the last window can be shorter.
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for r in ranges:
+        groups.setdefault(r[1] - r[0], []).append(r)
+    out = np.empty((len(frames) - spec.context, num_signals), dtype=np.float32)
+    with torch.inference_mode():
+        for group in groups.values():
+            for i in range(0, len(group), batch_size):
+                batch = group[i : i + batch_size]
+                signals = _score_batch(method, frames, batch, dev)
+                first = batch[0][0]  # windows in a group are consecutive, so their scored frames are too
+                out[first : first + len(signals)] = signals
+                if progress is not None:
+                    progress(len(signals))
+    return out
+
+
+@dataclass(frozen=True)
+class ScoredVideo:
+    """Per-frame output for one video. Arrays have one row per decoded frame; unscored frames hold NaN.
+
+    raw: (N, S) raw signals; scores: (N,) calibrated in [0, 1], or None when the model has no calibration.
+    """
+
+    name: str
+    fps: float
+    pts: np.ndarray  # (N,) seconds
+    raw: np.ndarray  # (N, S) float32, first `context` rows NaN
+    scores: np.ndarray | None  # (N,) float64, first `context` entries NaN
+    signal_names: tuple[str, ...]
+    context: int
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.pts)
+
+
+def score_video(
+    method: AnomalyMethod,
+    reader: VideoReader,
+    batch_size: int = 8,
+    window: int = 16,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+    chunk_frames: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode, prepare and score a video in bounded memory -> (pts (N,), raw signals (N - context, S)).
+
+    Frames are scored in chunks of about `chunk_frames`; each chunk carries the previous chunk's last
+    `context` frames, so the result equals scoring the whole video at once.
+    """
+    spec = method.input_spec
+    chunk_frames = max(chunk_frames, window) // window * window  # whole windows per chunk
+    pts: list[float] = []
+    buffer: list[np.ndarray] = []  # raw decoded frames not yet prepared
+    carry = np.empty((0, spec.height, spec.width, spec.channels), dtype=np.uint8)  # last `context` prepared frames
+    parts: list[np.ndarray] = []
+
+    def flush() -> None:
+        nonlocal carry, buffer
+        prepared = np.concatenate([carry, prepare(np.stack(buffer), spec)])
+        parts.append(score_frames(method, prepared, batch_size, window, device, progress))
+        carry = prepared[len(prepared) - spec.context :] if spec.context else prepared[:0]
+        buffer = []
+
+    for _, t, frame in reader.iter_frames():
+        pts.append(t)
+        buffer.append(frame)
+        if len(buffer) + len(carry) >= chunk_frames + spec.context:
+            flush()
+    if buffer:
+        flush()
+    raw = np.concatenate(parts) if parts else np.empty((0, len(method.signal_names)), dtype=np.float32)
+    return np.asarray(pts, dtype=np.float64), raw
+
+
+def score_file(
+    method: AnomalyMethod,
+    card: ModelCard,
+    path: str | Path,
+    batch_size: int = 8,
+    window: int = 16,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+) -> ScoredVideo:
+    """A video file or frame folder -> per-frame raw signals and calibrated scores (online protocol)."""
+    reader = open_video(path)
+    pts, raw = score_video(method, reader, batch_size, window, device, progress)
+    context = min(method.input_spec.context, len(pts))
+    full_raw = np.full((len(pts), raw.shape[1]), np.nan, dtype=np.float32)
+    full_raw[context:] = raw
+    scores = None
+    if card.calibration is not None:
+        scores = np.full(len(pts), np.nan, dtype=np.float64)
+        if len(raw):
+            scores[context:], _ = calibrate(card.calibration, raw.astype(np.float64))
+    return ScoredVideo(
+        name=reader.name,
+        fps=reader.fps,
+        pts=pts,
+        raw=full_raw,
+        scores=scores,
+        signal_names=tuple(method.signal_names),
+        context=context,
+    )
+
+
+def frames_to_score(num_frames: int, context: int) -> int:
+    """How many frames of a video get a score (progress bar totals)."""
+    return max(num_frames - context, 0)
