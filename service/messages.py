@@ -254,7 +254,8 @@ class ScoredWindow(_Message):
     first_frame: int
     pts: list[float | None]
     capture_ts: list[float]
-    raw: list[list[float]]  # (N, S) raw signals, larger = more anomalous
+    raw: list[list[float]]  # (N, S) raw signals, larger = more anomalous; empty when `error` is set
+    error: str | None = None  # the window could not be scored: its seq is passed over, nothing published
     source: SourceKind = "live"
     job_id: str | None = None
 
@@ -272,6 +273,8 @@ class AlertTrack(BaseModel):
     run_len: int = 0  # frames in the current run
     run_peak: float = 0.0
     run_peak_frame: int = 0
+    run_end_frame: int = 0  # newest frame of the run (at or above threshold - hysteresis while active)
+    run_end_ts: float = 0.0
     cooldown_left: int = 0
     alert: Alert | None = None  # the open alert while active
 

@@ -1,0 +1,1 @@
+"""Alerts: the per-camera state machine (`machine`) and optional webhook delivery (`webhook`)."""
