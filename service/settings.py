@@ -46,6 +46,11 @@ class IngestSettings(_Section):
     reconnect_max_s: float = Field(default=30.0, gt=0)
     live_queue_windows: int = Field(default=32, ge=1)  # per-camera backlog before live cameras drop oldest
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(default=10.0, gt=0)  # connecting to a source (RTSP/HTTP handshake) may take this long
+    file_queue_windows: int = Field(default=8, ge=1)  # per-camera backlog at which file cameras wait
+    heartbeat_ttl_s: float = Field(default=10.0, gt=0)  # ingester heartbeat key; refreshed every ttl/3
+    status_interval_s: float = Field(default=1.0, gt=0)  # how often a camera's status (fps, counters) is written
+    metrics_port: int = Field(default=9101, ge=0, le=65535)  # Prometheus /metrics of the ingester; 0 = off
 
 
 class WorkerSettings(_Section):

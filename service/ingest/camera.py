@@ -1,0 +1,250 @@
+"""One camera inside an ingester: a reader thread (decode -> sample -> buffer) and a publisher thread (buffer -> bus).
+
+The reader owns the state machine: it connects, streams, detects stalls and reconnects with exponential
+backoff and jitter; errors become state `error` with a reason and are retried (live cameras) or final
+(files, which do not heal by waiting). The publisher survives Redis outages by retrying the same window.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from models.types import InputSpec
+from service import metrics
+from service.bus import topics
+from service.bus.client import REDIS_ERRORS, Backoff
+from service.errors import EndOfStream, SourceError
+from service.ingest.backpressure import BoundedBuffer, BufferClosed, Policy
+from service.ingest.sampler import Window, WindowSampler
+from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource
+from service.ingest.state import StreamStateMachine
+from service.messages import CameraConfig, CameraStatus, WindowMsg, mask_credentials
+from service.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+SpecResolver = Callable[[str], InputSpec]  # model ref -> the input spec on its card
+
+
+class CameraRunner:
+    """Runs one camera until `stop()`; `config` is immutable: a changed camera gets a new runner."""
+
+    def __init__(
+        self, config: CameraConfig, settings: IngestSettings, r: redis.Redis, owner: str, resolve_spec: SpecResolver
+    ) -> None:
+        self.config, self.settings, self.r, self.owner = config, settings, r, owner
+        self.resolve_spec = resolve_spec
+        self.state = StreamStateMachine(config.id)
+        self.stop_event = threading.Event()
+        policy = Policy.for_kind(config.kind)
+        capacity = settings.live_queue_windows if policy is Policy.DROP_OLDEST else settings.file_queue_windows
+        self.buffer: BoundedBuffer[WindowMsg] = BoundedBuffer(capacity, policy, on_drop=self._on_drop)
+        self.frames_decoded = 0
+        self.frames_dropped = 0
+        self.reconnects = 0
+        self.windows_published = 0
+        self.last_frame_ts: float | None = None
+        self._fps = _RateMeter(settings.status_interval_s)
+        self._threads = [
+            threading.Thread(target=self._read_loop, name=f"ingest-read-{config.id}", daemon=True),
+            threading.Thread(target=self._publish_loop, name=f"ingest-publish-{config.id}", daemon=True),
+        ]
+
+    @property
+    def camera(self) -> str:
+        return self.config.id
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout_s: float = 10.0, write_status: bool = True) -> None:
+        """Stop reading, publish what is buffered (bounded by `timeout_s`), mark the camera stopped.
+
+        `write_status=False` when another ingester owns the camera now: its status is theirs to write.
+        """
+        self.stop_event.set()
+        self._threads[0].join(max(timeout_s, self.settings.open_timeout_s + 1))  # an open() in flight ends by then
+        self.buffer.close()
+        self._threads[1].join(timeout_s)
+        if self._threads[0].is_alive():  # stuck in FFmpeg past every timeout: leave the daemon thread be
+            log.warning("camera %s: the reader did not stop within %.0f s", self.camera, timeout_s)
+        elif self.state.state != "stopped":
+            self.state.to("stopped", "camera stopped by the ingester")
+        if write_status:
+            self.write_status()
+
+    @property
+    def alive(self) -> bool:
+        return self._threads[0].is_alive()
+
+    # --- reader ---------------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        backoff = Backoff(self.settings.reconnect_initial_s, self.settings.reconnect_max_s)
+        sampler: WindowSampler | None = None
+        while not self.stop_event.is_set():
+            self.state.to("connecting", "opening the source" if self.reconnects == 0 else "reconnecting")
+            self.write_status()
+            try:
+                spec = self.resolve_spec(self.config.model)
+                if sampler is None or sampler.spec != spec:
+                    sampler = WindowSampler(spec, self.settings.window_frames, self.config.target_fps)
+                sampler.reset()  # the frames before a reconnect are no context for the frames after it
+                self._stream(sampler, backoff)
+            except EndOfStream as e:
+                if self.config.kind == "file":
+                    self.state.to("stopped", f"finished: {e}")
+                    self.write_status()
+                    return
+                self.state.to("connecting", f"stream ended, reconnecting: {e}")
+            except StallError as e:
+                self.state.to("stalled", str(e))
+            except (SourceError, ValueError, OSError) as e:  # ValueError: unknown model or a bad card
+                self.state.to("error", str(e))
+                log.warning("camera %s: %s", self.camera, mask_credentials(str(e)))
+                if self.config.kind == "file":
+                    self.write_status()
+                    return  # a corrupt or missing file does not heal by waiting; a camera update retries
+            if self.stop_event.is_set():
+                return
+            self.write_status()
+            self.reconnects += 1
+            metrics.RECONNECTS.labels(camera=self.camera).inc()
+            backoff.sleep(self.stop_event)
+
+    def _options(self, spec: InputSpec) -> SourceOptions:
+        return SourceOptions(
+            rtsp_transport=self.settings.rtsp_transport,
+            open_timeout_s=self.settings.open_timeout_s,
+            read_timeout_s=self.settings.stall_timeout_s,
+            realtime=self.config.realtime,
+            pixel_format="gray" if spec.channels == 1 else "bgr24",  # decode straight to what prepare() wants
+        )
+
+    def _stream(self, sampler: WindowSampler, backoff: Backoff) -> None:
+        """Decode until the source ends or fails (raises); returns only when asked to stop."""
+        with VideoSource(self.config.url, self._options(sampler.spec)) as source:
+            sampler.set_source_fps(source.fps)
+            corrupt_seen = 0
+            for frame in source:
+                if self.stop_event.is_set():
+                    return
+                if self.state.state != "streaming":
+                    self.state.to("streaming", f"decoding at {source.fps or 0:.1f} fps")
+                    backoff.reset()
+                    self.write_status()
+                self._count_frame(frame)
+                if source.corrupt_packets > corrupt_seen:
+                    metrics.FRAMES_DROPPED.labels(camera=self.camera, reason="corrupt").inc(
+                        source.corrupt_packets - corrupt_seen
+                    )
+                    corrupt_seen = source.corrupt_packets
+                kept_before = sampler.frames_kept
+                window = sampler.push(frame)
+                if sampler.frames_kept == kept_before:
+                    metrics.FRAMES_DROPPED.labels(camera=self.camera, reason="decimation").inc()
+                if window is not None:
+                    self._enqueue(window)
+
+    def _count_frame(self, frame: VideoFrame) -> None:
+        self.frames_decoded += 1
+        self.last_frame_ts = frame.capture_ts
+        metrics.FRAMES_DECODED.labels(camera=self.camera).inc()
+        fps = self._fps.tick()
+        if fps is not None:
+            metrics.INGEST_FPS.labels(camera=self.camera).set(fps)
+            self.write_status()  # about once a status interval, with the fresh fps
+
+    def _enqueue(self, window: Window) -> None:
+        msg = WindowMsg(
+            camera=self.camera,
+            model=self.config.model,
+            context=window.context,
+            first_frame=window.first_frame,
+            pts=list(window.pts),
+            capture_ts=list(window.capture_ts),
+            source="file" if self.config.kind == "file" else "live",
+            frames=window.frames,
+        )
+        while not self.stop_event.is_set():  # WAIT policy: block in short steps so stop() stays prompt
+            try:
+                if self.buffer.put(msg, timeout=0.2):
+                    return
+            except BufferClosed:
+                return
+
+    def _on_drop(self, window: WindowMsg) -> None:
+        self.frames_dropped += window.num_scored
+        metrics.FRAMES_DROPPED.labels(camera=self.camera, reason="backpressure").inc(window.num_scored)
+
+    # --- publisher ------------------------------------------------------------------------------------
+
+    def _publish_loop(self) -> None:
+        backoff = Backoff(0.1, 2.0)
+        while True:
+            window = self.buffer.get(timeout=0.5)
+            if window is None:
+                if self.buffer.closed:
+                    return
+                continue
+            while True:  # retry this window until Redis takes it: a Redis restart loses nothing we hold
+                try:
+                    topics.publish_window(self.r, window)
+                except REDIS_ERRORS as e:
+                    if self.buffer.closed and self.stop_event.is_set():
+                        log.warning("camera %s: dropping a window at shutdown, Redis is down: %s", self.camera, e)
+                        return
+                    log.warning("camera %s: publishing a window failed, retrying: %s", self.camera, e)
+                    backoff.sleep()
+                    continue
+                backoff.reset()
+                self.windows_published += 1
+                metrics.WINDOWS_PUBLISHED.labels(camera=self.camera).inc()
+                break
+
+    # --- status ---------------------------------------------------------------------------------------
+
+    def status(self) -> CameraStatus:
+        return CameraStatus(
+            camera=self.camera,
+            state=self.state.state,
+            reason=self.state.reason,
+            owner=self.owner,
+            fps=self._fps.value,
+            frames_decoded=self.frames_decoded,
+            frames_dropped=self.frames_dropped,
+            last_frame_ts=self.last_frame_ts,
+            reconnects=self.reconnects,
+        )
+
+    def write_status(self) -> None:
+        """Best effort: the API shows the newest status; a Redis outage must not stop decoding."""
+        try:
+            topics.set_camera_status(self.r, self.status())
+        except REDIS_ERRORS as e:
+            log.debug("camera %s: status not written: %s", self.camera, e)
+
+
+class _RateMeter:
+    """Frames per second over windows of about one second; `tick()` returns a fresh value once per window."""
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        self.period_s = period_s
+        self.value = 0.0
+        self._count = 0
+        self._start = time.monotonic()
+
+    def tick(self) -> float | None:
+        self._count += 1
+        elapsed = time.monotonic() - self._start
+        if elapsed < self.period_s:
+            return None
+        self.value = self._count / elapsed
+        self._count, self._start = 0, time.monotonic()
+        return self.value

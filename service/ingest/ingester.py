@@ -1,0 +1,197 @@
+"""The ingester process (`vigil ingest`): many cameras, one thread pair each, shared through leases in Redis.
+
+Every tick it writes its heartbeat, re-reads the camera registry, renews the lease of each camera it runs
+(SET NX PX, renewed at ttl/3) and tries to take cameras nobody holds, so a dead ingester's cameras move
+to a live one once its leases expire. Control messages (camera added, changed, removed) trigger a tick at
+once. A Redis outage is waited out: cameras keep decoding (live ones drop their oldest windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from models.errors import VigilModelError
+from models.store import ModelStore
+from models.types import InputSpec
+from service import metrics
+from service.bus import keys, topics
+from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
+from service.errors import MessageError
+from service.ingest.camera import CameraRunner
+from service.lifecycle import ServiceProcess
+from service.messages import CameraConfig, Heartbeat
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Renew our lease, or take it back if it vanished (a restarted Redis forgets keys); 0 = someone else has it.
+_RENEW_LEASE = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not owner then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class ModelSpecs:
+    """model ref -> InputSpec from the model card (no torch). Errors name the models that exist."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+
+    def __call__(self, ref: str) -> InputSpec:
+        try:
+            return InputSpec.from_dict(self.store.resolve(ref).card().input_spec)
+        except (VigilModelError, OSError, TypeError, ValueError) as e:
+            msg = f"model {ref!r}: {e}"
+            raise ValueError(msg) from e
+
+
+class Ingester(ServiceProcess):
+    component = "ingest"
+
+    def __init__(
+        self,
+        settings: Settings,
+        ingester_id: str | None = None,
+        stop_event: threading.Event | None = None,
+        is_child: bool = False,
+    ) -> None:
+        super().__init__(stop_event, is_child)
+        self.settings = settings
+        self.id = ingester_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.specs = ModelSpecs(ModelStore(settings.store.root))
+        self.runners: dict[str, CameraRunner] = {}
+        self.r: redis.Redis | None = None
+        self._pubsub: Any = None
+        ingest = settings.ingest
+        self.tick_s = min(ingest.lease_ttl_s, ingest.heartbeat_ttl_s) / 3
+
+    def setup(self) -> None:
+        self.r = connect(self.settings.redis)
+        wait_for_redis(self.r, self.settings.redis.startup_wait_s, self.stop_event)
+        metrics.start_metrics_server(self.settings.ingest.metrics_port)
+        log.info("ingester %s up (metrics port %d)", self.id, self.settings.ingest.metrics_port)
+
+    def run_loop(self) -> None:
+        backoff = Backoff(0.2, 5.0)
+        next_tick = 0.0
+        while not self.should_stop():
+            try:
+                if self._pubsub is None:
+                    self._pubsub = topics.subscribe_control(self._redis)
+                if time.monotonic() >= next_tick:
+                    self.tick()
+                    next_tick = time.monotonic() + self.tick_s
+                message = self._pubsub.get_message(timeout=min(0.25, self.tick_s))
+                if message is not None and message.get("type") == "message":
+                    self._on_control(message["data"])
+                    next_tick = 0.0  # react to the change now
+                backoff.reset()
+            except REDIS_ERRORS as e:
+                log.warning("ingester %s: Redis unavailable, cameras keep running: %s", self.id, e)
+                self._close_pubsub()
+                backoff.sleep(self.stop_event)
+
+    def teardown(self) -> None:
+        for camera in list(self.runners):
+            self._stop_camera(camera, release=True)
+        self._close_pubsub()
+        if self.r is not None:
+            try:
+                topics.clear_heartbeat(self.r, self.component, self.id)
+            except REDIS_ERRORS as e:
+                log.warning("ingester %s: heartbeat not cleared: %s", self.id, e)
+            self.r.close()
+        metrics.CAMERAS_OWNED.labels(ingester=self.id).set(0)
+
+    @property
+    def _redis(self) -> redis.Redis:
+        if self.r is None:
+            raise RuntimeError("Ingester.setup() has not run")
+        return self.r
+
+    # --- one tick -------------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Heartbeat, then bring the running cameras in line with the registry and the leases."""
+        r = self._redis
+        topics.write_heartbeat(r, self._heartbeat(), self.settings.ingest.heartbeat_ttl_s)
+        wanted = {c.id: c for c in topics.list_cameras(r) if c.enabled}
+        for camera, runner in list(self.runners.items()):
+            config = wanted.get(camera)
+            if config is None:
+                self._stop_camera(camera, release=True)
+            elif config != runner.config:
+                log.info("camera %s changed; restarting it", camera)
+                self._stop_camera(camera, release=False)
+            elif not self._renew(camera):
+                log.warning("camera %s: lease lost to another ingester; stopping it here", camera)
+                self._stop_camera(camera, release=False, write_status=False)
+        for camera, config in wanted.items():
+            if camera not in self.runners and self._acquire(camera):
+                self._start_camera(config)
+        metrics.CAMERAS_OWNED.labels(ingester=self.id).set(len(self.runners))
+
+    def _on_control(self, data: bytes) -> None:
+        try:
+            control = topics.decode_control(data)
+        except MessageError as e:
+            log.error("ingester %s: ignoring a control message: %s", self.id, e)
+            return
+        log.info("control: %s camera %s", control.op, control.camera)
+
+    def _heartbeat(self) -> Heartbeat:
+        states = {c: r.state.state for c, r in self.runners.items()}
+        return Heartbeat(
+            component="ingest",
+            id=self.id,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            activity=f"{len(self.runners)} cameras",
+            details={"cameras": states},
+        )
+
+    # --- cameras and leases ---------------------------------------------------------------------------
+
+    def _start_camera(self, config: CameraConfig) -> None:
+        runner = CameraRunner(config, self.settings.ingest, self._redis, self.id, self.specs)
+        self.runners[config.id] = runner
+        runner.start()
+        log.info("camera %s: started (%s, %s)", config.id, config.redacted_url, config.kind)
+
+    def _stop_camera(self, camera: str, release: bool, write_status: bool = True) -> None:
+        self.runners.pop(camera).stop(write_status=write_status)
+        if release:
+            try:
+                self._redis.eval(_RELEASE_LEASE, 1, keys.camera_lease_key(camera), self.id)
+            except REDIS_ERRORS as e:  # the lease then simply expires
+                log.warning("camera %s: lease not released: %s", camera, e)
+        log.info("camera %s: stopped", camera)
+
+    def _acquire(self, camera: str) -> bool:
+        ttl_ms = int(self.settings.ingest.lease_ttl_s * 1000)
+        return bool(self._redis.set(keys.camera_lease_key(camera), self.id, nx=True, px=ttl_ms))
+
+    def _renew(self, camera: str) -> bool:
+        ttl_ms = int(self.settings.ingest.lease_ttl_s * 1000)
+        return bool(self._redis.eval(_RENEW_LEASE, 1, keys.camera_lease_key(camera), self.id, ttl_ms))
+
+    def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(*REDIS_ERRORS):  # the connection may already be gone
+                self._pubsub.close()
+            self._pubsub = None

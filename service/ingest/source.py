@@ -1,0 +1,237 @@
+"""PyAV video sources: RTSP (TCP or UDP), files (native rate or as fast as possible) and HTTP(S) video.
+
+A source yields `VideoFrame`s until the stream ends or fails. Every blocking FFmpeg call is bounded by
+an open/read timeout, so a dead server can never hang the camera thread; failures become `SourceError`
+subclasses whose message says what went wrong with the credentials masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+import av
+import av.error
+import numpy as np
+
+from service.errors import EndOfStream, SourceConnectionError, SourceError
+from service.messages import mask_credentials
+
+log = logging.getLogger(__name__)
+
+SourceScheme = Literal["rtsp", "http", "file"]
+PixelFormat = Literal["gray", "bgr24"]
+
+
+class SourceAuthError(SourceConnectionError):
+    """The server refused the credentials (401/403); retried with backoff, as they may be fixed server-side."""
+
+
+class CorruptSourceError(SourceError):
+    """The container or the video stream cannot be decoded (not a video, no video stream, too many bad packets)."""
+
+
+class StallError(SourceConnectionError):
+    """No frame arrived for longer than the stall timeout."""
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One decoded frame. `image` is (H, W) uint8 gray or (H, W, 3) uint8 BGR, per the source's pixel format."""
+
+    image: np.ndarray
+    index: int  # 0-based position in the stream since the source was opened
+    pts: float | None  # presentation time in seconds; None when the container has none
+    capture_ts: float  # wall-clock unix time the frame was decoded (start of the end-to-end latency)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to open and read a source; timeouts bound every blocking FFmpeg call."""
+
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0  # no packet for this long -> StallError
+    realtime: bool = True  # files: pace frames at their pts; False = as fast as they decode
+    pixel_format: PixelFormat = "gray"
+    max_consecutive_errors: int = 50  # corrupt packets in a row before the stream counts as broken
+    decode_threads: int = 0  # 0 = FFmpeg's choice (frame threads, as the ffmpeg CLI does)
+
+
+def scheme_of(url: str) -> SourceScheme:
+    """rtsp(s):// -> rtsp, http(s):// -> http, file:// or an absolute path -> file."""
+    lowered = url.lower()
+    if lowered.startswith(("rtsp://", "rtsps://")):
+        return "rtsp"
+    if lowered.startswith(("http://", "https://")):
+        return "http"
+    if lowered.startswith("file://") or url.startswith("/"):
+        return "file"
+    msg = f"unsupported source {mask_credentials(url)!r}: use rtsp(s)://, http(s)://, file:// or an absolute path"
+    raise SourceError(msg)
+
+
+def file_path(url: str) -> Path:
+    return Path(unquote(urlparse(url).path)) if url.lower().startswith("file://") else Path(url)
+
+
+def _container_options(scheme: SourceScheme, options: SourceOptions) -> dict[str, str]:
+    """FFmpeg demuxer options; socket timeouts are in microseconds."""
+    timeout_us = str(int(options.read_timeout_s * 1_000_000))
+    if scheme == "rtsp":
+        return {"rtsp_transport": options.rtsp_transport, "timeout": timeout_us, "allowed_media_types": "video"}
+    if scheme == "http":
+        return {"rw_timeout": timeout_us, "reconnect": "0"}  # reconnecting is our job, with backoff and state
+    return {}
+
+
+def _describe_av_error(url: str, error: Exception) -> SourceError:
+    """Map an FFmpeg/OS error to the SourceError subclass the state machine acts on, with a clear reason."""
+    where = mask_credentials(url)
+    text = mask_credentials(str(error))
+    if isinstance(error, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError) or "401" in text:
+        return SourceAuthError(f"{where}: the server refused the credentials ({text}); check user and password")
+    if isinstance(error, av.error.HTTPNotFoundError) or "404" in text:
+        return SourceConnectionError(f"{where}: no such stream on the server ({text}); check the path")
+    if scheme_of(url) != "file" or not isinstance(error, av.error.InvalidDataError):
+        # Over a network "invalid data" is usually a refused or half-open connection, not a bad file.
+        return SourceConnectionError(f"{where}: cannot open the stream ({text})")
+    return CorruptSourceError(f"{where}: cannot decode ({text}); is it a video file?")
+
+
+class VideoSource:
+    """An open source; iterate it for frames. Use as a context manager so the container is always closed."""
+
+    def __init__(self, url: str, options: SourceOptions | None = None) -> None:
+        self.url = url
+        self.options = options or SourceOptions()
+        self.scheme = scheme_of(url)
+        self.corrupt_packets = 0  # packets FFmpeg could not decode and we skipped
+        self.frames_decoded = 0
+        self._container: Any = None
+        self._stream: Any = None
+
+    @property
+    def name(self) -> str:
+        return mask_credentials(self.url)
+
+    @property
+    def fps(self) -> float | None:
+        rate = self._stream.average_rate if self._stream is not None else None
+        return float(rate) if rate else None
+
+    def open(self) -> VideoSource:
+        target = str(file_path(self.url)) if self.scheme == "file" else self.url
+        if self.scheme == "file" and not Path(target).is_file():
+            msg = f"{self.name}: no such file"
+            raise SourceConnectionError(msg)
+        try:
+            self._container = av.open(
+                target,
+                options=_container_options(self.scheme, self.options),
+                timeout=(self.options.open_timeout_s, self.options.read_timeout_s),
+            )
+        except (av.error.FFmpegError, OSError) as e:
+            raise _describe_av_error(self.url, e) from e
+        if not self._container.streams.video:
+            self.close()
+            msg = f"{self.name}: has no video stream"
+            raise CorruptSourceError(msg)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"  # frame + slice threads, as the ffmpeg CLI decodes
+        self._stream.codec_context.thread_count = self.options.decode_threads
+        return self
+
+    def close(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except (av.error.FFmpegError, OSError) as e:  # closing a broken connection may fail; nothing to save
+                log.debug("closing %s: %s", self.name, e)
+            self._container = None
+            self._stream = None
+
+    def __enter__(self) -> VideoSource:
+        return self.open() if self._container is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        if self._container is None:
+            self.open()
+        pacer = _Pacer(self.options.realtime and self.scheme == "file")
+        for av_frame in self._decoded():
+            pts = _seconds(av_frame)
+            pacer.wait(pts)
+            image = av_frame.to_ndarray(format=self.options.pixel_format)
+            frame = VideoFrame(image=image, index=self.frames_decoded, pts=pts, capture_ts=time.time())
+            self.frames_decoded += 1
+            yield frame
+        if self.frames_decoded == 0:
+            msg = f"{self.name}: the stream ended before its first frame could be decoded"
+            raise CorruptSourceError(msg)
+        raise EndOfStream(f"{self.name}: end of stream after {self.frames_decoded} frames")
+
+    def _decoded(self) -> Iterator[Any]:
+        """Decoded av.VideoFrames; undecodable packets are skipped and counted, a run of them is fatal."""
+        consecutive = 0
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+                frames = packet.decode()
+            except StopIteration:
+                return
+            except av.error.InvalidDataError as e:
+                self.corrupt_packets += 1
+                consecutive += 1
+                if consecutive > self.options.max_consecutive_errors:
+                    msg = f"{self.name}: {consecutive} undecodable packets in a row, last: {mask_credentials(str(e))}"
+                    raise CorruptSourceError(msg) from e
+                continue
+            except av.error.EOFError:
+                return
+            except (av.error.FFmpegError, OSError) as e:
+                if isinstance(e, av.error.ExitError):  # PyAV's read timeout fired: nothing arrived
+                    msg = f"{self.name}: no data for {self.options.read_timeout_s:g} s"
+                    raise StallError(msg) from e
+                raise _describe_av_error(self.url, e) from e
+            if frames:
+                consecutive = 0
+            yield from frames
+
+
+def _seconds(av_frame: Any) -> float | None:
+    """Presentation time in seconds; RTSP streams with B-frames leave pts unset on some frames, so fall back to dts."""
+    ticks = av_frame.pts if av_frame.pts is not None else av_frame.dts
+    if ticks is None or av_frame.time_base is None:
+        return None
+    return float(ticks * av_frame.time_base)
+
+
+class _Pacer:
+    """Sleeps so frames come out at their pts rate (files played 'live'); a no-op when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._origin: tuple[float, float] | None = None  # (first pts, monotonic time it was released)
+
+    def wait(self, pts: float | None) -> None:
+        if not self.enabled or pts is None:
+            return
+        now = time.monotonic()
+        if self._origin is None:
+            self._origin = (pts, now)
+            return
+        delay = self._origin[1] + (pts - self._origin[0]) - now
+        if delay > 0:
+            time.sleep(delay)
