@@ -1,4 +1,4 @@
-"""`create_app(settings=None)`: the FastAPI app factory; the lifespan opens and closes the async Redis client."""
+"""`create_app(settings=None)`: the FastAPI app factory; the lifespan opens and closes the Redis client."""
 
 from __future__ import annotations
 
@@ -7,24 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from models.store import ModelStore
 from service.api.errors import register_exception_handlers
-from service.api.routes import health, models
+from service.api.routes import alerts, cameras, health, models, scores, ws
+from service.bus.client import connect
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def _redis_client(settings: Settings) -> Redis:
-    # Short timeouts: a request that hits a restarting Redis should fail fast with 503, not hang.
-    return Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_connect_timeout=settings.redis.connect_timeout_s,
-        socket_timeout=settings.redis.connect_timeout_s,
-        health_check_interval=10,
-    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,13 +22,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = _redis_client(settings)
+        # One pooled sync client: routes are plain `def` (run in the thread pool) and use the bus's topics
+        # helpers directly, so serialisation stays in service/bus/topics.py only.
+        app.state.redis = connect(settings.redis)
         if not settings.api.admin_keys:
             log.warning("no admin keys configured (VIGIL_API__ADMIN_KEYS): anyone can change state; dev only")
         try:
             yield
         finally:
-            await app.state.redis.aclose()
+            app.state.redis.close()
 
     app = FastAPI(
         title="vigil",
@@ -49,6 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = ModelStore(settings.store.root)
     register_exception_handlers(app)
-    for router in (health.router, models.router):
+    for router in (health.router, cameras.router, scores.router, alerts.router, ws.router, models.router):
         app.include_router(router)
     return app

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security, WebSocket
 from fastapi.security import APIKeyHeader
-from redis.asyncio import Redis
+from redis import Redis
 
 from models.store import ModelStore
 from service.api.security import API_KEY_HEADER, Role, authorize

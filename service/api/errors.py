@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from models.errors import ModelNotFoundError
 from service.api.security import API_KEY_HEADER, AuthError
+from service.messages import mask_credentials
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,25 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return _json(503, "redis is unavailable; retry in a few seconds", {"Retry-After": "2"})
 
 
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_credentials(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI echoes each invalid input back; a camera URL may hold a password, so mask it like everywhere else.
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: _masked(v) for k, v in err.items() if k != "ctx"} for err in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+
 def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(AuthError, _auth)
     app.add_exception_handler(ModelNotFoundError, _not_found)
     app.add_exception_handler(NotFoundError, _not_found)

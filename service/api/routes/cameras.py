@@ -1,0 +1,154 @@
+"""Cameras CRUD and status. URLs are stored with their credentials but only ever returned masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.store import ModelStore
+from service.api.deps import AdminDep, RedisDep, SettingsDep, StoreDep, ViewerDep
+from service.api.errors import ConflictError, InvalidRequestError, NotFoundError
+from service.bus import topics
+from service.messages import AlertOverrides, CameraConfig, CameraKind, CameraStatus, StreamState
+from service.settings import Settings
+
+router = APIRouter(prefix="/cameras", tags=["cameras"])
+
+CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+CameraId = Annotated[str, PathParam(pattern=CAMERA_ID_PATTERN, description="camera id")]
+
+
+class CameraCreate(BaseModel):
+    """A new camera. `url`: rtsp(s)://, http(s)://, file:// or an absolute path under VIGIL_FOOTAGE_ROOT."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=CAMERA_ID_PATTERN, examples=["entrance"])
+    url: str = Field(examples=["rtsp://user:password@10.0.0.5:554/stream1"])
+    model: str = Field(description="model ref: name, name@v3 or name@production", examples=["ffp"])
+    enabled: bool = True
+    kind: CameraKind = "live"
+    target_fps: float | None = Field(default=None, gt=0, le=240)
+    realtime: bool = True
+    alerts: AlertOverrides = AlertOverrides()
+
+
+class CameraPatch(BaseModel):
+    """Fields to change; absent fields keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None
+    model: str | None = None
+    enabled: bool | None = None
+    kind: CameraKind | None = None
+    target_fps: float | None = Field(default=None, gt=0, le=240)
+    realtime: bool | None = None
+    alerts: AlertOverrides | None = None
+
+
+class CameraOut(BaseModel):
+    """A camera as the API shows it: the URL's password is masked (`rtsp://user:***@host/...`)."""
+
+    id: str
+    url: str
+    model: str
+    enabled: bool
+    kind: CameraKind
+    target_fps: float | None
+    realtime: bool
+    alerts: AlertOverrides
+    state: StreamState | Literal["pending"]  # pending: no ingester has reported on it yet
+
+
+def _validated(data: dict[str, Any], settings: Settings, store: ModelStore) -> CameraConfig:
+    """Build the stored config (422 naming the field), then check the model and any local file."""
+    try:
+        camera = CameraConfig.model_validate(data)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
+    store.resolve(camera.model)  # ModelNotFoundError -> 404 naming the models that exist
+    if camera.url.startswith(("file://", "/")):
+        _check_footage(camera.url.removeprefix("file://"), settings)
+    return camera
+
+
+def _check_footage(path_text: str, settings: Settings) -> None:
+    path = Path(path_text).resolve()
+    root = settings.footage_root
+    if root is None:
+        if settings.env != "dev":
+            msg = "file cameras need VIGIL_FOOTAGE_ROOT: only files under it may be read"
+            raise InvalidRequestError(msg)
+    elif not path.is_relative_to(root.resolve()):
+        msg = f"url: {path} is outside the footage root {root}; put the file under it"
+        raise InvalidRequestError(msg)
+    if not path.is_file():
+        msg = f"url: no file at {path}"
+        raise InvalidRequestError(msg)
+
+
+def _out(camera: CameraConfig, status: CameraStatus | None) -> CameraOut:
+    return CameraOut.model_validate({**camera.public(), "state": status.state if status else "pending"})
+
+
+def _existing(redis: RedisDep, camera_id: str) -> CameraConfig:
+    camera = topics.get_camera(redis, camera_id)
+    if camera is None:
+        known = ", ".join(c.id for c in topics.list_cameras(redis)) or "none"
+        msg = f"no camera {camera_id!r}; cameras: {known}"
+        raise NotFoundError(msg)
+    return camera
+
+
+@router.post("", response_model=CameraOut, status_code=201)
+def create_camera(
+    body: CameraCreate, redis: RedisDep, store: StoreDep, settings: SettingsDep, _: AdminDep
+) -> CameraOut:
+    camera = _validated(body.model_dump(), settings, store)
+    if topics.get_camera(redis, camera.id) is not None:
+        msg = f"camera {camera.id!r} exists; PATCH /cameras/{camera.id} changes it"
+        raise ConflictError(msg)
+    topics.put_camera(redis, camera)
+    return _out(camera, None)
+
+
+@router.get("", response_model=list[CameraOut])
+def list_cameras(redis: RedisDep, _: ViewerDep) -> list[CameraOut]:
+    statuses = topics.list_camera_statuses(redis)
+    return [_out(c, statuses.get(c.id)) for c in topics.list_cameras(redis)]
+
+
+@router.get("/{camera_id}", response_model=CameraOut)
+def show_camera(camera_id: CameraId, redis: RedisDep, _: ViewerDep) -> CameraOut:
+    return _out(_existing(redis, camera_id), topics.get_camera_status(redis, camera_id))
+
+
+@router.patch("/{camera_id}", response_model=CameraOut)
+def update_camera(
+    camera_id: CameraId, body: CameraPatch, redis: RedisDep, store: StoreDep, settings: SettingsDep, _: AdminDep
+) -> CameraOut:
+    current = _existing(redis, camera_id)
+    data = {**current.model_dump(), **body.model_dump(exclude_unset=True, exclude_none=True)}
+    camera = _validated(data, settings, store)
+    topics.put_camera(redis, camera)
+    return _out(camera, topics.get_camera_status(redis, camera_id))
+
+
+@router.delete("/{camera_id}", status_code=204, response_class=Response)
+def delete_camera(camera_id: CameraId, redis: RedisDep, _: AdminDep) -> Response:
+    if not topics.delete_camera(redis, camera_id):
+        _existing(redis, camera_id)  # raises the 404 that lists the cameras
+    return Response(status_code=204)
+
+
+@router.get("/{camera_id}/status", response_model=CameraStatus)
+def camera_status(camera_id: CameraId, redis: RedisDep, _: ViewerDep) -> CameraStatus:
+    _existing(redis, camera_id)
+    status = topics.get_camera_status(redis, camera_id)
+    if status is None:  # added but not yet picked up: say so instead of 404
+        return CameraStatus(camera=camera_id, state="connecting", reason="waiting for an ingester to take the camera")
+    return status

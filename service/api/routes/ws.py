@@ -1,0 +1,128 @@
+"""Thin WebSocket feeds: `/ws/scores?camera=` (one camera or all) and `/ws/alerts`; subscribe and forward JSON.
+
+Blocking XREADs run in worker threads with a 1 s timeout, so a closed socket or a Redis restart is noticed
+within about a second; the feed resumes after a Redis restart without the client reconnecting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import anyio
+from anyio import CancelScope
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from redis import Redis
+
+from service.api.routes.cameras import CAMERA_ID_PATTERN
+from service.api.security import AuthError, Role, authorize
+from service.bus import topics
+from service.bus.client import REDIS_ERRORS, Backoff
+from service.messages import ScoreMsg
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["live"])
+BLOCK_MS = 1000
+POLICY_VIOLATION = 1008
+
+
+async def _accept(websocket: WebSocket) -> Redis | None:
+    """Check the viewer key (header X-API-Key, or ?api_key= for browsers), then accept; None = refused."""
+    settings: Settings = websocket.app.state.settings
+    key = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
+    try:
+        authorize(key, Role.VIEWER, settings.api)
+    except AuthError as e:
+        await websocket.close(code=POLICY_VIOLATION, reason=str(e)[:120])
+        return None
+    await websocket.accept()
+    client: Redis = websocket.app.state.redis
+    return client
+
+
+async def _until_disconnect(websocket: WebSocket, scope: CancelScope) -> None:
+    try:
+        while True:
+            await websocket.receive_text()  # clients send nothing; this only notices the close
+    except WebSocketDisconnect:
+        scope.cancel()
+
+
+async def _serve(websocket: WebSocket, pump: Callable[[], Awaitable[None]]) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_until_disconnect, websocket, tg.cancel_scope)
+        # RuntimeError: a send after the close was already seen by the receiving task.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await pump()
+        tg.cancel_scope.cancel()
+
+
+@router.websocket("/ws/scores")
+async def ws_scores(
+    websocket: WebSocket, camera: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN)] = None
+) -> None:
+    """Every new score (ScoreMsg JSON, one per message) of `camera`, or of every camera when it is omitted."""
+    redis = await _accept(websocket)
+    if redis is None:
+        return
+    last_ids: dict[str, str] = {camera: "$"} if camera else {}
+
+    def read() -> list[tuple[str, str, ScoreMsg]]:
+        if camera is None:  # all cameras: pick up cameras added since the last read
+            for c in topics.list_cameras(redis):
+                last_ids.setdefault(c.id, "$")
+        if not last_ids:
+            time.sleep(BLOCK_MS / 1000)
+            return []
+        return topics.read_new_scores(redis, last_ids, block_ms=BLOCK_MS)
+
+    async def pump() -> None:
+        backoff = Backoff(initial_s=0.2, max_s=2.0)
+        while True:
+            try:
+                batch = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+            except REDIS_ERRORS as e:
+                log.warning("score feed waiting for Redis: %s", e)
+                await anyio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            for cam, entry_id, score in batch:
+                last_ids[cam] = entry_id
+                await websocket.send_text(score.model_dump_json())
+
+    await _serve(websocket, pump)
+
+
+@router.websocket("/ws/alerts")
+async def ws_alerts(
+    websocket: WebSocket, camera: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN)] = None
+) -> None:
+    """Every new alert event (AlertEvent JSON: opened, updated, closed), optionally of one camera."""
+    redis = await _accept(websocket)
+    if redis is None:
+        return
+    last_id = "$"
+
+    async def pump() -> None:
+        nonlocal last_id
+        backoff = Backoff(initial_s=0.2, max_s=2.0)
+        while True:
+            try:
+                read = functools.partial(topics.read_alert_events, redis, last_id, block_ms=BLOCK_MS)
+                events = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+            except REDIS_ERRORS as e:
+                log.warning("alert feed waiting for Redis: %s", e)
+                await anyio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            for entry_id, event in events:
+                last_id = entry_id
+                if camera is None or event.alert.camera == camera:
+                    await websocket.send_text(event.model_dump_json())
+
+    await _serve(websocket, pump)
