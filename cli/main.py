@@ -12,6 +12,7 @@ import sys
 
 # name -> (module, one-line help). Imports stay lazy so `vigil api` never pays for torch.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("cli.worker", "run a scoring worker: batch windows from the bus, publish calibrated scores and alerts"),
     "ingest": ("cli.ingest", "run an ingester: decode the registered cameras and put windows on the bus"),
     "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
     "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),

@@ -61,8 +61,19 @@ class WorkerSettings(_Section):
     claim_idle_ms: int = Field(default=30_000, ge=1000)  # pending windows older than this are taken over
     amp: bool = True  # bf16/fp16 autocast on CUDA
     metrics_port: int = Field(default=9101, ge=0, le=65535)  # this worker's /metrics; 0 = off
-    gap_timeout_s: float = Field(default=5.0, gt=0)  # a missing window seq is skipped (and counted) after this
+    gap_timeout_s: float = Field(default=60.0, gt=0)  # a missing window seq is skipped (and counted) after this
     alias_refresh_s: float = Field(default=5.0, gt=0)  # how often model aliases are re-resolved
+
+    @model_validator(mode="after")
+    def _gap_after_claim(self) -> WorkerSettings:
+        # A window of a dead worker is claimed after claim_idle_ms; skipping its seq earlier would lose it.
+        if self.gap_timeout_s * 1000 <= self.claim_idle_ms:
+            msg = (
+                f"worker.gap_timeout_s ({self.gap_timeout_s} s) must exceed worker.claim_idle_ms "
+                f"({self.claim_idle_ms} ms), or windows of a dead worker are skipped before they are claimed"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class AlertSettings(_Section):

@@ -203,14 +203,15 @@ def ack_windows(r: AnyRedis, entry_ids: Sequence[str]) -> None:
         r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *entry_ids)
 
 
-def window_backlog(r: redis.Redis) -> tuple[int, int]:
-    """(entries in WINDOWS_STREAM, group lag = entries not yet delivered to any worker)."""
+def window_backlog(r: redis.Redis) -> tuple[int, int, int]:
+    """(entries in WINDOWS_STREAM, lag = not yet delivered to any worker, pending = delivered, not acked)."""
     length = int(r.xlen(keys.WINDOWS_STREAM))
-    for group in r.xinfo_groups(keys.WINDOWS_STREAM):
+    groups: Any = r.xinfo_groups(keys.WINDOWS_STREAM)
+    for group in groups:
         if group["name"] in (keys.WINDOWS_GROUP, keys.WINDOWS_GROUP.encode()):
             lag = group.get("lag")
-            return length, int(lag) if lag is not None else length
-    return length, length
+            return length, int(lag) if lag is not None else length, int(group["pending"])
+    return length, length, 0
 
 
 def camera_backlog(r: redis.Redis, camera: str) -> int:

@@ -1,0 +1,299 @@
+"""The worker process: read windows through the consumer group, batch, score, publish in order, ack.
+
+One loop iteration: housekeeping (heartbeat, claiming windows of dead workers, sweeping stashed results,
+queue gauges), then collect up to `max_batch` windows waiting at most `max_wait_ms`, score them per model
+and shape, hand the raw signals to `OrderedPublisher`, and XACK. Redis outages are retried with backoff;
+a lost consumer group (Redis restarted empty) is recreated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import numpy as np
+import redis
+
+from models.inference import resolve_device
+from models.store import ModelStore
+from service.alerts.webhook import WebhookSender
+from service.bus import topics
+from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
+from service.errors import MessageError, ModelUnavailableError
+from service.lifecycle import ServiceProcess
+from service.messages import AlertParams, Heartbeat, ScoredWindow, WindowMsg
+from service.metrics import (
+    ERRORS,
+    GPU_MEMORY_BYTES,
+    HEARTBEAT,
+    MALFORMED,
+    QUEUE_DEPTH,
+    QUEUE_LAG,
+    QUEUE_PENDING,
+    WINDOWS_CLAIMED,
+    start_metrics_server,
+)
+from service.settings import Settings
+from service.worker.inference import Job, fit_window, make_batches, score_frames
+from service.worker.models import ModelCache
+from service.worker.ordering import OrderedPublisher
+
+log = logging.getLogger(__name__)
+_GAUGE_INTERVAL_S = 1.0
+_SWEEP_INTERVAL_S = 0.5
+_CAMERA_REFRESH_S = 5.0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker(ServiceProcess):
+    component = "worker"
+
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str | None = None,
+        stop_event: threading.Event | None = None,
+        is_child: bool = False,
+        serve_metrics: bool = True,
+    ) -> None:
+        super().__init__(stop_event, is_child)
+        self.settings, self.cfg = settings, settings.worker
+        self.worker_id = worker_id or default_worker_id()
+        self.serve_metrics = serve_metrics
+        self.activity = "starting"
+        self.windows_done = 0
+        self._due: dict[str, float] = defaultdict(float)  # housekeeping task -> next monotonic time
+        self._alert_params: dict[str, tuple[AlertParams, float]] = {}
+
+    def setup(self) -> None:
+        self.device = resolve_device(self.cfg.device)
+        self.r = connect(self.settings.redis)
+        wait_for_redis(self.r, self.settings.redis.startup_wait_s, self.stop_event)
+        topics.ensure_window_group(self.r)
+        self.models = ModelCache(ModelStore(self.settings.store.root), self.device, self.cfg.alias_refresh_s)
+        url = self.settings.alerts.webhook_url
+        self.webhook = WebhookSender(url).start() if url else None
+        self.publisher = OrderedPublisher(
+            self.r,
+            calibration=self.models.calibration,
+            alert_params=self._params_for,
+            gap_timeout_s=self.cfg.gap_timeout_s,
+            retention_s=self.settings.alerts.retention_s,
+            on_event=self.webhook.send if self.webhook else None,
+        )
+        if self.serve_metrics:
+            start_metrics_server(self.cfg.metrics_port)
+        log.info(
+            "worker %s on %s: max_batch=%d max_wait_ms=%.0f store=%s",
+            self.worker_id,
+            self.device,
+            self.cfg.max_batch,
+            self.cfg.max_wait_ms,
+            self.settings.store.root,
+        )
+
+    def run_loop(self) -> None:
+        backoff = Backoff(initial_s=0.2, max_s=5.0)
+        while not self.should_stop():
+            try:
+                self.step()
+                backoff.reset()
+            except REDIS_ERRORS as e:
+                self._on_error("redis", f"Redis unavailable ({e}); retrying", backoff)
+            except redis.ResponseError as e:
+                if "NOGROUP" in str(e):  # Redis restarted without our group: recreate it, claim what is left
+                    log.warning("consumer group missing (Redis restarted?); recreating it")
+                    topics.ensure_window_group(self.r)
+                    self._due.clear()
+                    continue
+                self._on_error("redis", f"Redis error: {e}", backoff)
+            except Exception as e:  # loop boundary: log, count, back off, go on
+                log.exception("worker loop failed")
+                self._on_error(type(e).__name__, "", backoff)
+
+    def _on_error(self, kind: str, message: str, backoff: Backoff) -> None:
+        ERRORS.labels("worker", kind).inc()
+        self.activity = f"error: {kind}"
+        if message:
+            log.warning(message)
+        backoff.sleep(self.stop_event)
+
+    def teardown(self) -> None:
+        if self.webhook is not None:
+            self.webhook.close()
+        r = getattr(self, "r", None)
+        if r is not None:
+            with contextlib.suppress(*REDIS_ERRORS):  # otherwise it expires on its own TTL
+                topics.clear_heartbeat(r, "worker", self.worker_id)
+            r.close()
+
+    # --- one iteration -------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        self._housekeeping()
+        entries = self._collect()
+        if entries:
+            self.activity = "scoring"
+            self.process(entries)
+        else:
+            self.activity = "idle"
+
+    def _every(self, task: str, interval_s: float) -> bool:
+        now = time.monotonic()
+        if now < self._due[task]:
+            return False
+        self._due[task] = now + interval_s
+        return True
+
+    def _housekeeping(self) -> None:
+        if self._every("heartbeat", self.cfg.heartbeat_ttl_s / 3):
+            self._heartbeat()
+        if self._every("claim", self.cfg.claim_idle_ms / 2000):
+            self._claim()
+        if self._every("sweep", _SWEEP_INTERVAL_S):
+            self.publisher.sweep()
+        if self._every("gauges", _GAUGE_INTERVAL_S):
+            self._gauges()
+
+    def _heartbeat(self) -> None:
+        hb = Heartbeat(
+            component="worker",
+            id=self.worker_id,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            activity=self.activity,
+            details={"device": str(self.device), "models": self.models.loaded(), "windows": self.windows_done},
+        )
+        topics.write_heartbeat(self.r, hb, self.cfg.heartbeat_ttl_s)
+        HEARTBEAT.labels(self.worker_id).set(hb.ts)
+
+    def _claim(self) -> None:
+        """Take over windows another (dead) worker read but never acknowledged."""
+        while not self.should_stop():
+            entries = topics.claim_stale_windows(self.r, self.worker_id, self.cfg.claim_idle_ms, self.cfg.max_batch)
+            if not entries:
+                return
+            WINDOWS_CLAIMED.inc(len(entries))
+            log.info("claimed %d windows left pending by other workers", len(entries))
+            self.process(entries)
+
+    def _gauges(self) -> None:
+        depth, lag, pending = topics.window_backlog(self.r)
+        QUEUE_DEPTH.set(depth)
+        QUEUE_LAG.set(lag)
+        QUEUE_PENDING.set(pending)
+        if self.device.type == "cuda":
+            import torch
+
+            GPU_MEMORY_BYTES.labels("allocated").set(torch.cuda.memory_allocated(self.device))
+            GPU_MEMORY_BYTES.labels("reserved").set(torch.cuda.memory_reserved(self.device))
+
+    def _collect(self) -> list[topics.WindowEntry]:
+        """Up to max_batch windows: block briefly for the first, then wait at most max_wait_ms for more."""
+        entries = topics.read_windows(self.r, self.worker_id, self.cfg.max_batch, block_ms=200)
+        deadline = time.monotonic() + self.cfg.max_wait_ms / 1000
+        while entries and len(entries) < self.cfg.max_batch:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms < 1:
+                break
+            more = topics.read_windows(self.r, self.worker_id, self.cfg.max_batch - len(entries), block_ms=left_ms)
+            if not more:
+                break
+            entries.extend(more)
+        return entries
+
+    def _params_for(self, camera: str) -> AlertParams:
+        """Alert parameters of a camera: its overrides (re-read every few seconds) over Settings.alerts."""
+        cached = self._alert_params.get(camera)
+        if cached is not None and time.monotonic() - cached[1] < _CAMERA_REFRESH_S:
+            return cached[0]
+        try:
+            config = topics.get_camera(self.r, camera)
+        except MessageError as e:
+            log.error("camera %s: stored config is unreadable (%s); using default alert parameters", camera, e)
+            config = None
+        params = AlertParams.merge(self.settings.alerts, config.alerts if config else None)
+        self._alert_params[camera] = (params, time.monotonic())
+        return params
+
+    # --- scoring ---------------------------------------------------------------------------------------
+
+    def process(self, entries: list[topics.WindowEntry]) -> None:
+        """Score windows, publish in order, then acknowledge them all."""
+        jobs: list[Job] = []
+        for entry_id, item in entries:
+            if isinstance(item, MessageError):
+                MALFORMED.inc()
+                log.error("dropping malformed window %s: %s", entry_id, item)
+            else:
+                jobs.append(Job(entry_id, item))
+        results = self._score(jobs)
+        if results:
+            self.publisher.submit(results)
+        topics.ack_windows(self.r, [entry_id for entry_id, _ in entries])
+        self.windows_done += len(jobs)
+
+    def _score(self, jobs: list[Job]) -> list[ScoredWindow]:
+        by_model: dict[str, list[Job]] = defaultdict(list)
+        for job in jobs:
+            by_model[job.window.model].append(job)
+        results: list[ScoredWindow] = []
+        for ref, group in by_model.items():
+            try:
+                model = self.models.get(ref)
+            except ModelUnavailableError as e:
+                ERRORS.labels("worker", "model_unavailable").inc()
+                log.error("%d window(s) not scored: %s", len(group), e)
+                results.extend(_failed(job.window, ref, str(e)) for job in group)
+                continue
+            fitted = []
+            for job in group:
+                try:
+                    fitted.append((job, fit_window(job.window, model)))
+                except ModelUnavailableError as e:
+                    ERRORS.labels("worker", "bad_window").inc()
+                    log.error("window %d of camera %s not scored: %s", job.window.seq, job.window.camera, e)
+                    results.append(_failed(job.window, model.ref, str(e)))
+            for batch in make_batches(fitted, self.cfg.max_batch):
+                raw = score_frames(model, [frames for _, frames in batch], self.device, self.cfg.amp)  # (B, N, S)
+                results.extend(_scored(job.window, model.ref, raw[i]) for i, (job, _) in enumerate(batch))
+        return results
+
+
+def _scored(window: WindowMsg, model: str, raw: np.ndarray) -> ScoredWindow:
+    return ScoredWindow(
+        camera=window.camera,
+        seq=window.seq,
+        model=model,
+        first_frame=window.first_frame,
+        pts=window.pts,
+        capture_ts=window.capture_ts,
+        raw=raw.tolist(),
+        source=window.source,
+        job_id=window.job_id,
+    )
+
+
+def _failed(window: WindowMsg, model: str, error: str) -> ScoredWindow:
+    """A tombstone: the seq is passed over in order instead of stalling the camera until the gap timeout."""
+    return ScoredWindow(
+        camera=window.camera,
+        seq=window.seq,
+        model=model,
+        first_frame=window.first_frame,
+        pts=window.pts,
+        capture_ts=window.capture_ts,
+        raw=[],
+        error=error,
+        source=window.source,
+        job_id=window.job_id,
+    )
