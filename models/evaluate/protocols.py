@@ -1,0 +1,170 @@
+"""The two evaluation protocols of METHODS.md on per-video raw signals: paper (test statistics) and online (causal).
+
+Input per test video: raw signals (N - context, S) for frames context..N-1 and labels (N,). The first
+`context` labels are dropped, never padded (METHODS.md part B.0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from models.calibration import calibrate
+from models.card import Calibration
+from models.evaluate.metrics import eer, macro_auc, per_video_auc, roc_auc, roc_curve
+
+Protocol = Literal["paper", "online"]
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class VideoSignals:
+    """One scored test video: raw (N - context, S) float signals, labels (N,) uint8 for every decoded frame."""
+
+    name: str
+    raw: np.ndarray
+    labels: np.ndarray
+
+
+class RocPoints(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fpr: list[float]
+    tpr: list[float]
+
+
+class ProtocolResult(BaseModel):
+    """Frame-level metrics of one protocol over all test videos."""
+
+    model_config = ConfigDict(extra="forbid")
+    protocol: Protocol
+    micro_auc: float  # one ROC over all test frames concatenated
+    macro_auc: float  # mean per-video AUC, AI-VAD padding (metrics.macro_auc)
+    eer: float
+    per_video_auc: dict[str, float | None]  # None: the video has one class only
+    num_frames: int
+    num_anomalous: int
+    roc: RocPoints
+
+
+class EvalResult(BaseModel):
+    """Both protocols side by side, plus what was evaluated."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    dataset: str
+    context: int  # frames dropped at the start of every video
+    signal_names: list[str]
+    weights: list[float]  # signal weights of the paper protocol (from the calibration, else all 1)
+    paper: ProtocolResult
+    online: ProtocolResult | None
+    online_skipped: str = ""  # why the online protocol did not run
+
+    def summary(self) -> dict[str, float | None]:
+        """The headline numbers, flat, for tables and the model card."""
+        return {
+            "paper_micro_auc": self.paper.micro_auc,
+            "paper_macro_auc": self.paper.macro_auc,
+            "paper_eer": self.paper.eer,
+            "online_micro_auc": self.online.micro_auc if self.online else None,
+            "online_macro_auc": self.online.macro_auc if self.online else None,
+            "online_eer": self.online.eer if self.online else None,
+        }
+
+
+def scored_labels(video: VideoSignals, context: int) -> np.ndarray:
+    """Labels of the frames that have a score: labels[context:], checked against the signal length."""
+    labels = np.asarray(video.labels).reshape(-1)[context:]
+    if len(labels) != len(video.raw):
+        msg = (
+            f"video {video.name}: {len(video.raw)} scored frames but {len(labels)} labels after dropping "
+            f"the first {context} (context) frames; score every frame from index {context} on"
+        )
+        raise ValueError(msg)
+    return labels.astype(np.uint8)
+
+
+def paper_scores(raw: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Paper protocol for one video: per-signal z-score on this video, weighted sum, min-max to [0, 1].
+
+    raw: (N, S). A single signal skips the z-score (min-max makes it irrelevant anyway).
+    """
+    x = np.asarray(raw, dtype=np.float64)
+    if x.shape[1] > 1:
+        x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), _EPS)
+    combined = x @ weights  # (N,)
+    span = combined.max() - combined.min() if len(combined) else 0.0
+    if span <= _EPS:
+        return np.zeros_like(combined)
+    return np.asarray((combined - combined.min()) / span, dtype=np.float64)
+
+
+def online_scores(raw: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """Online protocol for one video: the card's fixed calibration, EMA restarted at the video's start."""
+    scores, _ = calibrate(calibration, np.asarray(raw, dtype=np.float64))
+    return scores
+
+
+def summarize(
+    protocol: Protocol, names: list[str], labels: list[np.ndarray], scores: list[np.ndarray]
+) -> ProtocolResult:
+    y, s = np.concatenate(labels), np.concatenate(scores)
+    fpr, tpr, _ = roc_curve(y, s)
+    return ProtocolResult(
+        protocol=protocol,
+        micro_auc=roc_auc(y, s),
+        macro_auc=macro_auc(labels, scores),
+        eer=eer(y, s),
+        per_video_auc=dict(zip(names, per_video_auc(labels, scores), strict=True)),
+        num_frames=int(y.size),
+        num_anomalous=int(y.sum()),
+        roc=RocPoints(fpr=fpr.tolist(), tpr=tpr.tolist()),
+    )
+
+
+def evaluate(
+    videos: list[VideoSignals],
+    context: int,
+    signal_names: list[str],
+    calibration: Calibration | None,
+    model: str = "",
+    dataset: str = "",
+) -> tuple[EvalResult, dict[Protocol, list[np.ndarray]]]:
+    """Both protocols over the test videos -> (metrics, per-video scores of each protocol for plotting)."""
+    if not videos:
+        msg = "no test videos to evaluate"
+        raise ValueError(msg)
+    for v in videos:
+        if v.raw.ndim != 2 or v.raw.shape[1] != len(signal_names):
+            msg = f"video {v.name}: raw signals must be (N, {len(signal_names)}), got {v.raw.shape}"
+            raise ValueError(msg)
+    if calibration is not None and [s.name for s in calibration.signals] != list(signal_names):
+        msg = (
+            f"the calibration covers signals {[s.name for s in calibration.signals]} but the model emits "
+            f"{list(signal_names)}; the card is inconsistent, recalibrate the model"
+        )
+        raise ValueError(msg)
+    names = [v.name for v in videos]
+    labels = [scored_labels(v, context) for v in videos]
+    weights = np.array([s.weight for s in calibration.signals]) if calibration else np.ones(len(signal_names))
+    scores: dict[Protocol, list[np.ndarray]] = {"paper": [paper_scores(v.raw, weights) for v in videos]}
+    paper = summarize("paper", names, labels, scores["paper"])
+    online, skipped = None, ""
+    if calibration is None:
+        skipped = "the model card has no calibration; retrain (vigil train calibrates on held-out normal videos)"
+    else:
+        scores["online"] = [online_scores(v.raw, calibration) for v in videos]
+        online = summarize("online", names, labels, scores["online"])
+    result = EvalResult(
+        model=model,
+        dataset=dataset,
+        context=context,
+        signal_names=list(signal_names),
+        weights=weights.tolist(),
+        paper=paper,
+        online=online,
+        online_skipped=skipped,
+    )
+    return result, scores

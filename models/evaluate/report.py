@@ -1,0 +1,114 @@
+"""Evaluation and scoring reports: eval.json, a PNG with ROC curves and per-video timelines, score timelines.
+
+Figures are built with `matplotlib.figure.Figure` (Agg canvas), never pyplot, so no global backend state.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from models.evaluate.protocols import EvalResult, Protocol
+
+if TYPE_CHECKING:
+    from models.inference import ScoredVideo
+
+MAX_TIMELINES = 24  # a grid beyond this is unreadable; the JSON still has every video's AUC
+_COLOR: dict[Protocol, str] = {"paper": "tab:blue", "online": "tab:orange"}
+_LINESTYLE: dict[Protocol, str] = {"paper": "-", "online": "--"}
+
+
+def anomalous_spans(labels: np.ndarray) -> list[tuple[int, int]]:
+    """(N,) 0/1 labels -> [start, end) runs of 1s."""
+    padded = np.r_[0, np.asarray(labels).reshape(-1).astype(np.int8), 0]
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _shade(ax: Axes, labels: np.ndarray) -> None:
+    for start, end in anomalous_spans(labels):
+        ax.axvspan(start - 0.5, end - 0.5, color="tab:red", alpha=0.18, linewidth=0)
+
+
+def _plot_roc(ax: Axes, result: EvalResult) -> None:
+    for res in (result.paper, result.online):
+        if res is None:
+            continue
+        label = f"{res.protocol}: micro AUC {res.micro_auc:.3f}, EER {res.eer:.3f}"
+        p = res.protocol
+        ax.plot(res.roc.fpr, res.roc.tpr, label=label, color=_COLOR[p], linestyle=_LINESTYLE[p])
+    ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(f"{result.model} on {result.dataset}", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def plot_eval(
+    result: EvalResult, scores: dict[Protocol, list[np.ndarray]], labels: list[np.ndarray], names: list[str], path: Path
+) -> Path:
+    """One PNG: ROC of both protocols on top, then per-video score timelines with GT spans shaded.
+
+    labels: full per-video labels (N,), including the first `context` frames that have no score.
+    """
+    shown = min(len(names), MAX_TIMELINES)
+    cols = 3
+    rows = math.ceil(shown / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.6 + 1.9 * rows), layout="constrained")
+    grid = fig.add_gridspec(rows + 2, cols)
+    _plot_roc(fig.add_subplot(grid[:2, :]), result)
+    per_video = {r.protocol: r.per_video_auc for r in (result.paper, result.online) if r is not None}
+    for i in range(shown):
+        ax = fig.add_subplot(grid[2 + i // cols, i % cols])
+        _shade(ax, labels[i])
+        for protocol, values in scores.items():
+            frames = np.arange(result.context, result.context + len(values[i]))
+            ax.plot(frames, values[i], linewidth=0.9, color=_COLOR[protocol], linestyle=_LINESTYLE[protocol])
+        aucs = ", ".join(f"{p} {a:.2f}" for p, d in per_video.items() if (a := d[names[i]]) is not None)
+        ax.set_title(f"{names[i]}  {aucs}".strip(), fontsize=8)
+        ax.set(ylim=(-0.02, 1.02), xlim=(0, max(len(labels[i]) - 1, 1)))
+        ax.tick_params(labelsize=7)
+    if shown < len(names):
+        fig.suptitle(f"timelines of the first {shown} of {len(names)} videos", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def write_eval(
+    result: EvalResult,
+    scores: dict[Protocol, list[np.ndarray]],
+    labels: list[np.ndarray],
+    names: list[str],
+    out_dir: Path,
+) -> tuple[Path, Path]:
+    """Write <out_dir>/eval.json and <out_dir>/eval.png; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "eval.json"
+    json_path.write_text(result.model_dump_json(indent=2))
+    return json_path, plot_eval(result, scores, labels, names, out_dir / "eval.png")
+
+
+def plot_scored(scored: ScoredVideo, path: Path, threshold: float | None = None) -> Path:
+    """Timeline of one scored video: calibrated score (or the raw signals when uncalibrated) over time."""
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    if scored.scores is not None:
+        ax.plot(scored.pts, scored.scores, color="tab:orange", linewidth=1.0, label="score")
+        ax.set(ylim=(-0.02, 1.02), ylabel="anomaly score")
+        if threshold is not None:
+            ax.axhline(threshold, color="tab:red", linewidth=0.8, linestyle=":", label=f"threshold {threshold:g}")
+    else:
+        for j, name in enumerate(scored.signal_names):
+            ax.plot(scored.pts, scored.raw[:, j], linewidth=1.0, label=f"raw {name}")
+        ax.set(ylabel="raw signal (uncalibrated)")
+    ax.set(xlabel="time (s)")
+    ax.set_title(f"{scored.name}: {scored.num_frames} frames at {scored.fps:.2f} fps", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
