@@ -99,6 +99,9 @@ class CameraRunner:
                 self._stream(sampler, backoff)
             except EndOfStream as e:
                 if self.config.kind == "file":
+                    last = sampler.flush() if sampler is not None else None
+                    if last is not None:  # a file's last frames are scored too, in a shorter window
+                        self._enqueue(last)
                     self.state.to("stopped", f"finished: {e}")
                     self.write_status()
                     return

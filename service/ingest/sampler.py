@@ -107,6 +107,13 @@ class WindowSampler:
             return None
         return self._emit(warmup)
 
+    def flush(self) -> Window | None:
+        """At the end of a finite source: the last, shorter window, so every frame after the warm-up is scored."""
+        warmup = self.spec.context - len(self._context)
+        if len(self._frames) <= warmup:
+            return None
+        return self._emit(warmup)
+
     def _emit(self, warmup: int) -> Window:
         scored = self._meta[warmup:]
         frames = np.stack([*self._context, *self._frames])  # (context + W, h, w, C)
