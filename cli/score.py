@@ -1,0 +1,114 @@
+"""`vigil score FILE_OR_FOLDER --model REF`: in-process batch scoring (no Redis) -> per-video CSV, JSON and PNG."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.inference import ScoredVideo
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "input", type=Path, help="a video file, a folder of videos, a folder of frames, or a dataset root (test split)"
+    )
+    parser.add_argument("--model", required=True, help="model reference: name, name@v3 or name@production")
+    parser.add_argument("--registry", type=Path, help="model registry directory (default: VIGIL_STORE__ROOT)")
+    parser.add_argument("--out", type=Path, help="output directory (default: runs/score/<name>-<version>)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--batch-size", type=_positive, default=8, help="windows per forward pass (default: 8)")
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        msg = f"must be >= 1, got {n}"
+        raise argparse.ArgumentTypeError(msg)
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from models.errors import VigilModelError
+
+    try:
+        return _run(args)
+    except (VigilModelError, ValidationError, ValueError) as e:
+        print(f"vigil score: {e}")
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from models.data.datasets import open_dataset
+    from models.evaluate.report import plot_scored
+    from models.inference import resolve_device, score_reader
+    from models.io import load_model
+    from models.store import ModelStore
+    from service.settings import get_settings
+
+    settings = get_settings()
+    store = ModelStore(args.registry or settings.store.root)
+    device = resolve_device(args.device)
+    method, card, version = load_model(store, args.model, device)
+    if card.calibration is None:
+        print(f"warning: {version.ref} has no calibration; writing raw signals only, the score column stays empty")
+    videos = open_dataset(args.input, "test")
+    out = args.out or Path("runs") / "score" / f"{version.name}-{version.version}"
+    out.mkdir(parents=True, exist_ok=True)
+    threshold = settings.alerts.threshold
+    context = method.input_spec.context
+    total = sum(max(v.num_frames - context, 0) for v in videos)
+    with tqdm(total=total, unit="frame", desc=f"score {version.ref}") as bar:
+        for v in videos:
+            scored = score_reader(method, card, v.reader, args.batch_size, device=device, progress=bar.update)
+            write_scored(scored, out, version.ref)
+            plot_scored(scored, out / f"{scored.name}.png", threshold if scored.scores is not None else None)
+            bar.write(_summary(scored, threshold))
+    print(f"wrote {len(videos)} video(s) to {out}")
+    return 0
+
+
+def write_scored(scored: ScoredVideo, out: Path, model_ref: str) -> tuple[Path, Path]:
+    """<out>/<video>.csv and .json: frame, pts (s), score (empty before `context`), raw signals."""
+    records = scored.records()
+    csv_path = out / f"{scored.name}.csv"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["frame", "pts", "score", *scored.signal_names])
+        for r in records:
+            raw = r["raw"]
+            values = [raw[n] for n in scored.signal_names] if isinstance(raw, dict) else [""] * len(scored.signal_names)
+            score = r["score"]
+            writer.writerow([r["frame"], f"{r['pts']:.6f}", "" if score is None else f"{score:.6f}", *values])
+    json_path = out / f"{scored.name}.json"
+    document = {
+        "video": scored.name,
+        "model": model_ref,
+        "fps": scored.fps,
+        "context": scored.context,
+        "signal_names": list(scored.signal_names),
+        "calibrated": scored.scores is not None,
+        "frames": records,
+    }
+    json_path.write_text(json.dumps(document, allow_nan=False))
+    return csv_path, json_path
+
+
+def _summary(scored: ScoredVideo, threshold: float) -> str:
+    if scored.scores is None or scored.num_frames <= scored.context:
+        return f"{scored.name}: {scored.num_frames} frames (no calibrated scores)"
+    valid = scored.scores[scored.context :]
+    above = int((valid >= threshold).sum())
+    peak = float(valid.max())
+    peak_at = float(scored.pts[scored.context + int(valid.argmax())])
+    return (
+        f"{scored.name}: {scored.num_frames} frames, max score {peak:.3f} at {peak_at:.2f} s, "
+        f"{above} frames >= {threshold:g}"
+    )

@@ -1,0 +1,92 @@
+"""`vigil eval` end to end on the synthetic Ped2-layout dataset with a registered tiny FFP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from models.store import ModelStore
+
+
+def test_eval_writes_report_and_records(
+    tiny_registry: Path, synthetic_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "eval"
+    rc = main(
+        [
+            "eval",
+            "tiny@v1",
+            "--dataset",
+            str(synthetic_dataset),
+            "--registry",
+            str(tiny_registry),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--record",
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "micro AUC" in printed
+    assert "recorded the metrics" in printed
+    report = json.loads((out / "eval.json").read_text())
+    assert report["model"] == "tiny@v1"
+    assert report["context"] == 4
+    # 2 test videos x (40 frames - 4 context)
+    assert report["paper"]["num_frames"] == 72
+    assert report["paper"]["num_anomalous"] == 20
+    assert set(report["paper"]["per_video_auc"]) == {"01", "02"}
+    assert 0.0 <= report["online"]["micro_auc"] <= 1.0
+    assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    card = ModelStore(tiny_registry).resolve("tiny@v1").card()
+    assert card.metrics["eval"]["paper_micro_auc"] == pytest.approx(report["paper"]["micro_auc"])
+    assert card.metrics["eval"]["online_micro_auc"] == pytest.approx(report["online"]["micro_auc"])
+    assert len(card.metrics["eval"]["dataset_fingerprint"]) == 64
+
+
+def test_eval_without_calibration_skips_online(
+    tiny_registry: Path, synthetic_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "eval",
+            "raw-only",
+            "--dataset",
+            str(synthetic_dataset),
+            "--registry",
+            str(tiny_registry),
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    assert "online protocol skipped: the model card has no calibration" in capsys.readouterr().out
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["online"] is None
+
+
+def test_eval_bad_input(
+    tiny_registry: Path, synthetic_video: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", "tiny", "--dataset", str(tmp_path / "none"), "--registry", str(tiny_registry)]) == 1
+    assert "dataset path" in capsys.readouterr().out
+    # a plain video has no ground truth
+    args = [
+        "eval",
+        "tiny",
+        "--dataset",
+        str(synthetic_video[0]),
+        "--registry",
+        str(tiny_registry),
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 1
+    assert "has no ground truth for test videos clip" in capsys.readouterr().out
