@@ -13,7 +13,9 @@ import sys
 # name -> (module, one-line help). Imports stay lazy so `vigil api` never pays for torch.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("cli.worker", "run a scoring worker: batch windows from the bus, publish calibrated scores and alerts"),
+    "models": ("cli.models", "list, show and promote versions in the model registry"),
     "ingest": ("cli.ingest", "run an ingester: decode the registered cameras and put windows on the bus"),
+    "train": ("cli.train", "train a method offline on normal footage, calibrate and register it"),
     "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
     "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),
     "eval": ("cli.eval", "evaluate a registered model on a labelled test set: paper and online protocols"),

@@ -1,0 +1,40 @@
+"""Frame-prediction losses (intensity, gradient, least-squares adversarial) and PSNR, shared by FFP-like methods."""
+
+from __future__ import annotations
+
+import torch
+
+_MIN_MSE = 1e-10  # a perfect prediction would give PSNR = inf; cap it at 100 dB
+
+
+def intensity_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared pixel difference (FFP L_int); (B, C, H, W) each, same range."""
+    return torch.mean((pred - target) ** 2)
+
+
+def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gradient difference loss (alpha = 1): compare |neighbour differences| of prediction and target.
+
+    Official FFP pads before differencing; plain interior differences give the same gradient away from the border.
+    """
+    pred_dx = (pred[..., :, 1:] - pred[..., :, :-1]).abs()  # (B, C, H, W - 1)
+    pred_dy = (pred[..., 1:, :] - pred[..., :-1, :]).abs()  # (B, C, H - 1, W)
+    tgt_dx = (target[..., :, 1:] - target[..., :, :-1]).abs()
+    tgt_dy = (target[..., 1:, :] - target[..., :-1, :]).abs()
+    return (pred_dx - tgt_dx).abs().mean() + (pred_dy - tgt_dy).abs().mean()
+
+
+def generator_adversarial_loss(fake_prob: torch.Tensor) -> torch.Tensor:
+    """Least squares on sigmoid outputs: the generator wants D(fake) = 1."""
+    return torch.mean((fake_prob - 1) ** 2) / 2
+
+
+def discriminator_loss(real_prob: torch.Tensor, fake_prob: torch.Tensor) -> torch.Tensor:
+    """Least squares on sigmoid outputs: D(real) -> 1, D(fake) -> 0."""
+    return torch.mean((real_prob - 1) ** 2) / 2 + torch.mean(fake_prob**2) / 2
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample PSNR in dB of (B, ...) tensors in [0, 1]: 10 * log10(1 / MSE over all other dims) -> (B,)."""
+    mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(_MIN_MSE))

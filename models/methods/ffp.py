@@ -1,0 +1,117 @@
+"""FFP (Liu et al., CVPR 2018): a U-Net predicts frame t from t-4..t-1; the raw signal is -PSNR of the prediction.
+
+Deviation from the paper: the optical-flow loss needs a pretrained FlowNet2-SD, which cannot be obtained here, so
+`lambda_flow` must stay 0 (flow loss off); intensity, gradient and adversarial losses are as published. The pixel
+discriminator is defined in `models.components` and built only by the trainer (`models/train/objectives/ffp.py`);
+the registered weights are the generator's alone.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from models.base import AnomalyMethod, MethodConfig
+from models.components.losses import psnr
+from models.components.unet import UNet
+from models.registry import register_method
+from models.types import InputSpec
+
+
+class FfpConfig(MethodConfig):
+    """FFP generator (and, for training, discriminator and loss weights)."""
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")  # type: ignore[misc]  # base declares a field
+
+    name: Literal["ffp"] = "ffp"
+    size: int = Field(default=256, ge=8)  # square input side, divisible by 2 ** (levels - 1)
+    channels: Literal[1, 3] = 3  # 3 = BGR as published (Ped2 gray is read as 3 identical channels)
+    base_channels: int = Field(default=64, ge=1)  # U-Net widths base * 2**level: 64/128/256/512 at paper size
+    levels: int = Field(default=4, ge=2, le=6)
+    batch_norm: bool = False  # the official TF generator has none; the PyTorch port adds it
+    context: int = Field(default=4, ge=1)  # past frames stacked on channels
+    discriminator_channels: tuple[int, ...] = (128, 256, 512, 512)  # trainer only
+    lambda_intensity: float = Field(default=1.0, ge=0)
+    lambda_gradient: float = Field(default=1.0, ge=0)
+    lambda_adversarial: float = Field(default=0.05, ge=0)  # 0 = no discriminator is trained
+    lambda_flow: float = 0.0  # must stay 0: no pretrained flow network is available (module docstring)
+
+    @field_validator("lambda_flow")
+    @classmethod
+    def _no_flow(cls, v: float) -> float:
+        if v != 0:
+            msg = (
+                "lambda_flow must be 0: the flow loss needs a pretrained FlowNet2-SD, which vigil cannot load; "
+                "train with intensity, gradient and adversarial losses (lambda_flow=0)"
+            )
+            raise ValueError(msg)
+        return v
+
+    @model_validator(mode="after")
+    def _divisible(self) -> FfpConfig:
+        factor = 2 ** (self.levels - 1)
+        if self.size % factor:
+            nearest = max(self.size // factor, 1) * factor
+            msg = f"size {self.size} must be divisible by 2 ** (levels - 1) = {factor}; e.g. size={nearest}"
+            raise ValueError(msg)
+        return self
+
+    @classmethod
+    def paper(cls) -> FfpConfig:
+        """As published: 256x256 BGR, U-Net 64-512 over 4 levels, pixel discriminator 128-512."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> FfpConfig:
+        """Trains on 2 CPU cores in minutes: gray 128x128, U-Net 16-64 over 3 levels, discriminator 16-64."""
+        return cls(size=128, channels=1, base_channels=16, levels=3, discriminator_channels=(16, 32, 64))
+
+    @classmethod
+    def tiny(cls) -> FfpConfig:
+        """For tests: 32x32 gray, a few channels."""
+        return cls(size=32, channels=1, base_channels=4, levels=2, discriminator_channels=(8, 16))
+
+
+class Ffp(AnomalyMethod):
+    """Future-frame prediction; signal `neg_psnr` = -PSNR(predicted, real) with frames in [0, 1]."""
+
+    config: FfpConfig
+
+    def __init__(self, config: FfpConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.input_spec = InputSpec(
+            height=config.size, width=config.size, channels=config.channels, context=config.context
+        )
+        self.signal_names = ("neg_psnr",)
+        self.generator = UNet(
+            in_channels=config.channels * config.context,
+            out_channels=config.channels,
+            base_channels=config.base_channels,
+            levels=config.levels,
+            batch_norm=config.batch_norm,
+        )
+
+    def predict(self, past: torch.Tensor) -> torch.Tensor:
+        """(B, context, C, H, W) in [0, 1] -> predicted next frame (B, C, H, W) in [-1, 1] (the generator's range)."""
+        stacked = past.flatten(1, 2) * 2 - 1  # (B, context * C, H, W) in [-1, 1]
+        out: torch.Tensor = self.generator(stacked)
+        return out
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        n = self.check_window(window)
+        b, _, c, h, w = window.shape
+        ctx = self.config.context
+        # Every scored frame t needs its own past t-ctx..t-1: (B, N, ctx, C, H, W) -> (B * N, ctx, C, H, W).
+        past = window.unfold(1, ctx, 1)[:, :n]  # (B, N, C, H, W, ctx)
+        past = past.permute(0, 1, 5, 2, 3, 4).reshape(b * n, ctx, c, h, w)
+        target = window[:, ctx:].reshape(b * n, c, h, w)
+        pred = (self.predict(past) + 1) / 2  # back to [0, 1], where PSNR is defined
+        return (-psnr(pred, target)).reshape(b, n, 1).float()
+
+
+@register_method("ffp", config=FfpConfig)
+def build_ffp(config: FfpConfig) -> Ffp:
+    return Ffp(config)

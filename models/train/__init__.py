@@ -1,0 +1,1 @@
+"""Offline training: YAML config + overrides, method objectives, resumable checkpoints, calibration, registration."""

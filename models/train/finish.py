@@ -1,0 +1,87 @@
+"""End of a training run: score the held-out normal videos, fit the online calibration, register the model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.base import AnomalyMethod
+from models.calibration import fit_calibration
+from models.card import Calibration
+from models.inference import score_frames
+from models.io import build_card, save_model
+from models.store import ModelStore
+from models.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidationData:
+    """Held-out *training* videos (all normal), prepared to the method's input spec."""
+
+    names: list[str]
+    frames: list[np.ndarray]  # uint8 (N, h, w, C) per video
+    fingerprint: str  # of the whole training split the run read
+    root: str
+
+
+def calibrate_on(
+    method: AnomalyMethod, val: ValidationData, device: torch.device
+) -> tuple[Calibration, dict[str, Any]]:
+    """Raw signals of every validation frame -> (calibration, per-signal statistics)."""
+    method.eval()
+    parts = [score_frames(method, frames, device=device) for frames in val.frames]  # (N_i - context, S) each
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        need = method.input_spec.context + 1
+        msg = f"validation videos {val.names} are too short to score: each needs at least {need} frames"
+        raise ValueError(msg)
+    raw = np.concatenate(parts)  # (sum N_i, S)
+    calibration = fit_calibration(
+        raw,
+        list(method.signal_names),
+        segments=[len(p) for p in parts],
+        source=f"held-out training videos {', '.join(val.names)} of {val.root}",
+    )
+    stats = {
+        name: {
+            "mean": float(raw[:, i].mean()),
+            "std": float(raw[:, i].std()),
+            "min": float(raw[:, i].min()),
+            "max": float(raw[:, i].max()),
+            "frames": len(raw),
+        }
+        for i, name in enumerate(method.signal_names)
+    }
+    return calibration, stats
+
+
+def finish_run(
+    cfg: TrainConfig, method: AnomalyMethod, val: ValidationData, train_metrics: dict[str, Any], device: torch.device
+) -> tuple[str | None, dict[str, Any]]:
+    """Calibrate, then (if enabled) register; returns (reference or None, the card's metrics)."""
+    calibration, val_stats = calibrate_on(method, val, device)
+    metrics = {"train": train_metrics, "val_raw": val_stats}
+    reg = cfg.registration
+    if not reg.enabled:
+        return None, metrics
+    if reg.registry is None:
+        msg = "register.registry is not set; the CLI fills it from VIGIL_STORE__ROOT, or set register.registry=PATH"
+        raise ValueError(msg)
+    name = reg.name or str(cfg.method.name)  # type: ignore[attr-defined]
+    card = build_card(
+        method.cpu(),
+        name,
+        calibration=calibration,
+        metrics=metrics,
+        data_fingerprint=val.fingerprint,
+        notes=f"vigil train: {train_metrics['steps']} steps on {val.root}",
+    )
+    version = save_model(ModelStore(reg.registry), method, card)
+    log.info("registered %s in %s", version.ref, reg.registry)
+    return version.ref, metrics
