@@ -52,6 +52,8 @@ class DastConfig(MethodConfig):
     widths: tuple[int, int, int, int] = (64, 128, 256, 512)  # channels of the 4 encoder blocks
     lstm_channels: int = Field(default=128, ge=1)
     lstm_layers: int = Field(default=2, ge=1)
+    lambda_intensity: float = Field(default=1.0, ge=0)  # trainer only: L2 weight
+    lambda_gradient: float = Field(default=1.0, ge=0)  # trainer only: gradient-difference weight
 
     @field_validator("height", "width")
     @classmethod
@@ -173,6 +175,8 @@ class TemporalAutoencoder(nn.Module):
 
 class DastNet(AnomalyMethod):
     """DAST-Net: per-frame dense-residual encoder, ConvLSTM temporal AE, attention-gated residual decoder."""
+
+    config: DastConfig
 
     def __init__(self, config: DastConfig) -> None:
         super().__init__()

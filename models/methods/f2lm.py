@@ -29,7 +29,7 @@ from typing import ClassVar, Literal, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from models.base import AnomalyMethod, MethodConfig
@@ -57,6 +57,18 @@ class F2lmConfig(MethodConfig):
     label_blocks: int = Field(default=5, ge=1, le=16)  # EfficientNet-Lite0 blocks kept (5 -> 40 ch at 1/8)
     triplet_margin: float = Field(default=0.2, ge=0)
     signal_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # prior, order of SIGNALS
+    # Training only (models/train/objectives/f2lm.py); defaults are the official values.
+    phase: Literal["generator", "destroyer"] = "generator"  # destroyer = phase 2, generator frozen
+    init_from: str | None = None  # phase 2: the registered phase-1 model (name@vN) it starts from
+    discriminator_channels: tuple[int, ...] = (128, 256, 512, 512)
+    lambda_intensity: float = Field(default=1.0, ge=0)
+    lambda_gradient: float = Field(default=1.0, ge=0)
+    lambda_adversarial: float = Field(default=0.05, ge=0)
+    lambda_triplet: float = Field(default=1.0, ge=0)
+    destroyer_lambda: float = Field(default=4.0, gt=0)  # patch target weight d = min(lambda * (1 - SSIM), 1)
+    destroyer_grid: int = Field(default=8, ge=1)  # patches per side: 32x32 patches at 256x256
+    corrupt_fraction: tuple[float, float] = (0.05, 0.5)  # range of the fraction of corrupted patches per batch
+    dropout_p: tuple[float, float] = (0.05, 0.5)  # range of the channel-dropout probability per batch
 
     @field_validator("height", "width")
     @classmethod
@@ -66,17 +78,41 @@ class F2lmConfig(MethodConfig):
             raise ValueError(msg)
         return v
 
+    @model_validator(mode="after")
+    def _grid(self) -> F2lmConfig:
+        if self.height % self.destroyer_grid or self.width % self.destroyer_grid:
+            msg = f"destroyer_grid {self.destroyer_grid} must divide {self.height}x{self.width} into equal patches"
+            raise ValueError(msg)
+        for lo, hi in (self.corrupt_fraction, self.dropout_p):
+            if not 0 < lo <= hi < 1:
+                msg = f"corrupt_fraction and dropout_p must be ranges (lo, hi) with 0 < lo <= hi < 1, got {(lo, hi)}"
+                raise ValueError(msg)
+        return self
+
     @classmethod
     def paper(cls) -> F2lmConfig:
         return cls()
 
     @classmethod
     def small(cls) -> F2lmConfig:
-        return cls(height=128, width=128, base_channels=16, destroyer_base_channels=16)
+        return cls(
+            height=128,
+            width=128,
+            base_channels=16,
+            destroyer_base_channels=16,
+            discriminator_channels=(32, 64, 128, 128),
+        )
 
     @classmethod
     def tiny(cls) -> F2lmConfig:
-        return cls(height=32, width=32, base_channels=4, destroyer_base_channels=4)
+        return cls(
+            height=32,
+            width=32,
+            base_channels=4,
+            destroyer_base_channels=4,
+            discriminator_channels=(8, 16),
+            destroyer_grid=4,  # 8x8 patches
+        )
 
 
 class GeneratorOutput(NamedTuple):
@@ -166,6 +202,9 @@ def triplet(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
 class F2lm(AnomalyMethod):
     """F2LM generator, Destroyer U-Net, frozen label backbone and the optical-flow estimator."""
 
+    config: F2lmConfig
+    destroyer_trained: torch.Tensor  # buffer, 0-d: 1.0 once phase 2 has trained the Destroyer
+
     def __init__(self, config: F2lmConfig) -> None:
         super().__init__()
         self.config = config
@@ -181,10 +220,14 @@ class F2lm(AnomalyMethod):
     @property
     def signal_weights(self) -> list[float]:
         """Weights of the standardised signals for `fit_calibration`; the untrained Destroyer gets 0."""
-        weights = list(self.config.signal_weights)  # type: ignore[attr-defined]
+        weights = list(self.config.signal_weights)
         if not bool(self.destroyer_trained):
             weights[3] = 0.0
         return weights
+
+    def calibration_weights(self, raw: np.ndarray) -> list[float]:
+        """Weights for `fit_calibration` from raw signals (N, 4) of normal validation frames (no labels)."""
+        return fit_signal_weights(raw, self.signal_weights)
 
     def streams(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, C, H, W) in [0, 1] -> flows (B, T-1, 2, H, W) between consecutive frames, label maps (B, T, Cl, h, w).
@@ -192,7 +235,7 @@ class F2lm(AnomalyMethod):
         Every frame goes through the backbone once and every consecutive pair through the flow once.
         """
         b, t = frames.shape[:2]
-        flows = torch.stack([consecutive_flows(clip, self.flow, self.config.flow_scale) for clip in frames])  # type: ignore[attr-defined]
+        flows = torch.stack([consecutive_flows(clip, self.flow, self.config.flow_scale) for clip in frames])
         labels = self.backbone(frames.flatten(0, 1))
         return flows, labels.reshape(b, t, *labels.shape[1:])
 
@@ -206,7 +249,7 @@ class F2lm(AnomalyMethod):
 
     def signals(self, out: GeneratorOutput, target: torch.Tensor) -> torch.Tensor:
         """Generator output and target frames (M, C, H, W) in [0, 1] -> (M, 4) raw signals."""
-        margin = self.config.triplet_margin  # type: ignore[attr-defined]
+        margin = self.config.triplet_margin
         pred = (out.pred + 1) / 2
         destroyed = (self.destroyer(out.pred) + 1) / 2  # the Destroyer sees the clean prediction at test time
         return torch.stack(
