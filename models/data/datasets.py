@@ -22,7 +22,8 @@ LAYOUTS = (
     "(a) <root>/training/frames/<video>/*.jpg and <root>/testing/frames/<video>/ with a *.mat, "
     "frame_labels_*.npy or testing/test_frame_mask/ at the root (UCSD Ped2 as distributed here, Avenue, ShanghaiTech); "
     "(b) original UCSD <root>/Train/Train001/*.tif and <root>/Test/Test001/ with a *.m or *.mat; "
-    "(c) a video file (.mp4 .avi .mkv .mov), a folder of video files, or a folder of frame images"
+    "(c) a video file (.mp4 .avi .mkv .mov), a folder of video files, a folder of frame images, "
+    "or a folder of frame folders (unlabelled)"
 )
 
 
@@ -105,6 +106,9 @@ def _open_videos(path: Path) -> list[LabeledVideo]:
     for f in files:
         reader = VideoFile(f)
         videos.append(LabeledVideo(reader.name, reader))
+    if not videos and path.is_dir():  # a folder of frame folders, e.g. <root>/testing/frames itself
+        frame_dirs = [d for d in _subdirs(path) if any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())]
+        videos = [LabeledVideo(r.name, r) for r in map(FrameFolder, frame_dirs)]
     return videos
 
 

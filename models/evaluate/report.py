@@ -72,6 +72,8 @@ def plot_eval(
         ax.set_title(f"{names[i]}  {aucs}".strip(), fontsize=8)
         ax.set(ylim=(-0.02, 1.02), xlim=(0, max(len(labels[i]) - 1, 1)))
         ax.tick_params(labelsize=7)
+        if i >= shown - cols:
+            ax.set_xlabel("frame", fontsize=7)
     if shown < len(names):
         fig.suptitle(f"timelines of the first {shown} of {len(names)} videos", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,13 @@ def test_score_file_calibrates_scored_frames(synthetic_video: tuple[Path, np.nda
     uncalibrated = score_file(method, card.model_copy(update={"calibration": None}), path)
     assert uncalibrated.scores is None
     np.testing.assert_allclose(uncalibrated.raw[2:], out.raw[2:])
+
+
+@pytest.mark.gpu
+def test_cuda_autocast_matches_cpu(synthetic_video: tuple[Path, np.ndarray]) -> None:
+    method = DiffMethod().eval()
+    frames = prepare(open_video(synthetic_video[0]).read_all()[:40], method.input_spec)
+    cpu = score_frames(method, frames, device="cpu")
+    cuda = score_frames(method.to("cuda"), frames, device="cuda")  # bf16/fp16 autocast
+    assert cuda.dtype == np.float32
+    np.testing.assert_allclose(cuda, cpu, rtol=5e-2, atol=5e-3)

@@ -57,6 +57,14 @@ def test_video_file_and_folder(synthetic_video: tuple[Path, np.ndarray], tmp_pat
     assert [v.name for v in open_dataset(tmp_path, "train")] == ["cam2", "cam10"]
 
 
+def test_folder_of_frame_folders_is_unlabelled(synthetic_dataset: Path) -> None:
+    videos = open_dataset(synthetic_dataset / "testing" / "frames", "test")
+    assert [v.name for v in videos] == ["01", "02"]
+    assert all(v.labels is None for v in videos)
+    single = open_dataset(synthetic_dataset / "testing" / "frames" / "02", "test")
+    assert [(v.name, v.num_frames) for v in single] == [("02", 40)]
+
+
 def test_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"dataset path .*nowhere does not exist"):
         open_dataset(tmp_path / "nowhere", "train")
