@@ -9,6 +9,7 @@ conftest with `from tests.rtsp import rtsp_server_factory  # noqa: F401`.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -120,11 +121,21 @@ class RtspServer:
         """Kill the server abruptly (as a crash would): clients see the connection drop."""
         if self.proc is None:
             return
+        self.proc.send_signal(signal.SIGCONT)  # a paused process would not die until continued
         self.proc.kill()
         self.proc.wait(10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but no data flows, as with a hung camera."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()

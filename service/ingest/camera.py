@@ -96,12 +96,14 @@ class CameraRunner:
                 if sampler is None or sampler.spec != spec:
                     sampler = WindowSampler(spec, self.settings.window_frames, self.config.target_fps)
                 sampler.reset()  # the frames before a reconnect are no context for the frames after it
-                self._stream(sampler, backoff)
+                try:
+                    self._stream(sampler, backoff)
+                finally:
+                    last = sampler.flush()
+                    if last is not None:  # frames decoded before the end or the drop are scored too
+                        self._enqueue(last)
             except EndOfStream as e:
                 if self.config.kind == "file":
-                    last = sampler.flush() if sampler is not None else None
-                    if last is not None:  # a file's last frames are scored too, in a shorter window
-                        self._enqueue(last)
                     self.state.to("stopped", f"finished: {e}")
                     self.write_status()
                     return
