@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_rtsp_camera_streams_and_recovers_when_the_server_restarts(
     before = windows(rclient, "door")
     assert [w.seq for w in before] == list(range(1, len(before) + 1))
     assert before[0].first_frame == SPEC.context  # warm-up frames of the first window get no score
-    assert all(b.first_frame == a.first_frame + a.num_scored for a, b in zip(before, before[1:], strict=False))
+    assert all(b.first_frame == a.first_frame + a.num_scored for a, b in itertools.pairwise(before))
 
     server.pause()  # connection open, no data: the stall timeout must fire
     wait_for(state_is(rclient, "door", "stalled"), 10, "the camera to stall")
@@ -53,7 +54,7 @@ def test_rtsp_camera_streams_and_recovers_when_the_server_restarts(
     wait_for(lambda: len(windows(rclient, "door")) >= n + 2, 15, "windows after the restart")
     after = windows(rclient, "door")
     assert [w.seq for w in after] == list(range(1, len(after) + 1))  # seq continues, no gaps
-    gaps = [b.first_frame - (a.first_frame + a.num_scored) for a, b in zip(after, after[1:], strict=False)]
+    gaps = [b.first_frame - (a.first_frame + a.num_scored) for a, b in itertools.pairwise(after)]
     # each reconnect (stall, server restart) leaves a gap of `context` warm-up frames, nothing else
     assert sorted(set(gaps)) == [0, SPEC.context]
     for a, gap in zip(after, [*gaps, 0], strict=True):
