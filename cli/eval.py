@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from models.evaluate.protocols import EvalResult
+    import torch
+
+    from models.base import AnomalyMethod
+    from models.card import ModelCard
+    from models.data.datasets import LabeledVideo
+    from models.evaluate.protocols import EvalResult, VideoSignals
+    from models.store import ModelStore, ModelVersion
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,13 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from models.data.datasets import dataset_fingerprint, open_dataset
-    from models.errors import DatasetError
-    from models.evaluate.protocols import VideoSignals, evaluate
+    from models.data.datasets import open_dataset
+    from models.evaluate.protocols import evaluate
     from models.evaluate.report import write_eval
-    from models.inference import resolve_device, score_video
+    from models.inference import resolve_device
     from models.io import load_model
     from models.store import ModelStore
     from service.settings import get_settings
@@ -57,39 +60,67 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     method, card, version = load_model(store, args.model, device)
     videos = open_dataset(args.dataset, "test")
-    unlabelled = [v.name for v in videos if v.labels is None]
-    if unlabelled:
-        msg = (
-            f"{args.dataset} has no ground truth for test videos {', '.join(unlabelled[:5])}; "
-            "evaluation needs a *.mat, *.m, frame_labels_*.npy or test_frame_mask/ (see `vigil eval --help`)"
-        )
-        raise DatasetError(msg)
-    context = method.input_spec.context
-    total = sum(max(v.num_frames - context, 0) for v in videos)
-    signals = []
-    with tqdm(total=total, unit="frame", desc=f"eval {version.ref}") as bar:
-        for v, labels in [(v, v.labels) for v in videos if v.labels is not None]:  # all, after the check above
-            _, raw = score_video(method, v.reader, batch_size=args.batch_size, device=device, progress=bar.update)
-            signals.append(VideoSignals(v.name, raw, labels))
+    signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device)
     result, scores = evaluate(
-        signals, context, list(method.signal_names), card.calibration, model=version.ref, dataset=str(args.dataset)
+        signals, method.input_spec.context, list(method.signal_names), card.calibration, version.ref, str(args.dataset)
     )
     out = args.out or Path("runs") / "eval" / f"{version.name}-{version.version}"
     json_path, png_path = write_eval(result, scores, [s.labels for s in signals], [s.name for s in signals], out)
     _print_table(result)
     print(f"wrote {json_path} and {png_path}")
     if args.record:
-        entry = {
-            **result.summary(),
-            "dataset": str(args.dataset),
-            "dataset_fingerprint": dataset_fingerprint(videos),
-            "num_videos": len(videos),
-            "num_frames": result.paper.num_frames,
-            "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        store.write_card(version, card.model_copy(update={"metrics": {**card.metrics, "eval": entry}}))
+        _record(store, version, card, result, videos, args.dataset)
         print(f"recorded the metrics in the card of {version.ref}")
     return 0
+
+
+def _score_test_set(
+    method: AnomalyMethod, videos: list[LabeledVideo], dataset: Path, ref: str, batch_size: int, device: torch.device
+) -> list[VideoSignals]:
+    """Raw signals of every labelled test video, with one progress bar over all scored frames."""
+    from tqdm import tqdm
+
+    from models.errors import DatasetError
+    from models.evaluate.protocols import VideoSignals
+    from models.inference import score_video
+
+    labelled = [(v, v.labels) for v in videos if v.labels is not None]
+    if len(labelled) < len(videos):
+        missing = [v.name for v in videos if v.labels is None]
+        msg = (
+            f"{dataset} has no ground truth for test videos {', '.join(missing[:5])}; evaluation needs a "
+            "*.mat, *.m or frame_labels_*.npy at the dataset root, or testing/test_frame_mask/"
+        )
+        raise DatasetError(msg)
+    context = method.input_spec.context
+    signals = []
+    with tqdm(total=sum(max(v.num_frames - context, 0) for v in videos), unit="frame", desc=f"eval {ref}") as bar:
+        for v, labels in labelled:
+            _, raw = score_video(method, v.reader, batch_size=batch_size, device=device, progress=bar.update)
+            signals.append(VideoSignals(v.name, raw, labels))  # raw: (N - context, S)
+    return signals
+
+
+def _record(
+    store: ModelStore,
+    version: ModelVersion,
+    card: ModelCard,
+    result: EvalResult,
+    videos: list[LabeledVideo],
+    dataset: Path,
+) -> None:
+    """Store the headline metrics under card.metrics['eval'] (the latest evaluation replaces the previous one)."""
+    from models.data.datasets import dataset_fingerprint
+
+    entry = {
+        **result.summary(),
+        "dataset": str(dataset),
+        "dataset_fingerprint": dataset_fingerprint(videos),
+        "num_videos": len(videos),
+        "num_frames": result.paper.num_frames,
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    store.write_card(version, card.model_copy(update={"metrics": {**card.metrics, "eval": entry}}))
 
 
 def _print_table(result: EvalResult) -> None:
