@@ -1,0 +1,128 @@
+"""Camera ownership between ingesters: one holds the lease, a killed one's cameras move; Redis restarts are survived."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from service.bus import keys, topics
+from service.ingest.ingester import Ingester
+from service.messages import CameraConfig
+from tests.conftest import free_port
+from tests.rtsp import loop_clip
+from tests.service.ingest.conftest import MODEL, make_settings, status, wait_for, windows
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def lease_owner(r: redis.Redis, camera: str) -> str | None:
+    owner = r.get(keys.camera_lease_key(camera))
+    return owner.decode() if owner is not None else None
+
+
+@pytest.fixture
+def long_clip(synthetic_video: tuple[Path, np.ndarray], tmp_path: Path) -> Path:
+    return loop_clip(synthetic_video[0], tmp_path / "long.mp4", 60)  # plays in real time for a minute
+
+
+def test_a_killed_ingesters_cameras_move_to_a_live_one(
+    long_clip: Path,
+    redis_url: str,
+    model_store: Path,
+    rclient: redis.Redis,
+    start_ingester: Callable[..., Ingester],
+) -> None:
+    env = {
+        **os.environ,
+        "VIGIL_REDIS__URL": redis_url,
+        "VIGIL_STORE__ROOT": str(model_store),
+        "VIGIL_INGEST__LEASE_TTL_S": "1.5",
+        "VIGIL_INGEST__WINDOW_FRAMES": "4",
+        "VIGIL_INGEST__METRICS_PORT": "0",
+    }
+    topics.put_camera(rclient, CameraConfig(id="lobby", url=str(long_clip), model=MODEL, kind="file"))
+    a = subprocess.Popen([sys.executable, "-m", "cli.main", "ingest", "--id", "ing-a"], cwd=REPO, env=env)
+    try:
+        wait_for(lambda: lease_owner(rclient, "lobby") == "ing-a", 30, "ingester A to take the camera")
+        wait_for(lambda: (s := status(rclient, "lobby")) and s.state == "streaming", 20, "A to stream")
+        b = start_ingester(make_settings(redis_url, model_store), ingester_id="ing-b")
+        wait_for(lambda: rclient.exists(keys.heartbeat_key("ingest", "ing-b")), 10, "B's heartbeat")
+        time.sleep(2.0)  # longer than a lease: A renews, B must not take the camera
+        assert lease_owner(rclient, "lobby") == "ing-a"
+        assert b.runners == {}
+        a.send_signal(signal.SIGKILL)  # no cleanup: the lease has to expire
+        a.wait(10)
+        wait_for(lambda: lease_owner(rclient, "lobby") == "ing-b", 10, "B to take the camera over")
+        wait_for(lambda: (s := status(rclient, "lobby")) and (s.owner, s.state) == ("ing-b", "streaming"), 10, "B")
+        n = len(windows(rclient, "lobby"))
+        wait_for(lambda: len(windows(rclient, "lobby")) > n, 10, "windows from B")
+        seqs = [w.seq for w in windows(rclient, "lobby")]
+        assert seqs == list(range(1, len(seqs) + 1))  # one camera sequence across both ingesters
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait(10)
+
+
+def _redis_server(port: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("redis-server")
+    assert exe is not None
+    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    wait_for(lambda: _pings(client), 10, "redis-server to start")
+    client.close()
+    return proc
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A redis-server this test may kill and restart on the same port (the shared one must stay up)."""
+    port = free_port()
+    procs = [_redis_server(port)]
+    yield port, procs
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(10)
+
+
+def test_the_ingester_survives_a_redis_restart(
+    long_clip: Path,
+    model_store: Path,
+    own_redis: tuple[int, list[subprocess.Popen[bytes]]],
+    start_ingester: Callable[..., Ingester],
+) -> None:
+    port, procs = own_redis
+    r = redis.Redis(port=port)
+    camera = CameraConfig(id="yard", url=str(long_clip), model=MODEL, kind="live")
+    topics.put_camera(r, camera)
+    ingester = start_ingester(make_settings(f"redis://127.0.0.1:{port}/0", model_store))
+    wait_for(lambda: len(windows(r, "yard")) >= 2, 20, "windows before the restart")
+    procs[0].kill()
+    procs[0].wait(10)
+    time.sleep(1.0)  # Redis down: the camera keeps decoding, the publisher retries
+    procs.append(_redis_server(port))  # a fresh, empty Redis (no persistence): the registry is re-created
+    topics.put_camera(r, camera)
+    wait_for(lambda: len(windows(r, "yard")) >= 2, 20, "windows after the restart")
+    wait_for(lambda: lease_owner(r, "yard") == ingester.id, 10, "the lease to be taken back")
+    wait_for(lambda: (s := status(r, "yard")) and s.state == "streaming", 10, "the status to be written again")
+    assert list(ingester.runners) == ["yard"]
+    r.close()
