@@ -45,6 +45,13 @@ async def _accept(websocket: WebSocket) -> Redis | None:
     return client
 
 
+def _now_id(redis: Redis) -> str:
+    """A stream id for "from now on" taken from the server clock. Unlike "$" it stays fixed between reads,
+    so entries added while no XREAD is waiting are not skipped."""
+    seconds, micros = redis.time()
+    return f"{int(seconds) * 1000 + int(micros) // 1000}-0"
+
+
 async def _until_disconnect(websocket: WebSocket, scope: CancelScope) -> None:
     try:
         while True:
@@ -70,12 +77,13 @@ async def ws_scores(
     redis = await _accept(websocket)
     if redis is None:
         return
-    last_ids: dict[str, str] = {camera: "$"} if camera else {}
+    start_id = await anyio.to_thread.run_sync(_now_id, redis)
+    last_ids: dict[str, str] = {camera: start_id} if camera else {}
 
     def read() -> list[tuple[str, str, ScoreMsg]]:
         if camera is None:  # all cameras: pick up cameras added since the last read
             for c in topics.list_cameras(redis):
-                last_ids.setdefault(c.id, "$")
+                last_ids.setdefault(c.id, start_id)
         if not last_ids:
             time.sleep(BLOCK_MS / 1000)
             return []
@@ -106,7 +114,7 @@ async def ws_alerts(
     redis = await _accept(websocket)
     if redis is None:
         return
-    last_id = "$"
+    last_id = await anyio.to_thread.run_sync(_now_id, redis)
 
     async def pump() -> None:
         nonlocal last_id
