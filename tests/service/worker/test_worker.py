@@ -1,0 +1,118 @@
+"""The worker end to end, in-process, against a real redis-server and a tiny trained FFP in a temporary store."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from models.calibration import calibrate
+from models.store import ModelStore
+from service.bus import keys, topics
+from service.messages import CameraConfig, WindowMsg
+from service.worker.models import ModelCache
+from tests.conftest import ANOMALY_SPAN
+from tests.service.worker.helpers import all_scores, running_worker, wait_for, worker_settings
+from tests.service.worker.models_util import MODEL, make_windows, offline_raw, register_version
+
+
+def _publish(r: redis.Redis, *streams: list[WindowMsg]) -> None:
+    """Interleave the cameras' windows on the bus, as concurrent ingesters would."""
+    for group in zip(*streams, strict=True):
+        for window in group:
+            topics.publish_window(r, window)
+
+
+def test_two_cameras_scored_once_in_order_matching_offline_with_alert(redis_url, trained_store, clip_frames):
+    r = redis.Redis.from_url(redis_url)
+    ctx = trained_store.method.input_spec.context
+    frames = {"cam-a": clip_frames, "cam-b": clip_frames[::-1].copy()}
+    _publish(r, *(make_windows(cam, f, ctx) for cam, f in frames.items()))
+    expected_frames = list(range(ctx, len(clip_frames)))
+    before = REGISTRY.get_sample_value("vigil_worker_frames_scored_total", {"camera": "cam-a"}) or 0.0
+
+    with running_worker(worker_settings(redis_url, trained_store.root, max_batch=8)) as worker:
+        wait_for(lambda: all(r.xlen(keys.score_stream_key(c)) >= len(expected_frames) for c in frames), 60, "scores")
+        time.sleep(0.3)  # anything published twice would show up now
+        heartbeats = topics.read_heartbeats(r, "worker")
+        assert [h.id for h in heartbeats] == [worker.worker_id]
+
+    for cam, f in frames.items():
+        scores = all_scores(r, cam)
+        assert [s.frame for s in scores] == expected_frames  # every frame exactly once, in order
+        assert {s.model for s in scores} == {f"{MODEL}@v1"}
+        offline, _ = calibrate(trained_store.calibration, offline_raw(trained_store.method, f))
+        np.testing.assert_allclose([s.score for s in scores], offline, atol=1e-4)
+        assert topics.latest_score(r, cam) == scores[-1]
+    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0  # everything acknowledged
+    after = REGISTRY.get_sample_value("vigil_worker_frames_scored_total", {"camera": "cam-a"})
+    assert after - before == len(expected_frames)
+
+    alerts = topics.list_alerts(r, camera="cam-a").alerts
+    assert alerts, "no alert for the anomalous span"
+    span = set(range(*ANOMALY_SPAN))
+    best = max(alerts, key=lambda a: len(span & set(range(a.start_frame, (a.end_frame or 10**6) + 1))))
+    assert best.state == "closed"
+    assert len(span & set(range(best.start_frame, best.end_frame + 1))) >= len(span) // 2
+    assert best.start_frame <= best.peak_frame <= best.end_frame
+
+
+def test_camera_alert_overrides_apply(redis_url, trained_store, clip_frames):
+    """A camera's own alert parameters (stored with the camera) win over Settings.alerts."""
+    r = redis.Redis.from_url(redis_url)
+    strict = {"min_duration_frames": 30}  # longer than the anomalous run
+    topics.put_camera(r, CameraConfig(id="strict", url="rtsp://u:p@cam/1", model=f"{MODEL}@production", alerts=strict))
+    _publish(r, make_windows("strict", clip_frames, trained_store.method.input_spec.context))
+    with running_worker(worker_settings(redis_url, trained_store.root)):
+        wait_for(lambda: r.xlen(keys.score_stream_key("strict")) >= len(clip_frames) - 4, 60, "scores")
+    assert topics.list_alerts(r, camera="strict").alerts == []
+
+
+def test_alias_promotion_reloads_model(redis_url, tmp_path, clip_frames):
+    store = ModelStore(tmp_path)
+    first = register_version(tmp_path, seed=200)
+    register_version(tmp_path, seed=300)
+    store.promote(f"{MODEL}@v1")
+    r = redis.Redis.from_url(redis_url)
+    windows = make_windows("cam", clip_frames, first.method.input_spec.context)
+    with running_worker(worker_settings(redis_url, tmp_path, alias_refresh_s=0.2)):
+        _publish(r, windows[:3])
+        wait_for(lambda: r.xlen(keys.score_stream_key("cam")) >= 24, 30, "scores of v1")
+        store.promote(f"{MODEL}@v2")
+        time.sleep(0.5)  # longer than alias_refresh_s
+        _publish(r, windows[3:])
+        wait_for(lambda: r.xlen(keys.score_stream_key("cam")) >= 60, 30, "scores of v2")
+    models = [s.model for s in all_scores(r, "cam")]
+    assert models == [f"{MODEL}@v1"] * 24 + [f"{MODEL}@v2"] * 36
+
+
+def test_model_without_calibration_is_refused(redis_url, tmp_path, clip_frames):
+    register_version(tmp_path, seed=400, calibrated=False, steps=0)
+    cache = ModelCache(ModelStore(tmp_path), device=__import__("torch").device("cpu"), alias_refresh_s=1)
+    with pytest.raises(Exception, match="no calibration in its card"):
+        cache.get(MODEL)
+    # Through the bus: nothing is published, the windows are acknowledged and the camera's seq moves on.
+    r = redis.Redis.from_url(redis_url)
+    _publish(r, make_windows("cam", clip_frames, 4, model=MODEL))
+    with running_worker(worker_settings(redis_url, tmp_path)):
+        wait_for(lambda: topics.load_scoring_state(r, "cam").next_seq == 9, 30, "windows passed over")
+    assert r.xlen(keys.score_stream_key("cam")) == 0
+    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+
+
+def test_malformed_and_mismatched_windows_do_not_stop_the_worker(redis_url, trained_store, clip_frames):
+    r = redis.Redis.from_url(redis_url)
+    topics.ensure_window_group(r)
+    r.xadd(keys.WINDOWS_STREAM, {"v": b"1", "seq": b"1", "h": b"{not json", "f": b""})
+    wrong_size = make_windows("wrong", np.zeros((12, 16, 16, 1), np.uint8), 4)
+    _publish(r, wrong_size)
+    _publish(r, make_windows("good", clip_frames, 4))
+    before = REGISTRY.get_sample_value("vigil_worker_malformed_windows_total") or 0.0
+    with running_worker(worker_settings(redis_url, trained_store.root)):
+        wait_for(lambda: r.xlen(keys.score_stream_key("good")) >= 60, 30, "scores of the good camera")
+        wait_for(lambda: topics.load_scoring_state(r, "wrong").next_seq == 2, 10, "bad window passed over")
+    assert REGISTRY.get_sample_value("vigil_worker_malformed_windows_total") == before + 1
+    assert r.xlen(keys.score_stream_key("wrong")) == 0
