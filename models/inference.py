@@ -7,6 +7,7 @@ produces the same numbers for the same frames.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from models.calibration import calibrate
 from models.card import ModelCard
 from models.data.transforms import prepare, to_tensor
 from models.data.video import VideoReader, open_video
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], object]  # called with the number of frames just scored (tqdm's `update` fits)
 
@@ -155,6 +158,11 @@ def score_video(
     `context` frames, so the result equals scoring the whole video at once.
     """
     spec = method.input_spec
+    if spec.fps is not None and reader.fps > spec.fps * 1.05:
+        # The live ingester decimates to spec.fps; offline scoring does not yet, so rates differ from live.
+        log.warning(
+            "%s: scoring every frame at %.1f fps; the method was trained at %.1f fps", reader.name, reader.fps, spec.fps
+        )
     chunk_frames = max(chunk_frames, window) // window * window  # whole windows per chunk
     pts: list[float] = []
     buffer: list[np.ndarray] = []  # raw decoded frames not yet prepared
