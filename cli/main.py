@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("cli.ingest", "run an ingester: decode the registered cameras and put windows on the bus"),
     "train": ("cli.train", "train a method offline on normal footage, calibrate and register it"),
     "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
+    "up": ("cli.up", "run api + ingest + worker on this machine (starts a local redis-server if none answers)"),
     "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),
     "eval": ("cli.eval", "evaluate a registered model on a labelled test set: paper and online protocols"),
     "score": ("cli.score", "score video files or frame folders in-process (no Redis): per-frame CSV, JSON, PNG"),
