@@ -61,4 +61,6 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     import torch
 
     frames = _as_nhwc(frames)
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    # Reorder while still uint8 (4x less memory traffic than float), so the result is contiguous NCHW.
+    nchw = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+    return nchw.float().div_(255.0)

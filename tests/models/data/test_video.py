@@ -9,6 +9,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from models.data.transforms import prepare, to_tensor
 from models.data.video import FrameFolder, VideoFile, natural_key, open_video
@@ -118,4 +119,6 @@ def test_to_tensor_layout_and_range() -> None:
     frames = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
     t = to_tensor(frames)
     assert tuple(t.shape) == (2, 3, 3, 4)
+    assert t.is_contiguous()
+    assert t.dtype == torch.float32
     assert float(t[1, 2, 0, 1]) == pytest.approx(frames[1, 0, 1, 2] / 255)
