@@ -136,7 +136,15 @@ class VideoFile:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             base = stream.time_base
-            for packet in container.demux(stream):
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as e:  # a truncated recording: keep what was read so far
+                    log.warning("%s: stopped reading after %d frames: %s", self.path, index, e)
+                    break
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError as e:  # one broken packet should not lose the whole file

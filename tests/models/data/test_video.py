@@ -92,6 +92,16 @@ def test_video_with_corrupt_packets_is_not_fatal(tmp_path: Path) -> None:
     assert np.abs(decoded[0].astype(int) - frames[0].astype(int)).mean() < 5  # frames before the damage are intact
 
 
+def test_truncated_video_keeps_the_frames_before_the_cut(tmp_path: Path) -> None:
+    frames, _ = render_frames(40, (64, 64), None)
+    path = tmp_path / "cut.avi"
+    _write_mjpeg(path, frames)
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])  # recording stopped mid-write
+    decoded = VideoFile(path).read_all()
+    assert 10 < len(decoded) < 40
+    assert np.abs(decoded[5].astype(int) - frames[5].astype(int)).mean() < 5
+
+
 def test_unreadable_video_is_dataset_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 1000)
