@@ -69,6 +69,7 @@ class Stack:
     workers: int = 1
     ingesters: int = 1
     start_redis: bool = True  # start a local redis-server when none answers at redis_url
+    metrics_port: int | None = None  # first /metrics port of ingest and worker children, counting up; None = off
     grace_s: float = 10.0
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -89,18 +90,23 @@ class Stack:
         self._ensure_redis()
         self.env["VIGIL_REDIS__URL"] = self.redis_url
         counts = {"ingest": self.ingesters, "worker": self.workers, "api": 1}
+        # Ingest and worker share one default metrics port (9101); give each child its own or none.
+        ports = iter(range(self.metrics_port, 65536)) if self.metrics_port else None
         try:
             for component in COMPONENTS:
                 for i in range(counts[component]):
-                    self._spawn(component if counts[component] == 1 else f"{component}-{i}", component)
+                    name = component if counts[component] == 1 else f"{component}-{i}"
+                    self._spawn(name, component, next(ports) if ports else 0)
         except OSError:
             self.stop()
             raise
 
-    def _spawn(self, name: str, component: str) -> None:
+    def _spawn(self, name: str, component: str, metrics_port: int) -> None:
         argv = [sys.executable, "-m", "cli.main", component]
         if component == "api":
             argv += ["--host", self.api_host, "--port", str(self.api_port)]
+        else:
+            argv += ["--metrics-port", str(metrics_port)]
         proc = subprocess.Popen(argv, env=self.env, start_new_session=True)  # own group: Ctrl-C reaches only us
         self.procs.append((name, proc))
         log.info("started %s (pid %d)", name, proc.pid)
@@ -163,6 +169,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ingesters", type=int, default=1, help="ingester processes (default 1)")
     parser.add_argument("--port", type=int, default=None, help="API port (default VIGIL_API__PORT, 8000)")
     parser.add_argument("--no-local-redis", action="store_true", help="fail instead of starting a redis-server")
+    parser.add_argument(
+        "--metrics-port", type=int, default=9101, help="first /metrics port of ingest and worker children (0 = off)"
+    )
 
 
 _stop_signal: list[int] = []
@@ -183,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         ingesters=args.ingesters,
         start_redis=not args.no_local_redis,
+        metrics_port=args.metrics_port or None,
     )
     signal.signal(signal.SIGINT, _record)
     signal.signal(signal.SIGTERM, _record)
