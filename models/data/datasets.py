@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 Split = Literal["train", "test"]
 
 LAYOUTS = (
-    "(a) <root>/training/frames/<video>/*.jpg and <root>/testing/frames/<video>/ with a *.mat, "
+    "(a) <root>/training/frames/<video>/*.jpg (or training/videos/*.avi) and <root>/testing/frames/<video>/ "
+    "with a *.mat, "
     "frame_labels_*.npy or testing/test_frame_mask/ at the root (UCSD Ped2 as distributed here, Avenue, ShanghaiTech); "
     "(b) original UCSD <root>/Train/Train001/*.tif and <root>/Test/Test001/ with a *.m or *.mat; "
     "(c) a video file (.mp4 .avi .mkv .mov), a folder of video files, a folder of frame images, "
@@ -74,9 +75,16 @@ def _frame_folders(folder: Path, skip_suffix: str | None = None) -> list[FrameFo
 
 
 def _open_frames_layout(root: Path, split: Split) -> list[LabeledVideo]:
-    readers = _frame_folders(root / ("training" if split == "train" else "testing") / "frames")
     if split == "train":
+        if not (root / "training" / "frames").is_dir() and (root / "training" / "videos").is_dir():
+            # ShanghaiTech ships its training split as videos: <root>/training/videos/*.avi
+            return [
+                LabeledVideo(v.name, v.reader, np.zeros(v.num_frames, np.uint8))
+                for v in _open_videos(root / "training" / "videos")
+            ]
+        readers = _frame_folders(root / "training" / "frames")
         return [LabeledVideo(r.name, r, np.zeros(r.num_frames, dtype=np.uint8)) for r in readers]
+    readers = _frame_folders(root / "testing" / "frames")
     mask_dir = root / "testing" / "test_frame_mask"
     gt = mask_dir if mask_dir.is_dir() else _find_gt_file([root], ("*.mat", "*.m", "frame_labels_*.npy"))
     return _with_labels(readers, gt, root)

@@ -28,6 +28,24 @@ def test_ped2_layout(synthetic_dataset: Path) -> None:
     assert np.flatnonzero(test[0].labels).tolist() == list(range(20, 30))
 
 
+def test_shanghaitech_layout(tmp_path: Path, synthetic_video: tuple[Path, np.ndarray]) -> None:
+    """Training split as videos, test split as frame folders with per-video .npy frame masks."""
+    (tmp_path / "training" / "videos").mkdir(parents=True)
+    shutil.copy(synthetic_video[0], tmp_path / "training" / "videos" / "01_001.avi")
+    frames, labels = render_frames(12, (16, 16), (3, 6))
+    folder = tmp_path / "testing" / "frames" / "01_0014"
+    folder.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), f)
+    (tmp_path / "testing" / "test_frame_mask").mkdir()
+    np.save(tmp_path / "testing" / "test_frame_mask" / "01_0014.npy", labels)
+    train = open_dataset(tmp_path, "train")
+    assert [(v.name, v.num_frames) for v in train] == [("01_001", 64)]
+    test = open_dataset(tmp_path, "test")
+    assert test[0].labels is not None
+    assert test[0].labels.tolist() == labels.tolist()
+
+
 def test_ucsd_tif_layout(tmp_path: Path) -> None:
     frames, _ = render_frames(6, (16, 24), None)
     for split, video in (("Train", "Train001"), ("Test", "Test001"), ("Test", "Test001_gt")):
