@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from models.data.datasets import open_dataset
     from models.evaluate.protocols import evaluate
-    from models.evaluate.report import write_eval
+    from models.evaluate.report import save_signals, write_eval
     from models.inference import resolve_device
     from models.io import load_model
     from models.store import ModelStore
@@ -66,8 +66,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     out = args.out or Path("runs") / "eval" / f"{version.name}-{version.version}"
     json_path, png_path = write_eval(result, scores, [s.labels for s in signals], [s.name for s in signals], out)
+    npz_path = save_signals(signals, out / "signals.npz")
     _print_table(result)
-    print(f"wrote {json_path} and {png_path}")
+    print(f"wrote {json_path}, {png_path} and {npz_path}")
     if args.record:
         _record(store, version, card, result, videos, args.dataset)
         print(f"recorded the metrics in the card of {version.ref}")

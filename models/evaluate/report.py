@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from models.evaluate.protocols import EvalResult, Protocol
+from models.evaluate.protocols import EvalResult, Protocol, VideoSignals
 
 if TYPE_CHECKING:
     from models.inference import ScoredVideo
@@ -93,6 +93,27 @@ def write_eval(
     json_path = out_dir / "eval.json"
     json_path.write_text(result.model_dump_json(indent=2))
     return json_path, plot_eval(result, scores, labels, names, out_dir / "eval.png")
+
+
+def save_signals(videos: list[VideoSignals], path: Path) -> Path:
+    """Raw signals and labels of every test video in one .npz (`<video>/raw`, `<video>/labels`).
+
+    Lets the protocols be recomputed (other weights, smoothing) without scoring the footage again.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for v in videos:
+        arrays[f"{v.name}/raw"] = np.asarray(v.raw, dtype=np.float32)  # (N - context, S)
+        arrays[f"{v.name}/labels"] = np.asarray(v.labels, dtype=np.uint8)  # (N,)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def load_signals(path: Path) -> list[VideoSignals]:
+    """Inverse of `save_signals`, videos in the saved order."""
+    with np.load(path, allow_pickle=False) as data:
+        names = list(dict.fromkeys(key.rsplit("/", 1)[0] for key in data.files))
+        return [VideoSignals(n, data[f"{n}/raw"], data[f"{n}/labels"]) for n in names]
 
 
 def plot_scored(scored: ScoredVideo, path: Path, threshold: float | None = None) -> Path:

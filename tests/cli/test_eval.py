@@ -43,6 +43,7 @@ def test_eval_writes_report_and_records(
     assert set(report["paper"]["per_video_auc"]) == {"01", "02"}
     assert 0.0 <= report["online"]["micro_auc"] <= 1.0
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "signals.npz").is_file()
     card = ModelStore(tiny_registry).resolve("tiny@v1").card()
     assert card.metrics["eval"]["paper_micro_auc"] == pytest.approx(report["paper"]["micro_auc"])
     assert card.metrics["eval"]["online_micro_auc"] == pytest.approx(report["online"]["micro_auc"])

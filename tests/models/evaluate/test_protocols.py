@@ -10,7 +10,7 @@ import pytest
 from models.calibration import fit_calibration
 from models.evaluate.metrics import roc_auc
 from models.evaluate.protocols import VideoSignals, evaluate, paper_scores
-from models.evaluate.report import anomalous_spans, write_eval
+from models.evaluate.report import anomalous_spans, load_signals, save_signals, write_eval
 
 
 def _video(name: str, n: int, span: tuple[int, int], offset: float, context: int, seed: int) -> VideoSignals:
@@ -69,6 +69,10 @@ def test_protocols_on_constructed_signals(tmp_path: Path) -> None:
     json_path, png_path = write_eval(result, scores, [v.labels for v in videos], ["01", "02", "03"], tmp_path)
     assert json_path.read_text().startswith("{")
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = load_signals(save_signals(videos, tmp_path / "signals.npz"))
+    assert [v.name for v in again] == ["01", "02", "03"]
+    rerun, _ = evaluate(again, context, ["sig", "noise"], cal)
+    assert rerun.paper.micro_auc == pytest.approx(result.paper.micro_auc, abs=1e-6)  # float32 storage
 
 
 def test_without_calibration_online_is_skipped() -> None:
