@@ -1,0 +1,131 @@
+"""Fault tests of the worker: a worker SIGKILLed mid-stream (its windows are claimed by another, none lost),
+and Redis restarted under a running worker (it reconnects, recreates its group and goes on)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from service.bus import keys, topics
+from tests.conftest import free_port
+from tests.service.worker.helpers import all_scores, running_worker, wait_for, worker_settings
+from tests.service.worker.models_util import make_windows
+
+pytestmark = pytest.mark.slow
+
+
+def _worker_env(redis_url: str, store_root: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        VIGIL_REDIS__URL=redis_url,
+        VIGIL_STORE__ROOT=store_root,
+        VIGIL_WORKER__DEVICE="cpu",
+        VIGIL_WORKER__MAX_BATCH="2",
+        VIGIL_WORKER__MAX_WAIT_MS="0",
+        VIGIL_WORKER__CLAIM_IDLE_MS="1000",
+        VIGIL_WORKER__GAP_TIMEOUT_S="30",
+        VIGIL_WORKER__METRICS_PORT="0",
+    )
+    return env
+
+
+def _pending_of(r: redis.Redis, consumer: str) -> int:
+    for c in r.xinfo_consumers(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP):
+        if c["name"] in (consumer, consumer.encode()):
+            return int(c["pending"])
+    return 0
+
+
+def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, trained_store, clip_frames):
+    r = redis.Redis.from_url(redis_url)
+    frames = np.concatenate([clip_frames] * 3)  # 192 frames, 24 windows per camera
+    cameras = ("k1", "k2")
+    for group in zip(*(make_windows(c, frames, 4) for c in cameras), strict=True):
+        for window in group:
+            topics.publish_window(r, window)
+    exe = [sys.executable, "-m", "cli.main", "worker", "--id", "doomed"]
+    proc = subprocess.Popen(exe, env=_worker_env(redis_url, str(trained_store.root)), stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: r.xlen(keys.score_stream_key("k1")) >= 16 and _pending_of(r, "doomed") > 0, 90, "scoring")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    orphaned = _pending_of(r, "doomed")
+    assert orphaned > 0, "the killed worker left nothing pending; the test did not exercise claiming"
+    claimed_before = REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") or 0.0
+
+    with running_worker(worker_settings(redis_url, trained_store.root, claim_idle_ms=1000, gap_timeout_s=30)):
+        wait_for(lambda: all(r.xlen(keys.score_stream_key(c)) >= len(frames) - 4 for c in cameras), 60, "all scores")
+
+    assert REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") >= claimed_before + orphaned
+    for camera in cameras:
+        assert [s.frame for s in all_scores(r, camera)] == list(range(4, len(frames)))
+    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+
+
+def _start_redis(port: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("redis-server")
+    assert exe is not None
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    wait_for(lambda: _pings(client), 10, "redis-server to start")
+    client.close()
+    return proc
+
+
+def _stop_redis(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_worker_recovers_from_redis_restart(trained_store, clip_frames):
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    settings = worker_settings(url, trained_store.root, heartbeat_ttl_s=1.5)
+    errors_before = REGISTRY.get_sample_value("vigil_errors_total", {"component": "worker", "kind": "redis"}) or 0.0
+    windows = make_windows("cam", clip_frames, 4)
+    server = _start_redis(port)
+    r = redis.Redis.from_url(url)
+    try:
+        with running_worker(settings, worker_id="survivor"):
+            for w in windows[:2]:
+                topics.publish_window(r, w)
+            wait_for(lambda: r.xlen(keys.score_stream_key("cam")) == 16, 30, "scores before the restart")
+            # Stop Redis under the running worker, then start it on the same port: it comes back empty (no
+            # persistence), as after a crash, so the worker must also recreate its consumer group.
+            _stop_redis(server)
+            time.sleep(1.0)
+            server = _start_redis(port)
+            for w in windows:
+                topics.publish_window(r, w)
+            wait_for(lambda: r.xlen(keys.score_stream_key("cam")) == 60, 30, "scores after the restart")
+            wait_for(lambda: bool(topics.read_heartbeats(r, "worker")), 5, "a fresh heartbeat")
+        assert [s.frame for s in all_scores(r, "cam")] == list(range(4, 64))
+    finally:
+        r.close()
+        _stop_redis(server)
+    errors_after = REGISTRY.get_sample_value("vigil_errors_total", {"component": "worker", "kind": "redis"})
+    assert errors_after > errors_before
