@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 
 import av
 import av.error
+import cv2
 import numpy as np
 
 from service.errors import EndOfStream, SourceConnectionError, SourceError
@@ -172,7 +173,7 @@ class VideoSource:
         for av_frame in self._decoded():
             pts = _seconds(av_frame)
             pacer.wait(pts)
-            image = av_frame.to_ndarray(format=self.options.pixel_format)
+            image = _gray(av_frame) if self.options.pixel_format == "gray" else av_frame.to_ndarray(format="bgr24")
             frame = VideoFrame(image=image, index=self.frames_decoded, pts=pts, capture_ts=time.time())
             self.frames_decoded += 1
             yield frame
@@ -208,6 +209,27 @@ class VideoSource:
             if frames:
                 consecutive = 0
             yield from frames
+
+
+# Limited-range ("MPEG", 16..235) luma -> full-range gray, as swscale and BGR->gray conversion produce it.
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_YUV_LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"})
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
+def _gray(av_frame: Any) -> np.ndarray:
+    """(H, W) uint8 full-range gray. For YUV frames this is the luma plane, range-expanded with a LUT.
+
+    Taking the plane directly is about twice as fast at 720p as a swscale gray conversion and gives the
+    same pixels (to within 1 grey level), which is what keeps the ingester at ffmpeg's rate.
+    """
+    if av_frame.format.name not in _YUV_LUMA_FIRST:
+        return np.asarray(av_frame.to_ndarray(format="gray"))
+    plane = av_frame.planes[0]
+    luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: av_frame.height, : av_frame.width]
+    if av_frame.format.name.startswith("yuvj") or av_frame.color_range == _FULL_RANGE:
+        return np.ascontiguousarray(luma)
+    return np.asarray(cv2.LUT(luma, _LIMITED_TO_FULL))
 
 
 def _seconds(av_frame: Any) -> float | None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import redis
@@ -48,13 +49,17 @@ def test_a_killed_ingesters_cameras_move_to_a_live_one(
         "VIGIL_STORE__ROOT": str(model_store),
         "VIGIL_INGEST__LEASE_TTL_S": "1.5",
         "VIGIL_INGEST__WINDOW_FRAMES": "4",
-        "VIGIL_INGEST__METRICS_PORT": "0",
+        "VIGIL_INGEST__METRICS_PORT": str(metrics_port := free_port()),
     }
     topics.put_camera(rclient, CameraConfig(id="lobby", url=str(long_clip), model=MODEL, kind="file"))
     a = subprocess.Popen([sys.executable, "-m", "cli.main", "ingest", "--id", "ing-a"], cwd=REPO, env=env)
     try:
         wait_for(lambda: lease_owner(rclient, "lobby") == "ing-a", 30, "ingester A to take the camera")
         wait_for(lambda: (s := status(rclient, "lobby")) and s.state == "streaming", 20, "A to stream")
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text  # A's own /metrics
+        assert 'vigil_ingest_stream_state{camera="lobby",state="streaming"} 1.0' in scraped
+        assert 'vigil_ingest_frames_decoded_total{camera="lobby"}' in scraped
+        assert 'vigil_ingest_cameras_owned{ingester="ing-a"} 1.0' in scraped
         b = start_ingester(make_settings(redis_url, model_store), ingester_id="ing-b")
         wait_for(lambda: rclient.exists(keys.heartbeat_key("ingest", "ing-b")), 10, "B's heartbeat")
         time.sleep(2.0)  # longer than a lease: A renews, B must not take the camera

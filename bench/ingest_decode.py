@@ -1,0 +1,134 @@
+"""Benchmark: the ingester's decode + resize + gray rate (VideoSource + WindowSampler) vs the ffmpeg CLI.
+
+Both read the same file; ffmpeg runs `ffmpeg -i FILE -vf scale=W:H,format=gray -f null -`. The two are
+timed alternately, several rounds, in one run, and the ratio of median frame rates is printed (target
+>= 0.9). Inputs: a generated 720p H.264 clip (default) and/or a Ped2 test clip encoded to mp4.
+
+    .venv/bin/python bench/ingest_decode.py                      # 720p synthetic, 256x256 gray
+    .venv/bin/python bench/ingest_decode.py --ped2 ../shared/datasets/ucsd_ped2 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from models.types import InputSpec
+from service.errors import EndOfStream
+from service.ingest.sampler import WindowSampler
+from service.ingest.source import SourceOptions, VideoSource
+
+
+def make_720p(out: Path, seconds: int) -> Path:
+    """A moving test pattern, 1280x720 at 25 fps, H.264 (what a typical IP camera sends)."""
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}"]
+    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(out)]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def encode_ped2(dataset: Path, clip: str, out: Path) -> Path:
+    """Ped2 test clip `clip` (JPEG frames, 360x240) -> H.264 mp4 at 10 fps (the Ped2 capture rate)."""
+    frames = dataset / "testing" / "frames" / clip
+    if not frames.is_dir():
+        sys.exit(f"no Ped2 clip at {frames}; pass --ped2 pointing at ucsd_ped2 (it has testing/frames/NN/)")
+    cmd = ["ffmpeg", "-v", "error", "-y", "-framerate", "10", "-pattern_type", "glob", "-i", str(frames / "*.jpg")]
+    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(out)]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def count_frames(path: Path) -> int:
+    cmd = ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0"]
+    cmd += ["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)]
+    return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip())
+
+
+def run_ingester(path: Path, spec: InputSpec) -> tuple[int, float, float]:
+    """(frames, wall seconds, CPU seconds of all threads) through the ingester's source and sampler."""
+    sampler = WindowSampler(spec, window_frames=8)
+    cpu = time.process_time()
+    start = time.perf_counter()
+    frames = 0
+    with VideoSource(str(path), SourceOptions(realtime=False, pixel_format="gray")) as source:
+        try:
+            for frame in source:
+                sampler.push(frame)
+                frames += 1
+        except EndOfStream:  # how a source says it is done
+            pass
+    return frames, time.perf_counter() - start, time.process_time() - cpu
+
+
+def run_ffmpeg(path: Path, spec: InputSpec) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of the ffmpeg CLI doing the same decode + scale + gray."""
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path)]
+    cmd += ["-vf", f"scale={spec.width}:{spec.height},format=gray", "-f", "null", "-"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def bench(name: str, path: Path, spec: InputSpec, rounds: int) -> float:
+    """Alternate the two `rounds` times; print frame rates per wall second and per CPU second; return the wall ratio."""
+    expected = count_frames(path)
+    ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
+    for _ in range(rounds):  # alternate, so load from other processes hits both alike
+        frames, wall, cpu = run_ingester(path, spec)
+        if frames != expected:
+            sys.exit(f"{name}: the ingester decoded {frames} frames, ffprobe counts {expected}")
+        ours.append(frames / wall)
+        ours_cpu.append(frames / cpu)
+        wall, cpu = run_ffmpeg(path, spec)
+        theirs.append(expected / wall)
+        theirs_cpu.append(expected / cpu)
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    cpu_ratio = statistics.median(ours_cpu) / statistics.median(theirs_cpu)
+    print(f"{name}: {expected} frames -> {spec.width}x{spec.height} gray, {rounds} rounds, medians")
+    print(f"  frames/s      ingester {_fmt(ours)} | ffmpeg {_fmt(theirs)} | ratio {ratio:.2f} (target >= 0.9)")
+    print(f"  frames/CPU-s  ingester {_fmt(ours_cpu)} | ffmpeg {_fmt(theirs_cpu)} | ratio {cpu_ratio:.2f}")
+    return ratio
+
+
+def _fmt(values: list[float]) -> str:
+    return f"{statistics.median(values):7.1f} (runs {', '.join(f'{v:.0f}' for v in values)})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="256x256", help="model input WxH (default 256x256)")
+    parser.add_argument("--seconds", type=int, default=20, help="length of the generated 720p clip")
+    parser.add_argument("--ped2", type=Path, default=None, help="ucsd_ped2 folder: also bench a Ped2 test clip")
+    parser.add_argument("--clip", default="01", help="Ped2 test clip (default 01)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-720p", action="store_true", help="skip the generated 720p clip")
+    args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:
+        sys.exit("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    spec = InputSpec(height=height, width=width, channels=1, context=0)
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.no_720p:
+            clip = make_720p(Path(tmp) / "720p.mp4", args.seconds)
+            ratios.append(bench("720p synthetic", clip, spec, args.rounds))
+        if args.ped2 is not None:
+            clip = encode_ped2(args.ped2, args.clip, Path(tmp) / "ped2.mp4")
+            ratios.append(bench(f"ped2 test {args.clip}", clip, spec, args.rounds))
+    return 0 if ratios and min(ratios) >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
