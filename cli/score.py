@@ -84,7 +84,8 @@ def write_scored(scored: ScoredVideo, out: Path, model_ref: str) -> tuple[Path, 
         writer.writerow(["frame", "pts", "score", *scored.signal_names])
         for r in records:
             raw = r["raw"]
-            values = [raw[n] for n in scored.signal_names] if isinstance(raw, dict) else [""] * len(scored.signal_names)
+            names = scored.signal_names
+            values = [f"{raw[n]:.7g}" for n in names] if isinstance(raw, dict) else [""] * len(names)  # float32 digits
             score = r["score"]
             writer.writerow([r["frame"], f"{r['pts']:.6f}", "" if score is None else f"{score:.6f}", *values])
     json_path = out / f"{scored.name}.json"
