@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
@@ -21,7 +22,7 @@ from service.bus.client import REDIS_ERRORS, Backoff
 from service.errors import EndOfStream, SourceError
 from service.ingest.backpressure import BoundedBuffer, BufferClosed, Policy
 from service.ingest.sampler import Window, WindowSampler
-from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource
+from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource, file_path, scheme_of
 from service.ingest.state import StreamStateMachine
 from service.messages import CameraConfig, CameraStatus, WindowMsg, mask_credentials
 from service.settings import IngestSettings
@@ -35,10 +36,18 @@ class CameraRunner:
     """Runs one camera until `stop()`; `config` is immutable: a changed camera gets a new runner."""
 
     def __init__(
-        self, config: CameraConfig, settings: IngestSettings, r: redis.Redis, owner: str, resolve_spec: SpecResolver
+        self,
+        config: CameraConfig,
+        settings: IngestSettings,
+        r: redis.Redis,
+        owner: str,
+        resolve_spec: SpecResolver,
+        footage_root: Path | None = None,
     ) -> None:
         self.config, self.settings, self.r, self.owner = config, settings, r, owner
         self.resolve_spec = resolve_spec
+        self.footage_root = footage_root
+        self._sampler: WindowSampler | None = None
         self.state = StreamStateMachine(config.id)
         self.stop_event = threading.Event()
         policy = Policy.for_kind(config.kind)
@@ -87,41 +96,59 @@ class CameraRunner:
 
     def _read_loop(self) -> None:
         backoff = Backoff(self.settings.reconnect_initial_s, self.settings.reconnect_max_s)
-        sampler: WindowSampler | None = None
         while not self.stop_event.is_set():
             self.state.to("connecting", "opening the source" if self.reconnects == 0 else "reconnecting")
             self.write_status()
-            try:
-                spec = self.resolve_spec(self.config.model)
-                if sampler is None or sampler.spec != spec:
-                    sampler = WindowSampler(spec, self.settings.window_frames, self.config.target_fps)
-                sampler.reset()  # the frames before a reconnect are no context for the frames after it
-                try:
-                    self._stream(sampler, backoff)
-                finally:
-                    last = sampler.flush()
-                    if last is not None:  # frames decoded before the end or the drop are scored too
-                        self._enqueue(last)
-            except EndOfStream as e:
-                if self.config.kind == "file":
-                    self.state.to("stopped", f"finished: {e}")
-                    self.write_status()
-                    return
-                self.state.to("connecting", f"stream ended, reconnecting: {e}")
-            except StallError as e:
-                self.state.to("stalled", str(e))
-            except (SourceError, ValueError, OSError) as e:  # ValueError: unknown model or a bad card
-                self.state.to("error", str(e))
-                log.warning("camera %s: %s", self.camera, mask_credentials(str(e)))
-                if self.config.kind == "file":
-                    self.write_status()
-                    return  # a corrupt or missing file does not heal by waiting; a camera update retries
-            if self.stop_event.is_set():
-                return
+            done = self._attempt(backoff)
             self.write_status()
+            if done or self.stop_event.is_set():
+                return
             self.reconnects += 1
             metrics.RECONNECTS.labels(camera=self.camera).inc()
             backoff.sleep(self.stop_event)
+
+    def _attempt(self, backoff: Backoff) -> bool:
+        """One connection: open, stream until it ends or fails. True when the camera is done for good."""
+        try:
+            self._check_footage()
+            sampler = self._sampler_for(self.resolve_spec(self.config.model))
+            try:
+                self._stream(sampler, backoff)
+            finally:
+                last = sampler.flush()
+                if last is not None:  # frames decoded before the end or the drop are scored too
+                    self._enqueue(last)
+        except EndOfStream as e:
+            if self.config.kind == "file":
+                self.state.to("stopped", f"finished: {e}")
+                return True
+            self.state.to("connecting", f"stream ended, reconnecting: {e}")
+        except StallError as e:
+            self.state.to("stalled", str(e))
+        except (SourceError, ValueError, OSError) as e:  # ValueError: unknown model or a bad card
+            self.state.to("error", str(e))
+            log.warning("camera %s: %s", self.camera, mask_credentials(str(e)))
+            return self.config.kind == "file"  # a corrupt or missing file does not heal; a camera update retries
+        except Exception as e:  # a bug must not silently kill the camera thread: show it, count it, retry
+            log.exception("camera %s: unexpected error", self.camera)
+            metrics.ERRORS.labels(component="ingest", kind=type(e).__name__).inc()
+            self.state.to("error", f"internal error: {type(e).__name__}: {e}")
+        return False
+
+    def _check_footage(self) -> None:
+        if self.footage_root is None or scheme_of(self.config.url) != "file":
+            return
+        path = file_path(self.config.url).resolve()
+        if not path.is_relative_to(self.footage_root.resolve()):
+            msg = f"{path} is outside the footage root {self.footage_root}; only files under it may be read"
+            raise SourceError(msg)
+
+    def _sampler_for(self, spec: InputSpec) -> WindowSampler:
+        """The camera's sampler, kept across reconnects (frame numbers go on) unless the model's spec changed."""
+        if self._sampler is None or self._sampler.spec != spec:
+            self._sampler = WindowSampler(spec, self.settings.window_frames, self.config.target_fps)
+        self._sampler.reset()  # the frames before a reconnect are no context for the frames after it
+        return self._sampler
 
     def _options(self, spec: InputSpec) -> SourceOptions:
         return SourceOptions(
@@ -201,6 +228,11 @@ class CameraRunner:
             while True:  # retry this window until Redis takes it: a Redis restart loses nothing we hold
                 try:
                     topics.publish_window(self.r, window)
+                except redis.ResponseError as e:  # the server refused it (OOM, ...): retrying will not help
+                    log.error("camera %s: Redis refused a window, dropping it: %s", self.camera, e)
+                    metrics.ERRORS.labels(component="ingest", kind="publish").inc()
+                    metrics.FRAMES_DROPPED.labels(camera=self.camera, reason="publish_error").inc(window.num_scored)
+                    break
                 except REDIS_ERRORS as e:
                     if self.buffer.closed and self.stop_event.is_set():
                         log.warning("camera %s: dropping a window at shutdown, Redis is down: %s", self.camera, e)

@@ -75,6 +75,7 @@ class Ingester(ServiceProcess):
         self.id = ingester_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.specs = ModelSpecs(ModelStore(settings.store.root))
         self.runners: dict[str, CameraRunner] = {}
+        self.stopping: dict[str, threading.Thread] = {}  # cameras whose runner is shutting down
         self.r: redis.Redis | None = None
         self._pubsub: Any = None
         ingest = settings.ingest
@@ -109,6 +110,8 @@ class Ingester(ServiceProcess):
     def teardown(self) -> None:
         for camera in list(self.runners):
             self._stop_camera(camera, release=True)
+        for thread in self.stopping.values():
+            thread.join(self.settings.ingest.open_timeout_s + 15)
         self._close_pubsub()
         if self.r is not None:
             try:
@@ -142,7 +145,7 @@ class Ingester(ServiceProcess):
                 log.warning("camera %s: lease lost to another ingester; stopping it here", camera)
                 self._stop_camera(camera, release=False, write_status=False)
         for camera, config in wanted.items():
-            if camera not in self.runners and self._acquire(camera):
+            if camera not in self.runners and not self._still_stopping(camera) and self._acquire(camera):
                 self._start_camera(config)
         metrics.CAMERAS_OWNED.labels(ingester=self.id).set(len(self.runners))
 
@@ -168,23 +171,41 @@ class Ingester(ServiceProcess):
     # --- cameras and leases ---------------------------------------------------------------------------
 
     def _start_camera(self, config: CameraConfig) -> None:
-        runner = CameraRunner(config, self.settings.ingest, self._redis, self.id, self.specs)
+        runner = CameraRunner(
+            config, self.settings.ingest, self._redis, self.id, self.specs, footage_root=self.settings.footage_root
+        )
         self.runners[config.id] = runner
         runner.start()
         log.info("camera %s: started (%s, %s)", config.id, config.redacted_url, config.kind)
 
     def _stop_camera(self, camera: str, release: bool, write_status: bool = True) -> None:
-        self.runners.pop(camera).stop(write_status=write_status)
+        """Stop a camera in the background: a source stuck in FFmpeg must not delay renewing the other leases."""
+        runner = self.runners.pop(camera)
+        thread = threading.Thread(
+            target=self._finish_stop, args=(runner, release, write_status), name=f"ingest-stop-{camera}", daemon=True
+        )
+        self.stopping[camera] = thread
+        thread.start()
+
+    def _finish_stop(self, runner: CameraRunner, release: bool, write_status: bool) -> None:
+        runner.stop(write_status=write_status)
         if release:
             try:
-                self._redis.eval(_RELEASE_LEASE, 1, keys.camera_lease_key(camera), self.id)
+                self._redis.eval(_RELEASE_LEASE, 1, keys.camera_lease_key(runner.camera), self.id)
             except REDIS_ERRORS as e:  # the lease then simply expires
-                log.warning("camera %s: lease not released: %s", camera, e)
-        log.info("camera %s: stopped", camera)
+                log.warning("camera %s: lease not released: %s", runner.camera, e)
+        log.info("camera %s: stopped", runner.camera)
+
+    def _still_stopping(self, camera: str) -> bool:
+        thread = self.stopping.get(camera)
+        if thread is not None and not thread.is_alive():
+            del self.stopping[camera]
+            return False
+        return thread is not None
 
     def _acquire(self, camera: str) -> bool:
-        ttl_ms = int(self.settings.ingest.lease_ttl_s * 1000)
-        return bool(self._redis.set(keys.camera_lease_key(camera), self.id, nx=True, px=ttl_ms))
+        """Take a free lease (SET NX semantics), or keep ours after a restart of the camera."""
+        return self._renew(camera)
 
     def _renew(self, camera: str) -> bool:
         ttl_ms = int(self.settings.ingest.lease_ttl_s * 1000)

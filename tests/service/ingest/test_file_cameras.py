@@ -113,3 +113,17 @@ def test_removing_a_camera_stops_it_and_releases_its_lease(
     wait_for(lambda: rclient.get("vigil:cam:slow:lease") is None, 10, "the lease to be released")
     wait_for(lambda: "slow" not in ingester.runners, 10, "the runner to stop")  # type: ignore[attr-defined]
     assert status(rclient, "slow") is None or status(rclient, "slow").state == "stopped"  # type: ignore[union-attr]
+
+
+def test_files_outside_the_footage_root_are_refused(
+    synthetic_video: tuple[Path, np.ndarray],
+    tmp_path: Path,
+    settings: Settings,
+    rclient: redis.Redis,
+    start_ingester: Callable[..., object],
+) -> None:
+    start_ingester(settings.model_copy(update={"footage_root": tmp_path / "footage"}))
+    topics.put_camera(rclient, file_camera("outside", synthetic_video[0]))
+    refused = wait_for(state_is(rclient, "outside", "error"), 20, "the file outside the root to be refused")
+    assert "outside the footage root" in refused.reason
+    assert windows(rclient, "outside") == []
