@@ -47,8 +47,16 @@ def receiver(request) -> Iterator[_Receiver]:
 
 
 def _event(kind: str = "opened") -> AlertEvent:
-    alert = Alert(id="cam-1-abc", camera="cam", model="m@v1", state="open", start_frame=1, start_ts=1.0,
-                  peak_score=0.99, peak_frame=2)  # fmt: skip
+    alert = Alert(
+        id="cam-1-abc",
+        camera="cam",
+        model="m@v1",
+        state="open",
+        start_frame=1,
+        start_ts=1.0,
+        peak_score=0.99,
+        peak_frame=2,
+    )
     return AlertEvent(kind=kind, alert=alert)
 
 
