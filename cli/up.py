@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger("vigil.up")
@@ -70,6 +71,7 @@ class Stack:
     ingesters: int = 1
     start_redis: bool = True  # start a local redis-server when none answers at redis_url
     metrics_port: int | None = None  # first /metrics port of ingest and worker children, counting up; None = off
+    log_path: Path | None = None  # children's stdout/stderr go here (appended); None = inherit ours
     grace_s: float = 10.0
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -107,7 +109,12 @@ class Stack:
             argv += ["--host", self.api_host, "--port", str(self.api_port)]
         else:
             argv += ["--metrics-port", str(metrics_port)]
-        proc = subprocess.Popen(argv, env=self.env, start_new_session=True)  # own group: Ctrl-C reaches only us
+        out = self.log_path.open("ab") if self.log_path else None
+        try:  # own session: a terminal's Ctrl-C reaches only `vigil up`, which then stops the children in order
+            proc = subprocess.Popen(argv, env=self.env, start_new_session=True, stdout=out, stderr=out)
+        finally:
+            if out is not None:
+                out.close()  # the child holds its own copy of the descriptor
         self.procs.append((name, proc))
         log.info("started %s (pid %d)", name, proc.pid)
 
