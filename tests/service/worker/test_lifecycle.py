@@ -1,0 +1,99 @@
+"""Process plumbing the worker runs on: the lifecycle base (signals, stop, failures) and credential-masking logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import threading
+
+import pytest
+
+from service.lifecycle import ServiceProcess
+from service.logging import CredentialFilter, setup_logging
+
+
+class _Recorder(ServiceProcess):
+    component = "recorder"
+
+    def __init__(self, fail_in: str | None = None, **kw) -> None:
+        super().__init__(**kw)
+        self.calls: list[str] = []
+        self.fail_in = fail_in
+
+    def setup(self) -> None:
+        self.calls.append("setup")
+        if self.fail_in == "setup":
+            raise RuntimeError("no redis")
+
+    def run_loop(self) -> None:
+        self.calls.append("loop")
+        if self.fail_in == "loop":
+            raise RuntimeError("boom")
+        while not self.should_stop():
+            self.stop_event.wait(0.01)
+
+    def teardown(self) -> None:
+        self.calls.append("teardown")
+
+
+def test_signal_stops_the_loop_and_is_recorded():
+    proc = _Recorder()
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM))
+    old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        timer.start()
+        assert proc.run() == 0
+    finally:
+        signal.signal(signal.SIGTERM, old[0])
+        signal.signal(signal.SIGINT, old[1])
+    assert proc.calls == ["setup", "loop", "teardown"]
+    assert proc.received_signal == signal.SIGTERM
+
+
+@pytest.mark.parametrize("stage", ["setup", "loop"])
+def test_failure_exits_1_and_still_tears_down(stage):
+    proc = _Recorder(fail_in=stage)
+    assert proc.run(handle_signals=False) == 1
+    assert proc.calls[-1] == "teardown"
+
+
+def test_child_stops_when_its_parent_is_gone():
+    proc = _Recorder(is_child=True)
+    assert proc.should_stop() is False
+    proc._parent_pid = -1  # what os.getppid() no longer matches once the parent died
+    assert proc.should_stop() is True
+
+
+@pytest.fixture
+def log_stream():
+    """A handler on the root logger writing to a buffer; root handlers are restored afterwards."""
+    root = logging.getLogger()
+    saved = [(h, list(h.filters), h.formatter) for h in root.handlers]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root.addHandler(handler)
+    yield stream
+    root.removeHandler(handler)
+    for h, filters, formatter in saved:
+        h.filters[:] = filters
+        h.setFormatter(formatter)
+
+
+def test_credentials_are_masked_in_every_record(log_stream):
+    setup_logging("test")
+    setup_logging("test")  # idempotent: one filter per handler
+    log = logging.getLogger("some.library")
+    log.warning("cannot open %s", "rtsp://admin:hunter2@10.0.0.5/live")
+    try:
+        raise ConnectionError("refused: http://u:topsecret@h/x")
+    except ConnectionError:
+        log.exception("failed")
+    out = log_stream.getvalue()
+    assert "WARNING test some.library: cannot open rtsp://admin:***@10.0.0.5/live" in out
+    assert "ConnectionError: refused: http://u:***@h/x" in out
+    assert "hunter2" not in out
+    assert "topsecret" not in out
+    handler = logging.getLogger().handlers[-1]
+    assert sum(isinstance(f, CredentialFilter) for f in handler.filters) == 1
