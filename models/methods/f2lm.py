@@ -80,8 +80,12 @@ class F2lmConfig(MethodConfig):
 
     @model_validator(mode="after")
     def _grid(self) -> F2lmConfig:
-        if self.height % self.destroyer_grid or self.width % self.destroyer_grid:
-            msg = f"destroyer_grid {self.destroyer_grid} must divide {self.height}x{self.width} into equal patches"
+        grid = self.destroyer_grid
+        if self.height % grid or self.width % grid or min(self.height, self.width) // grid < 6:
+            msg = (
+                f"destroyer_grid {grid} must divide {self.height}x{self.width} into equal patches of at least "
+                "6x6 pixels (the SSIM window's reach); the paper uses 8 (32x32 patches at 256x256)"
+            )
             raise ValueError(msg)
         for lo, hi in (self.corrupt_fraction, self.dropout_p):
             if not 0 < lo <= hi < 1:

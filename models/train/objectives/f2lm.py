@@ -7,8 +7,9 @@ decay equal to the learning rate (official). Phase `destroyer`: starts from the 
 random subset of patches corrupted by channel dropout; each corrupted patch gets the target weight
 d = min(lambda * (1 - SSIM(corrupted patch, real patch)), 1), loss per patch d * MSE(out, black) +
 (1 - d) * MSE(out, clean prediction), summed over patches and batch. Uncorrupted patches have d = 0.
-SSIM (window 11, sigma 1.5, on [0, 1]) is computed as one map over the frame (reflect padding) and averaged
-per patch, so patches smaller than the window still get a value; the official code crops patches first.
+SSIM (window 11, sigma 1.5, on [0, 1]) is computed on each patch crop on its own, as the official code does
+(reflect padding inside the crop, so a patch needs at least 6 pixels a side), so a corrupted patch never
+changes the weight of its neighbours.
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ def corrupt_patches(pred: torch.Tensor, grid: int, fraction: float, drop_p: floa
     return pred * factor, mask
 
 
+def patch_ssim(x: torch.Tensor, y: torch.Tensor, grid: int) -> torch.Tensor:
+    """Mean SSIM of each patch crop of (B, C, H, W) images in [0, 1], crops compared on their own -> (B, grid, grid)."""
+    b, c, h, w = x.shape
+
+    def crops(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B * grid * grid, C, H / grid, W / grid)
+        t = t.reshape(b, c, grid, h // grid, grid, w // grid).permute(0, 2, 4, 1, 3, 5)
+        return t.reshape(b * grid * grid, c, h // grid, w // grid)
+
+    return ssim_map(crops(x), crops(y)).mean(dim=(1, 2)).reshape(b, grid, grid)
+
+
 def patch_weights(
     corrupted: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, grid: int, lam: float
 ) -> torch.Tensor:
@@ -90,7 +102,7 @@ def patch_weights(
 
     corrupted, real: (B, C, H, W) in [-1, 1].
     """
-    ssim = per_patch(ssim_map((corrupted + 1) / 2, (real + 1) / 2), grid)
+    ssim = patch_ssim((corrupted + 1) / 2, (real + 1) / 2, grid)
     return torch.where(mask, (lam * (1 - ssim)).clamp(0.0, 1.0), torch.zeros_like(ssim))
 
 
