@@ -3,7 +3,7 @@
 ffmpeg cannot serve RTSP to pull clients (`-rtsp_flags listen` only receives a publisher), so the server is
 gst-rtsp-server run by the system python3 with PyGObject (Debian: gir1.2-gst-rtsp-server-1.0, python3-gi,
 gstreamer1.0-plugins-good/bad; `scripts/install-system-deps.sh` installs them). Import the fixture into a
-conftest with `from tests.rtsp import rtsp_server_factory  # noqa: F401`.
+conftest with `from tests.rtsp import rtsp_server, rtsp_server_factory  # noqa: F401`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -64,7 +65,11 @@ def _check_gstreamer() -> None:
 
 
 def loop_clip(clip: Path, out: Path, duration_s: float) -> Path:
-    """Concatenate `clip` with itself (stream copy, no re-encode) until it lasts at least `duration_s`."""
+    """`clip` repeated until it lasts at least `duration_s`, re-encoded near-losslessly (H.264, crf 10).
+
+    Re-encoding (rather than stream copy) keeps timestamps strictly increasing across the seams and puts a
+    keyframe every second, so a client that connects mid-stream gets a picture within a second.
+    """
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         pytest.fail("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
@@ -75,7 +80,8 @@ def loop_clip(clip: Path, out: Path, duration_s: float) -> Path:
         check=True,
     )
     loops = max(0, int(duration_s / max(float(probe.stdout.strip()), 0.04)))
-    cmd = [ffmpeg, "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(clip), "-c", "copy", str(out)]
+    cmd = [ffmpeg, "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(clip), "-an", "-c:v", "libx264"]
+    cmd += ["-preset", "ultrafast", "-crf", "10", "-g", "25", "-bf", "0", "-pix_fmt", "yuv420p", str(out)]
     subprocess.run(cmd, check=True)
     return out
 
@@ -165,3 +171,12 @@ def rtsp_server_factory(tmp_path: Path) -> Iterator[Callable[..., RtspServer]]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def rtsp_server(rtsp_server_factory: Callable[..., RtspServer], synthetic_video: tuple[Path, Any]) -> RtspServer:
+    """The `synthetic_video` clip (anomalous frames ANOMALY_SPAN of every 64) looped for 120 s, no auth.
+
+    `rtsp_server.url()` is the stream; `stop()`/`start()` kill and restart it on the same port.
+    """
+    return rtsp_server_factory(synthetic_video[0])

@@ -24,7 +24,7 @@ from service.ingest.backpressure import BoundedBuffer, BufferClosed, Policy
 from service.ingest.sampler import Window, WindowSampler
 from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource, file_path, scheme_of
 from service.ingest.state import StreamStateMachine
-from service.messages import CameraConfig, CameraStatus, WindowMsg, mask_credentials
+from service.messages import CameraConfig, CameraStatus, WindowMsg
 from service.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class CameraRunner:
         self.resolve_spec = resolve_spec
         self.footage_root = footage_root
         self._sampler: WindowSampler | None = None
+        self._last_error = ""  # reason of the last error logged, so a retry loop logs it once
         self.state = StreamStateMachine(config.id)
         self.stop_event = threading.Event()
         policy = Policy.for_kind(config.kind)
@@ -127,7 +128,10 @@ class CameraRunner:
             self.state.to("stalled", str(e))
         except (SourceError, ValueError, OSError) as e:  # ValueError: unknown model or a bad card
             self.state.to("error", str(e))
-            log.warning("camera %s: %s", self.camera, mask_credentials(str(e)))
+            # the same failure every backoff period is news once; after that it only shows in the status
+            level = logging.DEBUG if self.state.reason == self._last_error else logging.WARNING
+            log.log(level, "camera %s: %s", self.camera, self.state.reason)
+            self._last_error = self.state.reason
             return self.config.kind == "file"  # a corrupt or missing file does not heal; a camera update retries
         except Exception as e:  # a bug must not silently kill the camera thread: show it, count it, retry
             log.exception("camera %s: unexpected error", self.camera)
@@ -169,6 +173,7 @@ class CameraRunner:
                     return
                 if self.state.state != "streaming":
                     self.state.to("streaming", f"decoding at {source.fps or 0:.1f} fps")
+                    self._last_error = ""
                     backoff.reset()
                     self.write_status()
                 self._count_frame(frame)
