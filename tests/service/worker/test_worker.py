@@ -73,8 +73,8 @@ def test_camera_alert_overrides_apply(redis_url, trained_store, clip_frames):
 
 def test_alias_promotion_reloads_model(redis_url, tmp_path, clip_frames):
     store = ModelStore(tmp_path)
-    first = register_version(tmp_path, seed=200)
-    register_version(tmp_path, seed=300)
+    first = register_version(tmp_path, seed=200, steps=5)  # the two versions only need to differ
+    register_version(tmp_path, seed=300, steps=5)
     store.promote(f"{MODEL}@v1")
     r = redis.Redis.from_url(redis_url)
     windows = make_windows("cam", clip_frames, first.method.input_spec.context)
