@@ -141,22 +141,29 @@ class Stack:
         log.info("started a local redis-server at %s (pid %d)", self.redis_url, self.redis_proc.pid)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Block until the API answers /healthz; raise if a child exits or the time runs out."""
+        """Block until /readyz says ready (Redis answers, a worker heartbeat is fresh); raise if a child exits.
+
+        /readyz rather than /healthz: the worker imports torch and loads its model for seconds after the API is up,
+        and a camera added before that would see its first windows wait.
+        """
         import httpx
 
         deadline = time.monotonic() + timeout_s
+        reason = "no answer"
         while time.monotonic() < deadline:
             dead = self.exited()
             if dead:
                 msg = f"{dead[0][0]} exited with {dead[0][1]} during start-up"
                 raise RuntimeError(msg)
             try:
-                if httpx.get(f"{self.api_url}/healthz", timeout=1.0).status_code == 200:
+                r = httpx.get(f"{self.api_url}/readyz", timeout=2.0)
+                if r.status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
+                reason = r.json().get("reason", r.text)
+            except (httpx.TransportError, ValueError) as e:
+                reason = str(e) or type(e).__name__
             time.sleep(0.2)
-        msg = f"the API did not answer {self.api_url}/healthz within {timeout_s:.0f} s"
+        msg = f"vigil was not ready within {timeout_s:.0f} s ({self.api_url}/readyz: {reason})"
         raise RuntimeError(msg)
 
     def exited(self) -> list[tuple[str, int]]:
@@ -204,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _record)
     signal.signal(signal.SIGTERM, _record)
     with stack:
+        stack.wait_ready(120)
         log.info("vigil is up: API at %s (docs at %s/docs); Ctrl-C stops", stack.api_url, stack.api_url)
         while not _stop_signal:
             dead = stack.exited()

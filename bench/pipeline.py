@@ -1,0 +1,196 @@
+"""End-to-end pipeline throughput vs the model's own forward rate at the same batch size, measured in one run.
+
+    .venv/bin/python bench/pipeline.py --preset small --cameras 4 --frames 300
+
+Runs `vigil up`'s processes (ingest, worker, api) on a private redis-server; file cameras added through the REST
+API play a synthetic clip as fast as the pipeline takes it. Pipeline rate = scored frames/s in steady state (10%
+to 90% of all frames); forward rate = frames/s of `method.score` on full batches of windows in this process. The
+model is untrained (random weights, calibrated on synthetic normal frames): throughput does not depend on weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import httpx
+import numpy as np
+import redis
+
+from cli.up import Stack, free_port, redis_reachable, stop_process
+
+WINDOW = 8  # VIGIL_INGEST__WINDOW_FRAMES used by every run
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        sys.exit("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    while not redis_reachable(url, 0.2):
+        time.sleep(0.05)
+    return proc, url
+
+
+def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (120, 160)) -> Path:
+    """A moving-block clip (H.264 via PyAV) at 25 fps."""
+    import av
+
+    h, w = size
+    rng = np.random.default_rng(0)
+    background = rng.integers(60, 120, (h, w), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for t in range(frames):
+            img = background.copy()
+            x = (t * 3) % (w - 16)
+            img[h // 2 : h // 2 + 16, x : x + 16] = 200
+            bgr = np.repeat(img[:, :, None], 3, axis=2)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
+        container.mux(stream.encode())
+    return path
+
+
+def register_untrained(store_root: Path, preset: str) -> tuple[str, object]:
+    """FFP `preset` with random weights, calibrated on synthetic normal windows, promoted; returns (ref, method)."""
+    import torch
+
+    from models.calibration import fit_calibration
+    from models.io import build_card, save_model
+    from models.registry import create_method, get_method
+    from models.store import ModelStore
+
+    torch.manual_seed(0)
+    method = create_method(get_method("ffp").make_config(preset)).eval()
+    spec = method.input_spec
+    window = torch.rand(4, spec.context + 16, spec.channels, spec.height, spec.width)
+    with torch.inference_mode():
+        raw = method.score(window).reshape(-1, len(method.signal_names)).double().numpy()
+    card = build_card(method, f"bench-{preset}", calibration=fit_calibration(raw, list(method.signal_names)))
+    store = ModelStore(store_root)
+    version = save_model(store, method, card)
+    store.promote(version.ref)
+    return f"bench-{preset}", method
+
+
+def forward_fps(method: object, batch: int, seconds: float = 5.0) -> float:
+    """Scored frames/s of `method.score` on (batch, context + WINDOW, C, H, W) windows; what the worker runs."""
+    import torch
+
+    spec = method.input_spec  # type: ignore[attr-defined]
+    x = torch.rand(batch, spec.context + WINDOW, spec.channels, spec.height, spec.width)
+    with torch.inference_mode():
+        method.score(x)  # type: ignore[attr-defined]  # warm-up
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            method.score(x)  # type: ignore[attr-defined]
+            n += 1
+    return n * batch * WINDOW / (time.perf_counter() - start)
+
+
+def stack_env(redis_url: str, store_root: Path, footage: Path, batch: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        {
+            "VIGIL_REDIS__URL": redis_url,
+            "VIGIL_STORE__ROOT": str(store_root),
+            "VIGIL_FOOTAGE_ROOT": str(footage),
+            "VIGIL_WORKER__DEVICE": "auto",
+            "VIGIL_WORKER__MAX_BATCH": str(batch),
+            "VIGIL_INGEST__WINDOW_FRAMES": str(WINDOW),
+        }
+    )
+    return env
+
+
+def add_cameras(api: str, clip: Path, model: str, count: int, realtime: bool, prefix: str = "cam") -> list[str]:
+    ids = [f"{prefix}{i}" for i in range(count)]
+    for cam in ids:
+        body = {"id": cam, "url": str(clip), "model": model, "kind": "file", "realtime": realtime}
+        r = httpx.post(f"{api}/cameras", json=body, timeout=10)
+        r.raise_for_status()
+    return ids
+
+
+def scored(r: redis.Redis, cameras: list[str]) -> int:
+    from service.bus import keys
+
+    pipe = r.pipeline()
+    for cam in cameras:
+        pipe.xlen(keys.score_stream_key(cam))
+    return int(sum(pipe.execute()))
+
+
+def pipeline_fps(r: redis.Redis, cameras: list[str], total: int, timeout_s: float) -> float:
+    """Scored frames/s between 10% and 90% of `total` (steady state: no start-up, no tail)."""
+    marks: dict[float, tuple[float, int]] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        n, now = scored(r, cameras), time.perf_counter()
+        for frac in (0.1, 0.9):
+            if n >= frac * total and frac not in marks:
+                marks[frac] = (now, n)
+        if 0.9 in marks:
+            (t0, n0), (t1, n1) = marks[0.1], marks[0.9]
+            return (n1 - n0) / (t1 - t0)
+        time.sleep(0.05)
+    sys.exit(f"timed out: {scored(r, cameras)} of {total} frames scored in {timeout_s} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="small", help="FFP preset (tiny: 32x32, small: 128x128, paper: 256x256)")
+    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=300, help="frames per camera clip")
+    parser.add_argument("--batch", type=int, default=8, help="worker max batch (windows) and forward batch")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    redis_proc, url = start_redis()
+    try:
+        model, method = register_untrained(work / "registry", args.preset)
+        clip = synthetic_clip(work / "clip.mp4", args.frames)
+        forward = forward_fps(method, args.batch)
+        env = stack_env(url, work / "registry", work, args.batch)
+        with Stack(redis_url=url, api_port=free_port(), env=env, start_redis=False, log_path=work / "log") as stack:
+            stack.wait_ready(120)
+            cameras = add_cameras(stack.api_url, clip, model, args.cameras, realtime=False)
+            per_camera = args.frames - method.input_spec.context  # type: ignore[attr-defined]
+            end_to_end = pipeline_fps(redis.Redis.from_url(url), cameras, per_camera * args.cameras, args.timeout)
+        result = {
+            "preset": args.preset,
+            "cameras": args.cameras,
+            "batch": args.batch,
+            "device": "cpu" if not _cuda() else "cuda",
+            "cpu_cores": os.cpu_count(),
+            "model_forward_fps": round(forward, 1),
+            "pipeline_fps": round(end_to_end, 1),
+            "ratio": round(end_to_end / forward, 3),
+        }
+        print(json.dumps(result))
+    finally:
+        stop_process(redis_proc, "redis-server", 5)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+if __name__ == "__main__":
+    main()
