@@ -36,9 +36,9 @@ def worker_settings(redis_url: str, store_root: Path, **worker: Any) -> Settings
 
 
 @contextmanager
-def running_worker(settings: Settings, worker_id: str = "test-worker") -> Iterator[Worker]:
+def running_worker(settings: Settings, worker_id: str = "test-worker", serve_metrics: bool = False) -> Iterator[Worker]:
     """A Worker in a background thread; stopped and joined on exit (and its exit code checked)."""
-    worker = Worker(settings, worker_id=worker_id, serve_metrics=False)
+    worker = Worker(settings, worker_id=worker_id, serve_metrics=serve_metrics)
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(worker.run(handle_signals=False)), daemon=True)
     thread.start()

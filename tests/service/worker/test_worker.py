@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import numpy as np
 import pytest
 import redis
@@ -14,7 +15,7 @@ from models.store import ModelStore
 from service.bus import keys, topics
 from service.messages import CameraConfig, WindowMsg
 from service.worker.models import ModelCache
-from tests.conftest import ANOMALY_SPAN
+from tests.conftest import ANOMALY_SPAN, free_port
 from tests.service.worker.helpers import all_scores, running_worker, wait_for, worker_settings
 from tests.service.worker.models_util import MODEL, make_windows, offline_raw, register_version
 
@@ -34,11 +35,16 @@ def test_two_cameras_scored_once_in_order_matching_offline_with_alert(redis_url,
     expected_frames = list(range(ctx, len(clip_frames)))
     before = REGISTRY.get_sample_value("vigil_worker_frames_scored_total", {"camera": "cam-a"}) or 0.0
 
-    with running_worker(worker_settings(redis_url, trained_store.root, max_batch=8)) as worker:
+    port = free_port()
+    settings = worker_settings(redis_url, trained_store.root, max_batch=8, metrics_port=port)
+    with running_worker(settings, serve_metrics=True) as worker:
         wait_for(lambda: all(r.xlen(keys.score_stream_key(c)) >= len(expected_frames) for c in frames), 60, "scores")
         time.sleep(0.3)  # anything published twice would show up now
         heartbeats = topics.read_heartbeats(r, "worker")
         assert [h.id for h in heartbeats] == [worker.worker_id]
+        exposition = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    for name in ("vigil_worker_batch_size_bucket", "vigil_e2e_latency_seconds_count", "vigil_camera_score{"):
+        assert name in exposition
 
     for cam, f in frames.items():
         scores = all_scores(r, cam)
