@@ -211,7 +211,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _record)
     signal.signal(signal.SIGTERM, _record)
     with stack:
-        stack.wait_ready(120)
+        try:
+            stack.wait_ready(120)
+        except RuntimeError as e:
+            log.error("%s; stopping", e)
+            return 1
         log.info("vigil is up: API at %s (docs at %s/docs); Ctrl-C stops", stack.api_url, stack.api_url)
         while not _stop_signal:
             dead = stack.exited()
