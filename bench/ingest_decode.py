@@ -53,8 +53,11 @@ def count_frames(path: Path) -> int:
     return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip())
 
 
-def run_ingester(path: Path, spec: InputSpec) -> tuple[int, float, float]:
-    """(frames, wall seconds, CPU seconds of all threads) through the ingester's source and sampler."""
+def run_ingester(path: Path, spec: InputSpec, prepare: bool = True) -> tuple[int, float, float]:
+    """(frames, wall seconds, CPU seconds of all threads) through the ingester's source and sampler.
+
+    `prepare=False` measures the source alone (decode + gray), to show where time goes.
+    """
     sampler = WindowSampler(spec, window_frames=8)
     cpu = time.process_time()
     start = time.perf_counter()
@@ -62,17 +65,20 @@ def run_ingester(path: Path, spec: InputSpec) -> tuple[int, float, float]:
     with VideoSource(str(path), SourceOptions(realtime=False, pixel_format="gray")) as source:
         try:
             for frame in source:
-                sampler.push(frame)
+                if prepare:
+                    sampler.push(frame)
                 frames += 1
         except EndOfStream:  # how a source says it is done
             pass
     return frames, time.perf_counter() - start, time.process_time() - cpu
 
 
-def run_ffmpeg(path: Path, spec: InputSpec) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of the ffmpeg CLI doing the same decode + scale + gray."""
+def run_ffmpeg(path: Path, spec: InputSpec, scale: bool = True) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of the ffmpeg CLI doing the same decode + scale + gray (or decode only)."""
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path)]
-    cmd += ["-vf", f"scale={spec.width}:{spec.height},format=gray", "-f", "null", "-"]
+    if scale:
+        cmd += ["-vf", f"scale={spec.width}:{spec.height},format=gray"]
+    cmd += ["-f", "null", "-"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -81,24 +87,30 @@ def run_ffmpeg(path: Path, spec: InputSpec) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def bench(name: str, path: Path, spec: InputSpec, rounds: int) -> float:
+def bench(name: str, path: Path, spec: InputSpec, rounds: int, breakdown: bool) -> float:
     """Alternate the two `rounds` times; print frame rates per wall second and per CPU second; return the wall ratio."""
     expected = count_frames(path)
-    ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
-    for _ in range(rounds):  # alternate, so load from other processes hits both alike
-        frames, wall, cpu = run_ingester(path, spec)
-        if frames != expected:
-            sys.exit(f"{name}: the ingester decoded {frames} frames, ffprobe counts {expected}")
-        ours.append(frames / wall)
-        ours_cpu.append(frames / cpu)
-        wall, cpu = run_ffmpeg(path, spec)
-        theirs.append(expected / wall)
-        theirs_cpu.append(expected / cpu)
-    ratio = statistics.median(ours) / statistics.median(theirs)
-    cpu_ratio = statistics.median(ours_cpu) / statistics.median(theirs_cpu)
     print(f"{name}: {expected} frames -> {spec.width}x{spec.height} gray, {rounds} rounds, medians")
-    print(f"  frames/s      ingester {_fmt(ours)} | ffmpeg {_fmt(theirs)} | ratio {ratio:.2f} (target >= 0.9)")
-    print(f"  frames/CPU-s  ingester {_fmt(ours_cpu)} | ffmpeg {_fmt(theirs_cpu)} | ratio {cpu_ratio:.2f}")
+    stages = [("decode+resize+gray", True)] + ([("decode only (breakdown)", False)] if breakdown else [])
+    ratio = 0.0
+    for label, full in stages:
+        ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
+        for _ in range(rounds):  # alternate, so load from other processes hits both alike
+            frames, wall, cpu = run_ingester(path, spec, prepare=full)
+            if frames != expected:
+                sys.exit(f"{name}: the ingester decoded {frames} frames, ffprobe counts {expected}")
+            ours.append(frames / wall)
+            ours_cpu.append(frames / cpu)
+            wall, cpu = run_ffmpeg(path, spec, scale=full)
+            theirs.append(expected / wall)
+            theirs_cpu.append(expected / cpu)
+        wall_ratio = statistics.median(ours) / statistics.median(theirs)
+        cpu_ratio = statistics.median(ours_cpu) / statistics.median(theirs_cpu)
+        ratio = ratio or wall_ratio
+        print(f"  {label}")
+        print(f"    frames/s      ingester {_fmt(ours)} | ffmpeg {_fmt(theirs)} | ratio {wall_ratio:.2f}")
+        print(f"    frames/CPU-s  ingester {_fmt(ours_cpu)} | ffmpeg {_fmt(theirs_cpu)} | ratio {cpu_ratio:.2f}")
+    print(f"  => decode+resize+gray ratio {ratio:.2f} (target >= 0.9)")
     return ratio
 
 
@@ -114,6 +126,7 @@ def main() -> int:
     parser.add_argument("--clip", default="01", help="Ped2 test clip (default 01)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-720p", action="store_true", help="skip the generated 720p clip")
+    parser.add_argument("--breakdown", action="store_true", help="also time decoding alone on both sides")
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         sys.exit("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
@@ -123,10 +136,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_720p:
             clip = make_720p(Path(tmp) / "720p.mp4", args.seconds)
-            ratios.append(bench("720p synthetic", clip, spec, args.rounds))
+            ratios.append(bench("720p synthetic", clip, spec, args.rounds, args.breakdown))
         if args.ped2 is not None:
             clip = encode_ped2(args.ped2, args.clip, Path(tmp) / "ped2.mp4")
-            ratios.append(bench(f"ped2 test {args.clip}", clip, spec, args.rounds))
+            ratios.append(bench(f"ped2 test {args.clip}", clip, spec, args.rounds, args.breakdown))
     return 0 if ratios and min(ratios) >= 0.9 else 1
 
 

@@ -202,7 +202,8 @@ class VideoSource:
             except av.error.EOFError:
                 return
             except (av.error.FFmpegError, OSError) as e:
-                if isinstance(e, av.error.ExitError):  # PyAV's read timeout fired: nothing arrived
+                # PyAV's read timeout (ExitError) or the socket timeout (ETIMEDOUT) fired: nothing arrived
+                if isinstance(e, av.error.ExitError | TimeoutError):
                     msg = f"{self.name}: no data for {self.options.read_timeout_s:g} s"
                     raise StallError(msg) from e
                 raise _describe_av_error(self.url, e) from e

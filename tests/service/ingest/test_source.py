@@ -87,3 +87,18 @@ def test_file_url_and_missing_file(synthetic_video: tuple[Path, np.ndarray], tmp
     assert len(read_all(f"file://{synthetic_video[0]}", realtime=False)) == 64
     with pytest.raises(SourceConnectionError, match="no such file"):
         VideoSource(str(tmp_path / "nope.mp4")).open()
+
+
+def test_corrupt_packets_are_skipped_and_counted(synthetic_video: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    data = bytearray(synthetic_video[0].read_bytes())
+    start = data.find(b"mdat") + 8 + 2000  # inside the frame data, past the first keyframe
+    data[start : start + 10_000] = np.random.default_rng(1).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    source = VideoSource(str(damaged), SourceOptions(realtime=False))
+    frames = read_all(str(damaged), realtime=False)
+    with pytest.raises(EndOfStream), source:  # the stream goes on to its end, it does not fail
+        for _ in source:
+            pass
+    assert source.corrupt_packets > 0
+    assert 0 < len(frames) < 64
