@@ -98,3 +98,20 @@ def heartbeat_key(component: str, process_id: str) -> str:
 def heartbeat_pattern(component: str) -> str:
     """SCAN MATCH pattern for every live heartbeat of a component ("worker", "ingest", "api")."""
     return f"{PREFIX}:heartbeat:{component}:*"
+
+
+# --- alert thumbnails: worker -> API (live page) ------------------------------------------------------------
+# Every scored frame of a live camera leaves a small JPEG for this long, so that whichever worker publishes an
+# alert event can copy its peak frame's picture; longer than the default gap timeout (60 s) so a frame that waited
+# for a missing window still has its picture. Memory: about 1-3 KB per frame, i.e. 3000 frames per 25 fps camera.
+FRAME_THUMB_TTL_S = 120
+
+
+def frame_thumb_key(camera: str, frame: int) -> str:
+    """String: JPEG of one scored frame (model input resolution, at most 160 px), TTL `FRAME_THUMB_TTL_S`."""
+    return f"{PREFIX}:cam:{camera}:thumb:{frame}"
+
+
+def alert_thumb_key(alert_id: str) -> str:
+    """String: JPEG of the alert's peak frame, with the alert's retention (`Settings.alerts.retention_s`)."""
+    return f"{PREFIX}:alert:{alert_id}:thumb"

@@ -416,3 +416,28 @@ def read_heartbeats(r: redis.Redis, component: str) -> list[Heartbeat]:
 
 def clear_heartbeat(r: redis.Redis, component: str, process_id: str) -> None:
     r.delete(keys.heartbeat_key(component, process_id))
+
+
+# --- alert thumbnails -------------------------------------------------------------------------------------
+
+
+def put_frame_thumbs(r: AnyRedis, camera: str, thumbs: Mapping[int, bytes]) -> None:
+    """Keep the JPEG of each scored frame for `keys.FRAME_THUMB_TTL_S` (frame index -> JPEG bytes)."""
+    pipe = r.pipeline(transaction=False)
+    for frame, jpeg in thumbs.items():
+        pipe.set(keys.frame_thumb_key(camera, frame), jpeg, ex=keys.FRAME_THUMB_TTL_S)
+    pipe.execute()
+
+
+def keep_alert_thumb(r: redis.Redis, alert: Alert, retention_s: int) -> bool:
+    """Copy the peak frame's JPEG to the alert's thumbnail (with the alert's retention); False if it is gone."""
+    jpeg = r.get(keys.frame_thumb_key(alert.camera, alert.peak_frame))
+    if jpeg is None:
+        return False
+    r.set(keys.alert_thumb_key(alert.id), cast(bytes, jpeg), ex=retention_s)
+    return True
+
+
+def get_alert_thumb(r: redis.Redis, alert_id: str) -> bytes | None:
+    data = r.get(keys.alert_thumb_key(alert_id))
+    return None if data is None else cast(bytes, data)

@@ -43,6 +43,7 @@ from service.settings import Settings
 from service.worker.inference import Job, fit_window, make_batches, score_frames
 from service.worker.models import ModelCache
 from service.worker.ordering import OrderedPublisher
+from service.worker.thumbnails import alert_event_handler, store_thumbs
 
 log = logging.getLogger(__name__)
 _GAUGE_INTERVAL_S = 1.0
@@ -88,7 +89,10 @@ class Worker(ServiceProcess):
             alert_params=self._params_for,
             gap_timeout_s=self.cfg.gap_timeout_s,
             retention_s=self.settings.alerts.retention_s,
-            on_event=self.webhook.send if self.webhook else None,
+            # Copies each alert's peak-frame thumbnail (live page), then hands the event to the webhook.
+            on_event=alert_event_handler(
+                self.r, self.settings.alerts.retention_s, self.webhook.send if self.webhook else None
+            ),
         )
         if self.serve_metrics:
             start_metrics_server(self.cfg.metrics_port)
@@ -237,6 +241,7 @@ class Worker(ServiceProcess):
             else:
                 jobs.append(Job(entry_id, item))
         results = self._score(jobs)
+        store_thumbs(self.r, [job.window for job in jobs])  # before publishing: an alert may point at these frames
         if results:
             self.publisher.submit(results)
         topics.ack_windows(self.r, [entry_id for entry_id, _ in entries])

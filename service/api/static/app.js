@@ -1,0 +1,307 @@
+// vigil live page: cameras and their state (polled), per-camera score charts fed by /ws/scores, recent alerts
+// (GET /alerts, then /ws/alerts) with the peak frame's thumbnail. Plain JS, no dependencies.
+// The API key is kept in localStorage; REST calls send it as X-API-Key, WebSockets as ?api_key= (browsers
+// cannot set headers on a WebSocket).
+"use strict";
+
+const KEY_STORAGE = "vigil.apiKey";
+const POINTS = 600; // scores kept per camera chart (24 s at 25 fps)
+const MAX_ALERTS = 50; // alerts listed
+const CAMERA_POLL_MS = 2000;
+
+const state = {
+  key: localStorage.getItem(KEY_STORAGE) || "",
+  cameras: new Map(), // id -> {el, canvas, stateEl, scoreEl, points: [{frame, score}], dirty}
+  alerts: new Map(), // id -> {alert, el, thumbFrame}
+  sockets: {},
+  // Counters the headless-browser test reads; also handy in the devtools console.
+  stats: { scores: 0, alertEvents: 0, thumbnails: 0 },
+};
+window.vigil = state;
+
+function $(id) {
+  return document.getElementById(id);
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // textContent only: data never becomes markup
+  return node;
+}
+
+function showMessage(text) {
+  const box = $("message");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+async function api(path) {
+  const headers = state.key ? { "X-API-Key": state.key } : {};
+  const resp = await fetch(path, { headers, cache: "no-store" });
+  if (resp.status === 401 || resp.status === 403) {
+    const body = await resp.json().catch(() => ({}));
+    showMessage(`API key refused: ${body.detail || resp.status}. Enter a viewer key above.`);
+    throw new Error(`auth ${resp.status}`);
+  }
+  return resp;
+}
+
+// --- cameras -------------------------------------------------------------------------------------------
+
+function cameraCard(id) {
+  let cam = state.cameras.get(id);
+  if (cam) return cam;
+  const card = el("div", "camera");
+  card.dataset.camera = id;
+  const head = el("div", "camera-head");
+  const stateEl = el("span", "state", "pending");
+  const scoreEl = el("span", "score", "score –");
+  const modelEl = el("span", "muted", "");
+  head.append(el("span", "camera-id", id), stateEl, modelEl, scoreEl);
+  const canvas = el("canvas", "chart");
+  card.append(head, canvas);
+  $("cameras").append(card);
+  $("no-cameras").hidden = true;
+  cam = { el: card, canvas, stateEl, scoreEl, modelEl, points: [], dirty: true };
+  state.cameras.set(id, cam);
+  return cam;
+}
+
+async function refreshCameras() {
+  try {
+    const resp = await api("/cameras");
+    if (!resp.ok) throw new Error(`GET /cameras: ${resp.status}`);
+    const cameras = await resp.json();
+    const seen = new Set();
+    for (const c of cameras) {
+      seen.add(c.id);
+      const cam = cameraCard(c.id);
+      cam.stateEl.textContent = c.state;
+      cam.stateEl.className = `state state-${c.state}`;
+      cam.el.dataset.state = c.state;
+      cam.modelEl.textContent = c.model;
+    }
+    for (const [id, cam] of state.cameras) {
+      if (!seen.has(id)) {
+        cam.el.remove();
+        state.cameras.delete(id);
+      }
+    }
+    $("no-cameras").hidden = state.cameras.size > 0;
+  } catch (e) {
+    console.warn("cameras:", e);
+  }
+}
+
+// --- score charts --------------------------------------------------------------------------------------
+
+function onScore(msg) {
+  const cam = cameraCard(msg.camera);
+  cam.points.push({ frame: msg.frame, score: msg.score });
+  if (cam.points.length > POINTS) cam.points.splice(0, cam.points.length - POINTS);
+  cam.scoreEl.textContent = `score ${msg.score.toFixed(3)} · frame ${msg.frame}`;
+  cam.el.dataset.points = String(cam.points.length);
+  cam.dirty = true;
+  state.stats.scores += 1;
+}
+
+function alertSpans(cameraId) {
+  const spans = [];
+  for (const { alert } of state.alerts.values()) {
+    if (alert.camera === cameraId) spans.push([alert.start_frame, alert.end_frame ?? Infinity]);
+  }
+  return spans;
+}
+
+function drawChart(id, cam) {
+  const canvas = cam.canvas;
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(canvas.clientWidth * dpr));
+  const h = Math.max(1, Math.round(canvas.clientHeight * dpr));
+  if (canvas.width !== w || canvas.height !== h) Object.assign(canvas, { width: w, height: h });
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#0c1014";
+  ctx.fillRect(0, 0, w, h);
+  ctx.strokeStyle = "#2a323b"; // grid at 0.25, 0.5, 0.75
+  for (const g of [0.25, 0.5, 0.75]) {
+    ctx.beginPath();
+    ctx.moveTo(0, h - g * h);
+    ctx.lineTo(w, h - g * h);
+    ctx.stroke();
+  }
+  const pts = cam.points;
+  if (pts.length === 0) return;
+  const first = pts[0].frame;
+  const span = Math.max(POINTS, pts[pts.length - 1].frame - first + 1);
+  const x = (frame) => ((frame - first) / span) * w;
+  ctx.fillStyle = "rgba(255, 90, 95, 0.25)"; // frames inside alerts of this camera
+  for (const [start, end] of alertSpans(id)) {
+    const x0 = Math.max(0, x(start));
+    const x1 = Math.min(w, end === Infinity ? w : x(end + 1));
+    if (x1 > x0) ctx.fillRect(x0, 0, x1 - x0, h);
+  }
+  ctx.strokeStyle = "#4fb3ff";
+  ctx.lineWidth = 1.5 * dpr;
+  ctx.beginPath();
+  pts.forEach((p, i) => {
+    const y = h - p.score * (h - 2 * dpr) - dpr;
+    if (i === 0) ctx.moveTo(x(p.frame), y);
+    else ctx.lineTo(x(p.frame), y);
+  });
+  ctx.stroke();
+}
+
+function drawLoop() {
+  for (const [id, cam] of state.cameras) {
+    if (cam.dirty) {
+      cam.dirty = false;
+      drawChart(id, cam);
+    }
+  }
+  requestAnimationFrame(drawLoop);
+}
+
+// --- alerts --------------------------------------------------------------------------------------------
+
+function fmtTime(ts) {
+  return ts ? new Date(ts * 1000).toLocaleTimeString() : "–";
+}
+
+async function loadThumbnail(entry, attempt = 0) {
+  const { alert } = entry;
+  entry.thumbFrame = alert.peak_frame;
+  try {
+    const resp = await api(`/alerts/${encodeURIComponent(alert.id)}/thumbnail.jpg`);
+    if (resp.status === 404 && attempt < 5) {
+      // The worker stores the picture right after the event: try again shortly.
+      setTimeout(() => loadThumbnail(entry, attempt + 1), 1000);
+      return;
+    }
+    if (!resp.ok) return;
+    const url = URL.createObjectURL(await resp.blob());
+    const img = el("img");
+    img.alt = `peak frame ${alert.peak_frame} of ${alert.camera}`;
+    img.onload = () => {
+      state.stats.thumbnails += 1;
+      entry.el.dataset.thumbnail = "loaded";
+    };
+    img.src = url;
+    const old = entry.el.querySelector(".thumb");
+    old.replaceWith(Object.assign(img, { className: "thumb" }));
+    if (old.src) URL.revokeObjectURL(old.src);
+  } catch (e) {
+    console.warn("thumbnail:", e);
+  }
+}
+
+function renderAlert(entry) {
+  const { alert } = entry;
+  const li = entry.el || el("li");
+  li.className = `alert ${alert.state}`;
+  li.dataset.alert = alert.id;
+  li.dataset.camera = alert.camera;
+  if (!entry.el) {
+    li.append(el("div", "thumb thumb-missing", "no picture"), el("div", "alert-body"));
+    entry.el = li;
+  }
+  const body = li.querySelector(".alert-body");
+  const end = alert.end_frame === null ? "…" : alert.end_frame;
+  body.replaceChildren(
+    el("div", "", `${alert.camera} `),
+    el("div", "alert-state", alert.state === "open" ? "OPEN" : "closed"),
+    el("div", "", `peak ${alert.peak_score.toFixed(3)} at frame ${alert.peak_frame}`),
+    el("div", "muted", `frames ${alert.start_frame}–${end} · ${fmtTime(alert.start_ts)}`),
+  );
+  body.firstChild.append(el("span", "muted", alert.model));
+  if (entry.thumbFrame !== alert.peak_frame) loadThumbnail(entry);
+}
+
+function upsertAlert(alert) {
+  let entry = state.alerts.get(alert.id);
+  if (!entry) {
+    entry = { alert, el: null, thumbFrame: null };
+    state.alerts.set(alert.id, entry);
+  }
+  entry.alert = alert;
+  renderAlert(entry);
+  // Newest first; forget the oldest beyond MAX_ALERTS.
+  const sorted = [...state.alerts.values()].sort((a, b) => b.alert.start_ts - a.alert.start_ts);
+  for (const old of sorted.slice(MAX_ALERTS)) {
+    old.el.remove();
+    state.alerts.delete(old.alert.id);
+  }
+  $("alerts").replaceChildren(...sorted.slice(0, MAX_ALERTS).map((e) => e.el));
+  $("no-alerts").hidden = state.alerts.size > 0;
+  const cam = state.cameras.get(alert.camera);
+  if (cam) cam.dirty = true;
+}
+
+async function loadRecentAlerts() {
+  let since = 0;
+  for (let page = 0; page < 100; page++) {
+    const resp = await api(`/alerts?since=${since}&limit=1000`);
+    if (!resp.ok) return;
+    const body = await resp.json();
+    body.alerts.forEach(upsertAlert);
+    if (body.next_cursor === since || body.alerts.length === 0) return;
+    since = body.next_cursor;
+  }
+}
+
+// --- WebSockets ----------------------------------------------------------------------------------------
+
+function setConn(topic, text) {
+  $(`conn-${topic}`).textContent = `${topic}: ${text}`;
+  $("conn").dataset[topic] = text;
+}
+
+function openSocket(topic, onMessage, delayMs = 500) {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const query = state.key ? `?api_key=${encodeURIComponent(state.key)}` : "";
+  const ws = new WebSocket(`${proto}//${location.host}/ws/${topic}${query}`);
+  state.sockets[topic] = ws;
+  setConn(topic, "connecting");
+  ws.onopen = () => {
+    setConn(topic, "open");
+    delayMs = 500;
+  };
+  ws.onmessage = (ev) => onMessage(JSON.parse(ev.data));
+  ws.onclose = (ev) => {
+    if (state.sockets[topic] !== ws) return; // replaced after a key change
+    if (ev.code === 1008) showMessage(`WebSocket refused the key: ${ev.reason}. Enter a viewer key above.`);
+    setConn(topic, "closed, retrying");
+    setTimeout(() => openSocket(topic, onMessage, Math.min(delayMs * 2, 10000)), delayMs);
+  };
+}
+
+function onAlertEvent(event) {
+  state.stats.alertEvents += 1;
+  upsertAlert(event.alert);
+}
+
+function connect() {
+  const old = Object.values(state.sockets);
+  state.sockets = {}; // before close(): their onclose handlers must not reconnect with the old key
+  old.forEach((ws) => ws.close());
+  showMessage("");
+  openSocket("scores", onScore);
+  openSocket("alerts", onAlertEvent);
+  refreshCameras();
+  loadRecentAlerts().catch((e) => console.warn("alerts:", e));
+}
+
+function start() {
+  $("key-input").value = state.key;
+  $("key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.key = $("key-input").value.trim();
+    localStorage.setItem(KEY_STORAGE, state.key);
+    connect();
+  });
+  connect();
+  setInterval(refreshCameras, CAMERA_POLL_MS);
+  requestAnimationFrame(drawLoop);
+}
+
+document.addEventListener("DOMContentLoaded", start);
