@@ -48,8 +48,8 @@ def _moving_video(num_frames: int, size: int = 32, seed: int = 0) -> torch.Tenso
 
 
 def test_efficientnet_lite0_recognises_a_real_photo() -> None:
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        img = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_COLOR)
+    assert img is not None
     rgb = cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)[:, :, ::-1]
     x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
@@ -102,7 +102,7 @@ def _reference_patch_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM (window 11, sigma 1.5, mirrored borders) of two gray patches in [0, 1], computed with scipy."""
 
     def blur(x: np.ndarray) -> np.ndarray:
-        return gaussian_filter(x, sigma=1.5, truncate=3.5, mode="mirror")  # radius 5 -> 11 taps
+        return np.asarray(gaussian_filter(x, sigma=1.5, truncate=3.5, mode="mirror"))  # radius 5 -> 11 taps
 
     c1, c2 = 0.01**2, 0.03**2
     mu_a, mu_b = blur(a), blur(b)
@@ -144,7 +144,7 @@ def test_corruption_drops_channels_only_in_marked_patches() -> None:
     torch.manual_seed(0)
     pred = torch.rand(4, 3, 32, 32) * 2 - 1
     corrupted, mask = corrupt_patches(pred, grid=4, fraction=0.5, drop_p=0.4)
-    ratio = (corrupted / pred).unflatten(2, (4, 8)).unflatten(4, (4, 8))  # (B, C, 4, 8, 4, 8)
+    ratio = (corrupted / pred).reshape(4, 3, 4, 8, 4, 8)  # (B, C, grid row, y, grid col, x)
     per_patch = ratio.permute(0, 1, 2, 4, 3, 5).flatten(4)  # (B, C, 4, 4, 64): one factor per channel and patch
     assert torch.allclose(per_patch, per_patch[..., :1], atol=1e-5)  # constant within a patch
     factors = per_patch[..., 0]
@@ -186,12 +186,14 @@ def test_two_phase_training_generator_then_destroyer(synthetic_dataset: Path, tm
         train(_config(synthetic_dataset, tmp_path, "no-init", phase="destroyer"))
     gen_ref = train(_config(synthetic_dataset, tmp_path, "f2lm-gen")).ref
     phase_one, card_one, _ = load_model(store, "f2lm-gen")
+    assert isinstance(phase_one, F2lm)
     assert gen_ref == "f2lm-gen@v1"
     assert card_one.calibration is not None
     assert phase_one.signal_weights == [1.0, 1.0, 1.0, 0.0]  # the Destroyer is untrained after phase 1
 
     ref = train(_config(synthetic_dataset, tmp_path, "f2lm-full", phase="destroyer", init_from="f2lm-gen")).ref
     full, card, _ = load_model(store, ref or "")
+    assert isinstance(full, F2lm)
     assert card.config["phase"] == "destroyer"
     assert full.signal_weights == [1.0, 1.0, 1.0, 1.0]
     gen_one, gen_two = phase_one.generator.state_dict(), full.generator.state_dict()
