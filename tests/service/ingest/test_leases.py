@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from service.bus import keys, topics
 from service.ingest.ingester import Ingester
@@ -24,6 +25,7 @@ from tests.rtsp import loop_clip
 from tests.service.ingest.conftest import MODEL, make_settings, status, wait_for, windows
 
 REPO = Path(__file__).resolve().parents[3]
+DROPPED = "vigil_ingest_frames_dropped_total"
 
 
 def lease_owner(r: redis.Redis, camera: str) -> str | None:
@@ -119,11 +121,15 @@ def test_the_ingester_survives_a_redis_restart(
     r = redis.Redis(port=port)
     camera = CameraConfig(id="yard", url=str(long_clip), model=MODEL, kind="live")
     topics.put_camera(r, camera)
-    ingester = start_ingester(make_settings(f"redis://127.0.0.1:{port}/0", model_store))
+    # a backlog of 2 windows: while Redis is down the live camera must drop its oldest windows
+    ingester = start_ingester(make_settings(f"redis://127.0.0.1:{port}/0", model_store, live_queue_windows=2))
     wait_for(lambda: len(windows(r, "yard")) >= 2, 20, "windows before the restart")
+    dropped = REGISTRY.get_sample_value(DROPPED, {"camera": "yard", "reason": "backpressure"}) or 0.0
     procs[0].kill()
     procs[0].wait(10)
-    time.sleep(1.0)  # Redis down: the camera keeps decoding, the publisher retries
+    time.sleep(2.0)  # Redis down: the camera keeps decoding (25 fps = 6 windows/s), the publisher retries
+    assert ingester.runners["yard"].frames_dropped >= 4
+    assert (REGISTRY.get_sample_value(DROPPED, {"camera": "yard", "reason": "backpressure"}) or 0) >= dropped + 4
     procs.append(_redis_server(port))  # a fresh, empty Redis (no persistence): the registry is re-created
     topics.put_camera(r, camera)
     wait_for(lambda: len(windows(r, "yard")) >= 2, 20, "windows after the restart")
