@@ -288,3 +288,44 @@ class ScoringState(_Message):
     gap_since: float | None = None  # unix time we started waiting for `next_seq` while later ones wait
     skipped: int = 0  # sequence numbers given up on so far
     track: AlertTrack = AlertTrack()
+
+
+JobState = Literal["queued", "running", "done", "failed"]
+JOB_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+class JobRecord(_Message):
+    """A batch re-scoring job as stored in Redis: written by the API (queued), then by the ingester running it.
+
+    `input` is the absolute path the ingester reads (the upload in the job's folder, or a file under the
+    footage root); the API never returns it. Frames before `context` get no score, as in `vigil score`.
+    """
+
+    id: str
+    state: JobState = "queued"
+    reason: str = ""  # why it failed, or what it is doing
+    model: str  # resolved name@version, pinned at submission so an alias moving mid-job changes nothing
+    source: Literal["upload", "path"]
+    name: str  # the uploaded file's name, or the path as given
+    input: str = Field(repr=False)
+    owner: str = ""  # ingester id running it
+    created_ts: float = Field(default_factory=time.time)
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    frames_total: int | None = None  # from the container at submission (may be an estimate), exact once read
+    frames_scored: int = 0  # final count once done; while running the API counts the job's score stream
+    context: int = Field(default=0, ge=0)
+    alerts: int = 0  # alerts found (final count once done)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not JOB_ID_RE.match(v):
+            msg = f"invalid job id {v!r}: 16 lowercase hex digits"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        return _check_model_ref(v)

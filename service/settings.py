@@ -94,6 +94,15 @@ class ApiSettings(_Section):
     admin_keys: list[SecretStr] = Field(default_factory=list)  # may change state
 
 
+class JobSettings(_Section):
+    dir: Path = Path("jobs")  # one folder per batch job: the upload, result.csv/json, timeline.png, alerts.json
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)  # larger uploads get 413 and leave nothing behind
+    queue_windows: int = Field(default=32, ge=1)  # a job's windows waiting for workers before its reader waits
+    max_running: int = Field(default=2, ge=1)  # jobs one ingester reads at the same time
+    # Scores are collected from the job's score stream, which keeps about keys.SCORES_MAXLEN entries.
+    max_frames: int = Field(default=100_000, ge=1, le=100_000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid")
 
@@ -104,6 +113,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     alerts: AlertSettings = AlertSettings()
     api: ApiSettings = ApiSettings()
+    jobs: JobSettings = JobSettings()
     footage_root: Path | None = None  # only paths under it may be read by jobs and file cameras
 
     @model_validator(mode="after")

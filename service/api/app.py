@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from models.store import ModelStore
 from service.api.errors import register_exception_handlers
-from service.api.routes import alerts, cameras, health, models, scores, ui, ws
+from service.api.routes import alerts, cameras, health, jobs, models, scores, ui, ws
 from service.bus.client import connect
 from service.settings import Settings, get_settings
 
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = ModelStore(settings.store.root)
     register_exception_handlers(app)
+    app.include_router(jobs.router)  # batch re-scoring jobs (service/jobs/)
     for router in (health.router, cameras.router, scores.router, alerts.router, ws.router, models.router, ui.router):
         app.include_router(router)
     return app

@@ -100,6 +100,27 @@ def heartbeat_pattern(component: str) -> str:
     return f"{PREFIX}:heartbeat:{component}:*"
 
 
+# --- batch re-scoring jobs: API -> ingesters -> workers -------------------------------------------------
+JOBS_INDEX = f"{PREFIX}:jobs"  # zset job id -> creation unix time (listing, newest first)
+JOBS_ACTIVE = f"{PREFIX}:jobs:active"  # set of job ids queued or running: what ingesters look at each tick
+
+
+def job_key(job_id: str) -> str:
+    """String: the JobRecord JSON (no TTL: a job's record lives as long as its folder under `jobs.dir`)."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def job_progress_key(job_id: str) -> str:
+    """Hash: next_frame (first frame not yet published), last_seq, and once read to the end frames_total,
+    fps and head_pts (JSON pts of the unscored warm-up frames). Lets a new ingester resume without duplicates."""
+    return f"{PREFIX}:job:{job_id}:progress"
+
+
+def job_stream(job_id: str) -> str:
+    """The camera id a job's windows and scores travel under, so ordering, EMA and alerts apply unchanged."""
+    return f"job-{job_id}"
+
+
 # --- alert thumbnails: worker -> API (live page) ------------------------------------------------------------
 # Every scored frame of a live camera leaves a small JPEG for this long, so that whichever worker publishes an
 # alert event can copy its peak frame's picture; longer than the default gap timeout (60 s) so a frame that waited

@@ -27,6 +27,7 @@ from service.messages import (
     CameraStatus,
     ControlMsg,
     Heartbeat,
+    JobRecord,
     ScoredWindow,
     ScoreMsg,
     ScoringState,
@@ -416,6 +417,101 @@ def read_heartbeats(r: redis.Redis, component: str) -> list[Heartbeat]:
 
 def clear_heartbeat(r: redis.Redis, component: str, process_id: str) -> None:
     r.delete(keys.heartbeat_key(component, process_id))
+
+
+# --- batch re-scoring jobs ------------------------------------------------------------------------------
+
+# Publish a job's window only if it starts at the job's next unpublished frame, and record the new next frame
+# in the same step: a resumed or duplicate reader can then never put a frame on the bus twice.
+_PUBLISH_JOB_WINDOW = """
+local next_frame = redis.call('HGET', KEYS[3], 'next_frame')
+if next_frame and tonumber(next_frame) ~= tonumber(ARGV[5]) then return {0, tonumber(next_frame)} end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'v', ARGV[2], 'seq', seq, 'h', ARGV[3], 'f', ARGV[4])
+redis.call('HSET', KEYS[3], 'next_frame', ARGV[6], 'last_seq', seq)
+return {seq, tonumber(ARGV[6])}
+"""
+
+
+def publish_job_window(r: redis.Redis, window: WindowMsg, maxlen: int = keys.WINDOWS_MAXLEN) -> tuple[int, int]:
+    """Publish a job window exactly once; returns (seq, next frame), seq 0 when refused (not the next frame)."""
+    if window.job_id is None:
+        msg = f"window of {window.camera} has no job_id; use publish_window for cameras"
+        raise ValueError(msg)
+    f = encode_window(window)
+    script = r.register_script(_PUBLISH_JOB_WINDOW)
+    stream_keys = [keys.WINDOWS_STREAM, keys.camera_seq_key(window.camera), keys.job_progress_key(window.job_id)]
+    end = window.first_frame + window.num_scored
+    seq, next_frame = cast(
+        list[Any], script(keys=stream_keys, args=[maxlen, f["v"], f["h"], f["f"], window.first_frame, end])
+    )
+    return int(seq), int(next_frame)
+
+
+def put_job(r: AnyRedis, job: JobRecord) -> None:
+    """Create or update a job; queued and running jobs are in JOBS_ACTIVE, where ingesters look for work."""
+    r.set(keys.job_key(job.id), _encode(job))
+    r.zadd(keys.JOBS_INDEX, {job.id: job.created_ts})
+    if job.state in ("queued", "running"):
+        r.sadd(keys.JOBS_ACTIVE, job.id)
+    else:
+        r.srem(keys.JOBS_ACTIVE, job.id)
+
+
+def get_job(r: redis.Redis, job_id: str) -> JobRecord | None:
+    data = r.get(keys.job_key(job_id))
+    return None if data is None else decode_json(cast(bytes, data), JobRecord, f"job {job_id!r}")
+
+
+def list_jobs(r: redis.Redis, limit: int = 100, offset: int = 0) -> list[JobRecord]:
+    """Jobs newest first; a record that no longer decodes is logged and left out."""
+    ids = [i.decode() for i in cast(list[bytes], r.zrevrange(keys.JOBS_INDEX, offset, offset + limit - 1))]
+    docs = r.mget([keys.job_key(i) for i in ids]) if ids else []
+    out = []
+    for job_id, data in zip(ids, docs, strict=True):
+        if data is None:
+            continue
+        try:
+            out.append(decode_json(data, JobRecord, f"job {job_id!r}"))
+        except MessageError as e:
+            log.error("skipping job %s: %s", job_id, e)
+    return out
+
+
+def active_jobs(r: redis.Redis) -> list[str]:
+    """Ids of queued and running jobs, sorted so every ingester walks them in the same order."""
+    return sorted(m.decode() for m in cast(set[bytes], r.smembers(keys.JOBS_ACTIVE)))
+
+
+def job_progress(r: redis.Redis, job_id: str) -> dict[str, str]:
+    """The job's progress hash (see keys.job_progress_key) as text."""
+    raw = cast(dict[bytes, bytes], r.hgetall(keys.job_progress_key(job_id)))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def set_job_progress(r: AnyRedis, job_id: str, fields: Mapping[str, str | int | float]) -> None:
+    mapping: dict[Any, Any] = dict(fields)  # redis-py's Mapping type is invariant in its key type
+    r.hset(keys.job_progress_key(job_id), mapping=mapping)
+
+
+def job_scores_done(r: redis.Redis, job_id: str) -> bool:
+    """True once every window the job published has been through the ordered publisher (scored or passed over)."""
+    progress = job_progress(r, job_id)
+    last_seq = int(progress.get("last_seq", 0))
+    return load_scoring_state(r, keys.job_stream(job_id)).next_seq > last_seq
+
+
+def expire_job_stream(r: redis.Redis, job_id: str, ttl_s: int) -> None:
+    """After a job's results are on disk: drop its score stream now, let its small bookkeeping keys expire.
+
+    The scoring state and seq counter outlive the job for `ttl_s`, so a late duplicate window is recognised.
+    """
+    stream = keys.job_stream(job_id)
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(keys.score_stream_key(stream), keys.latest_score_key(stream), keys.job_progress_key(job_id))
+    for key in (keys.camera_state_key(stream), keys.camera_seq_key(stream), keys.camera_results_key(stream)):
+        pipe.expire(key, ttl_s)
+    pipe.execute()
 
 
 # --- alert thumbnails -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from service.bus import keys, topics
 from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
 from service.errors import MessageError
 from service.ingest.camera import CameraRunner
+from service.jobs.manager import JobManager
 from service.lifecycle import ServiceProcess
 from service.messages import CameraConfig, Heartbeat
 from service.settings import Settings
@@ -80,6 +81,7 @@ class Ingester(ServiceProcess):
         self._pubsub: Any = None
         ingest = settings.ingest
         self.tick_s = min(ingest.lease_ttl_s, ingest.heartbeat_ttl_s) / 3
+        self.jobs = JobManager(settings, self.id, self.specs, lease=self._renew, release=self._release)
 
     def setup(self) -> None:
         self.r = connect(self.settings.redis)
@@ -108,6 +110,8 @@ class Ingester(ServiceProcess):
                 backoff.sleep(self.stop_event)
 
     def teardown(self) -> None:
+        if self.r is not None:
+            self.jobs.stop()
         for camera in list(self.runners):
             self._stop_camera(camera, release=True)
         for thread in self.stopping.values():
@@ -148,6 +152,7 @@ class Ingester(ServiceProcess):
             if camera not in self.runners and not self._still_stopping(camera) and self._acquire(camera):
                 self._start_camera(config)
         metrics.CAMERAS_OWNED.labels(ingester=self.id).set(len(self.runners))
+        self.jobs.tick(r)  # batch jobs: same leases, same tick
 
     def _on_control(self, data: bytes) -> None:
         try:
@@ -210,6 +215,12 @@ class Ingester(ServiceProcess):
     def _renew(self, camera: str) -> bool:
         ttl_ms = int(self.settings.ingest.lease_ttl_s * 1000)
         return bool(self._redis.eval(_RENEW_LEASE, 1, keys.camera_lease_key(camera), self.id, ttl_ms))
+
+    def _release(self, camera: str) -> None:
+        try:
+            self._redis.eval(_RELEASE_LEASE, 1, keys.camera_lease_key(camera), self.id)
+        except REDIS_ERRORS as e:  # the lease then simply expires
+            log.warning("%s: lease not released: %s", camera, e)
 
     def _close_pubsub(self) -> None:
         if self._pubsub is not None:
