@@ -41,7 +41,7 @@ from service.metrics import (
 )
 from service.settings import Settings
 from service.worker.inference import Job, fit_window, make_batches, score_frames
-from service.worker.models import ModelCache
+from service.worker.models import LoadedModel, ModelCache
 from service.worker.ordering import OrderedPublisher
 from service.worker.thumbnails import alert_event_handler, store_thumbs
 
@@ -269,9 +269,23 @@ class Worker(ServiceProcess):
                     log.error("window %d of camera %s not scored: %s", job.window.seq, job.window.camera, e)
                     results.append(_failed(job.window, model.ref, str(e)))
             for batch in make_batches(fitted, self.cfg.max_batch):
-                raw = score_frames(model, [frames for _, frames in batch], self.device, self.cfg.amp)  # (B, N, S)
-                results.extend(_scored(job.window, model.ref, raw[i]) for i, (job, _) in enumerate(batch))
+                results.extend(self._score_batch(model, batch))
         return results
+
+    def _score_batch(self, model: LoadedModel, batch: list[tuple[Job, np.ndarray]]) -> list[ScoredWindow]:
+        """Score a batch; if the forward pass fails, retry window by window so one bad window (or an OOM at
+        this batch size) cannot make the whole batch come back forever through claims."""
+        try:
+            raw = score_frames(model, [frames for _, frames in batch], self.device, self.cfg.amp)  # (B, N, S)
+        except (RuntimeError, ModelUnavailableError) as e:  # torch raises RuntimeError (CUDA OOM included)
+            if len(batch) == 1:
+                job = batch[0][0]
+                ERRORS.labels("worker", "inference").inc()
+                log.error("window %d of camera %s not scored: %s", job.window.seq, job.window.camera, e)
+                return [_failed(job.window, model.ref, f"{type(e).__name__}: {e}")]
+            log.warning("batch of %d failed (%s); scoring its windows one by one", len(batch), e)
+            return [r for item in batch for r in self._score_batch(model, [item])]
+        return [_scored(job.window, model.ref, raw[i]) for i, (job, _) in enumerate(batch)]
 
 
 def _scored(window: WindowMsg, model: str, raw: np.ndarray) -> ScoredWindow:

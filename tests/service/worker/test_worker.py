@@ -8,11 +8,15 @@ import httpx
 import numpy as np
 import pytest
 import redis
+import torch
 from prometheus_client import REGISTRY
 
 from models.calibration import calibrate
+from models.io import build_card, save_model
+from models.registry import create_method
 from models.store import ModelStore
 from service.bus import keys, topics
+from service.errors import ModelUnavailableError
 from service.messages import CameraConfig, WindowMsg
 from service.worker.models import ModelCache
 from tests.conftest import ANOMALY_SPAN, free_port
@@ -97,8 +101,8 @@ def test_alias_promotion_reloads_model(redis_url, tmp_path, clip_frames):
 
 def test_model_without_calibration_is_refused(redis_url, tmp_path, clip_frames):
     register_version(tmp_path, seed=400, calibrated=False, steps=0)
-    cache = ModelCache(ModelStore(tmp_path), device=__import__("torch").device("cpu"), alias_refresh_s=1)
-    with pytest.raises(Exception, match="no calibration in its card"):
+    cache = ModelCache(ModelStore(tmp_path), device=torch.device("cpu"), alias_refresh_s=1)
+    with pytest.raises(ModelUnavailableError, match="no calibration in its card"):
         cache.get(MODEL)
     # Through the bus: nothing is published, the windows are acknowledged and the camera's seq moves on.
     r = redis.Redis.from_url(redis_url)
@@ -122,3 +126,20 @@ def test_malformed_and_mismatched_windows_do_not_stop_the_worker(redis_url, trai
         wait_for(lambda: topics.load_scoring_state(r, "wrong").next_seq == 2, 10, "bad window passed over")
     assert REGISTRY.get_sample_value("vigil_worker_malformed_windows_total") == before + 1
     assert r.xlen(keys.score_stream_key("wrong")) == 0
+
+
+def test_diverged_model_windows_are_passed_over_not_retried_forever(redis_url, tmp_path, trained_store, clip_frames):
+    """NaN weights (a diverged training run): each window fails alone and is acknowledged, none loops."""
+    method = trained_store.method
+    broken = create_method(method.config)
+    broken.load_state_dict({k: torch.full_like(v, float("nan")) for k, v in method.state_dict().items()})
+    save_model(ModelStore(tmp_path), broken, build_card(broken, MODEL, calibration=trained_store.calibration))
+    r = redis.Redis.from_url(redis_url)
+    _publish(r, make_windows("cam", clip_frames, 4, model=MODEL))
+    before = REGISTRY.get_sample_value("vigil_errors_total", {"component": "worker", "kind": "inference"}) or 0.0
+    with running_worker(worker_settings(redis_url, tmp_path, max_batch=4)):
+        wait_for(lambda: topics.load_scoring_state(r, "cam").next_seq == 9, 30, "windows passed over")
+    assert r.xlen(keys.score_stream_key("cam")) == 0
+    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+    after = REGISTRY.get_sample_value("vigil_errors_total", {"component": "worker", "kind": "inference"})
+    assert after == before + 8  # one per window, after the batch failed as a whole
