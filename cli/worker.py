@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-wait-ms", type=float, help="wait this long to fill a batch (VIGIL_WORKER__MAX_WAIT_MS)")
     parser.add_argument("--metrics-port", type=int, help="serve /metrics here, 0 = off (VIGIL_WORKER__METRICS_PORT)")
     parser.add_argument("--store", type=Path, help="model registry directory (VIGIL_STORE__ROOT)")
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the parent process dies (for supervisors)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,4 +46,4 @@ def run(args: argparse.Namespace) -> int:
 
     from service.worker.main import Worker
 
-    return Worker(settings, worker_id=args.id).run()
+    return Worker(settings, worker_id=args.id, watch_parent=args.exit_with_parent).run()

@@ -30,9 +30,13 @@ class ServiceProcess:
 
     component = "process"
 
-    def __init__(self, stop_event: threading.Event | None = None, is_child: bool = False) -> None:
+    def __init__(
+        self, stop_event: threading.Event | None = None, is_child: bool = False, watch_parent: bool | None = None
+    ) -> None:
         self.stop_event = stop_event or threading.Event()
-        self.is_child = is_child
+        self.is_child = is_child  # ignore SIGINT: the supervisor owns shutdown
+        # Stop when the parent dies (a supervisor killed with SIGKILL leaves no orphans); default: is_child.
+        self.watch_parent = is_child if watch_parent is None else watch_parent
         self.received_signal: int | None = None
         self._parent_pid = os.getppid()
 
@@ -51,7 +55,7 @@ class ServiceProcess:
     def should_stop(self) -> bool:
         if self.stop_event.is_set():
             return True
-        if self.is_child and os.getppid() != self._parent_pid:
+        if self.watch_parent and os.getppid() != self._parent_pid:
             log.warning("%s: parent process %d is gone; stopping", self.component, self._parent_pid)
             self.stop_event.set()
             return True

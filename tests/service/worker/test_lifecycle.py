@@ -6,12 +6,16 @@ import io
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
+import redis
 
 from service.lifecycle import ServiceProcess
 from service.logging import CredentialFilter, setup_logging
+from tests.service.worker.helpers import wait_for
 
 
 class _Recorder(ServiceProcess):
@@ -59,11 +63,40 @@ def test_failure_exits_1_and_still_tears_down(stage):
     assert proc.calls[-1] == "teardown"
 
 
-def test_child_stops_when_its_parent_is_gone():
-    proc = _Recorder(is_child=True)
+@pytest.mark.parametrize(("kw", "watches"), [({"is_child": True}, True), ({"watch_parent": True}, True), ({}, False)])
+def test_stops_when_its_parent_is_gone_if_asked(kw, watches):
+    proc = _Recorder(**kw)
     assert proc.should_stop() is False
     proc._parent_pid = -1  # what os.getppid() no longer matches once the parent died
-    assert proc.should_stop() is True
+    assert proc.should_stop() is watches
+
+
+def test_worker_exits_when_its_parent_is_killed(tmp_path, redis_url):
+    """A real `vigil worker --exit-with-parent` under a shell that gets SIGKILLed stops on its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(VIGIL_REDIS__URL=redis_url, VIGIL_STORE__ROOT=str(tmp_path), VIGIL_WORKER__METRICS_PORT="0")
+    pid_file = tmp_path / "pid"
+    script = f"{sys.executable} -m cli.main worker --exit-with-parent & echo $! > {pid_file}; wait"
+    shell = subprocess.Popen(["sh", "-c", script], env=env)
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "", 10, "the worker to start")
+    worker_pid = int(pid_file.read_text())
+    wait_for(lambda: redis.Redis.from_url(redis_url).keys("vigil:heartbeat:worker:*") != [], 60, "a heartbeat")
+    shell.kill()
+    shell.wait(10)
+    wait_for(lambda: not _alive(worker_pid), 30, "the orphaned worker to exit")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.fixture
