@@ -26,7 +26,8 @@ def test_openapi_fuzz_no_server_errors(
     # A live worker heartbeat, so /readyz answers 200 and its documented 503 does not count as a failure.
     beat = Heartbeat(component="worker", id="fuzz", pid=1, host="test")
     topics.write_heartbeat(redis.Redis.from_url(redis_url), beat, ttl_s=600)
-    client = make_client()  # lifespan has run: the app holds its Redis client
+    # lifespan has run: the app holds its Redis client. A long heartbeat TTL keeps the heartbeat fresh all run.
+    client = make_client(worker={"heartbeat_ttl_s": 3600})
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
