@@ -27,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from service.settings import Settings, get_settings
 
     setup_logging("worker", logging.DEBUG if args.verbose else logging.INFO)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as e:
+        print(f"vigil worker: invalid VIGIL_* environment: {e}")
+        return 2
     overrides = {
         "device": args.device,
         "max_batch": args.max_batch,

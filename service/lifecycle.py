@@ -13,6 +13,8 @@ import threading
 from types import FrameType
 from typing import final
 
+from service.errors import VigilServiceError
+
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +84,9 @@ class ServiceProcess:
         try:
             self.setup()
             self.run_loop()
+        except VigilServiceError as e:  # an expected failure (Redis unreachable, ...): the message says it all
+            log.error("%s stopped: %s", self.component, e)
+            code = 1
         except Exception:
             log.exception("%s failed", self.component)
             code = 1

@@ -61,9 +61,9 @@ def wait_for_redis(client: redis.Redis, timeout_s: float, stop: threading.Event 
         except REDIS_ERRORS as e:
             left = deadline - time.monotonic()
             if left <= 0 or (stop is not None and stop.is_set()):
-                msg = f"Redis at {describe(client)} did not answer within {timeout_s:.0f} s ({e}); is redis-server up?"
+                msg = f"Redis at {describe(client)} did not answer within {timeout_s:g} s ({e}); is redis-server up?"
                 raise BusError(msg) from e
-            log.warning("waiting for Redis at %s (attempt %d, %.0f s left): %s", describe(client), attempt, left, e)
+            log.warning("waiting for Redis at %s (attempt %d, %.1f s left): %s", describe(client), attempt, left, e)
             backoff.sleep(stop, limit_s=left)
         else:
             if attempt > 1:

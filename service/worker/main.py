@@ -75,6 +75,7 @@ class Worker(ServiceProcess):
         self.windows_done = 0
         self._due: dict[str, float] = defaultdict(float)  # housekeeping task -> next monotonic time
         self._alert_params: dict[str, tuple[AlertParams, float]] = {}
+        self.webhook: WebhookSender | None = None  # setup() may fail before it is created; teardown() copes
 
     def setup(self) -> None:
         self.device = resolve_device(self.cfg.device)
@@ -135,7 +136,7 @@ class Worker(ServiceProcess):
     def teardown(self) -> None:
         if self.webhook is not None:
             self.webhook.close()
-        r = getattr(self, "r", None)
+        r: redis.Redis | None = getattr(self, "r", None)  # absent when setup() failed before connecting
         if r is not None:
             with contextlib.suppress(*REDIS_ERRORS):  # otherwise it expires on its own TTL
                 topics.clear_heartbeat(r, "worker", self.worker_id)

@@ -13,6 +13,7 @@ import threading
 import pytest
 import redis
 
+from service.errors import BusError
 from service.lifecycle import ServiceProcess
 from service.logging import CredentialFilter, setup_logging
 from tests.service.worker.helpers import wait_for
@@ -29,7 +30,9 @@ class _Recorder(ServiceProcess):
     def setup(self) -> None:
         self.calls.append("setup")
         if self.fail_in == "setup":
-            raise RuntimeError("no redis")
+            raise BusError("Redis at redis://127.0.0.1:1/0 did not answer")
+        if self.fail_in == "setup-bug":
+            raise RuntimeError("a bug")
 
     def run_loop(self) -> None:
         self.calls.append("loop")
@@ -56,11 +59,13 @@ def test_signal_stops_the_loop_and_is_recorded():
     assert proc.received_signal == signal.SIGTERM
 
 
-@pytest.mark.parametrize("stage", ["setup", "loop"])
-def test_failure_exits_1_and_still_tears_down(stage):
+@pytest.mark.parametrize(("stage", "traceback"), [("setup", False), ("setup-bug", True), ("loop", True)])
+def test_failure_exits_1_and_still_tears_down(stage, traceback, caplog):
     proc = _Recorder(fail_in=stage)
     assert proc.run(handle_signals=False) == 1
     assert proc.calls[-1] == "teardown"
+    # Expected failures (domain errors) are one clear line; bugs keep their traceback.
+    assert ("Traceback" in caplog.text) is traceback
 
 
 @pytest.mark.parametrize(("kw", "watches"), [({"is_child": True}, True), ({"watch_parent": True}, True), ({}, False)])
