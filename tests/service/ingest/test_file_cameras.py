@@ -11,11 +11,11 @@ import pytest
 import redis
 
 from models.data.transforms import prepare
-from service.bus import topics
+from service.bus import keys, topics
 from service.ingest.source import CorruptSourceError, SourceOptions, VideoSource
 from service.messages import CameraConfig
 from service.settings import Settings
-from tests.service.ingest.conftest import MODEL, SPEC, state_is, status, wait_for, windows
+from tests.service.ingest.conftest import MODEL, SPEC, make_settings, state_is, status, wait_for, windows
 from tests.synthetic import render_frames
 
 
@@ -127,3 +127,19 @@ def test_files_outside_the_footage_root_are_refused(
     refused = wait_for(state_is(rclient, "outside", "error"), 20, "the file outside the root to be refused")
     assert "outside the footage root" in refused.reason
     assert windows(rclient, "outside") == []
+
+
+def test_control_messages_start_a_camera_without_waiting_for_the_next_tick(
+    synthetic_video: tuple[Path, np.ndarray],
+    redis_url: str,
+    model_store: Path,
+    rclient: redis.Redis,
+    start_ingester: Callable[..., object],
+) -> None:
+    slow_ticks = make_settings(redis_url, model_store, lease_ttl_s=60, heartbeat_ttl_s=60)  # a tick every 20 s
+    ingester = start_ingester(slow_ticks, ingester_id="slow-ticks")
+    wait_for(lambda: rclient.exists(keys.heartbeat_key("ingest", "slow-ticks")), 10, "the first tick")
+    start = time.monotonic()
+    topics.put_camera(rclient, file_camera("prompt", synthetic_video[0]))
+    wait_for(lambda: "prompt" in ingester.runners, 5, "the camera to start on the control message")  # type: ignore[attr-defined]
+    assert time.monotonic() - start < 5  # far sooner than the 20 s tick
