@@ -1,5 +1,5 @@
-"""Job test fixtures: a tiny trained FFP in a store, a Ped2 test clip as mp4 (synthetic when the dataset is absent),
-settings on the private Redis with their own jobs dir and footage root, API clients, ingesters and workers in threads."""
+"""Job test fixtures: a tiny trained FFP in a store, a Ped2 test clip as mp4 (synthetic without the dataset),
+settings on the private Redis with their own jobs dir and footage root, API clients, ingesters and workers."""
 
 from __future__ import annotations
 
