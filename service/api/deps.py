@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Security, WebSocket
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from redis import Redis
 
@@ -41,22 +41,8 @@ def require_admin(settings: Annotated[Settings, Depends(get_settings_dep)], key:
     return authorize(key, Role.ADMIN, settings.api)
 
 
-def ws_redis(websocket: WebSocket) -> Redis:
-    client: Redis = websocket.app.state.redis
-    return client
-
-
-def ws_viewer(websocket: WebSocket) -> Role:
-    """WebSockets: the key comes in the X-API-Key header, or `?api_key=` for browsers that cannot set headers."""
-    settings: Settings = websocket.app.state.settings
-    key = websocket.headers.get(API_KEY_HEADER) or websocket.query_params.get("api_key")
-    return authorize(key, Role.VIEWER, settings.api)
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 ViewerDep = Annotated[Role, Depends(require_viewer)]
 AdminDep = Annotated[Role, Depends(require_admin)]
-WsRedisDep = Annotated[Redis, Depends(ws_redis)]
-WsViewerDep = Annotated[Role, Depends(ws_viewer)]
