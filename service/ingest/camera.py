@@ -128,6 +128,7 @@ class CameraRunner:
             self.state.to("stalled", str(e))
         except (SourceError, ValueError, OSError) as e:  # ValueError: unknown model or a bad card
             self.state.to("error", str(e))
+            metrics.ERRORS.labels(component="ingest", kind=type(e).__name__).inc()  # dashboard: broken cameras
             # the same failure every backoff period is news once; after that it only shows in the status
             level = logging.DEBUG if self.state.reason == self._last_error else logging.WARNING
             log.log(level, "camera %s: %s", self.camera, self.state.reason)

@@ -41,9 +41,9 @@ def window_thumbs(window: WindowMsg) -> dict[int, bytes]:
 
 
 def store_thumbs(r: redis.Redis, windows: list[WindowMsg]) -> None:
-    """Keep thumbnails of live windows; batch jobs have no live page, so theirs are not kept."""
+    """Keep thumbnails of camera windows (live and file cameras); batch jobs have no live page, so not theirs."""
     for window in windows:
-        if window.source == "live":
+        if window.source != "job":
             topics.put_frame_thumbs(r, window.camera, window_thumbs(window))
 
 

@@ -1,0 +1,102 @@
+"""The live page in headless Chromium against a real stack (api + ingest + worker on a private Redis): the page
+takes the viewer key, its chart receives scores over the WebSocket, and an alert with its thumbnail appears."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from cli.up import Stack
+from tests.e2e.cdp import chromium, chromium_path
+from tests.e2e.conftest import ADMIN_KEY, CLIP_SPAN, VIEWER_KEY
+from tests.service.worker.models_util import MODEL
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(chromium_path() is None, reason="needs the Debian package chromium (make test installs it)"),
+]
+SCREENSHOT_DIR_ENV = "VIGIL_TEST_SCREENSHOT_DIR"  # not a setting: where to keep the screenshot for a human
+
+
+def _keys_env(footage: Path) -> dict[str, str]:
+    return {
+        "VIGIL_API__VIEWER_KEYS": json.dumps([VIEWER_KEY]),
+        "VIGIL_API__ADMIN_KEYS": json.dumps([ADMIN_KEY]),
+        "VIGIL_FOOTAGE_ROOT": str(footage),
+    }
+
+
+def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
+    make_stack: Callable[..., Stack], redis_url: str, footage: Path, tmp_path: Path
+) -> None:
+    stack = make_stack(redis_url, **_keys_env(footage))
+    assert httpx.get(f"{stack.api_url}/cameras", timeout=10).status_code == 401  # the key is really needed
+    with chromium(tmp_path / "profile") as page:
+        page.call("Page.enable")
+        page.call("Page.navigate", url=f"{stack.api_url}/")  # redirects to /ui
+        page.wait_for("document.readyState === 'complete' && !!window.vigil", 20, "the page to load")
+        # Without a key both feeds are refused; typing the viewer key once opens them.
+        page.wait_for("document.getElementById('message').textContent.includes('key')", 10, "the key prompt")
+        page.evaluate(
+            f"document.getElementById('key-input').value = {json.dumps(VIEWER_KEY)};"
+            "document.getElementById('key-form').requestSubmit(); true"
+        )
+        page.wait_for(
+            "document.getElementById('conn').dataset.scores === 'open' && "
+            "document.getElementById('conn').dataset.alerts === 'open'",
+            10,
+            "both WebSockets to open with the viewer key",
+        )
+        camera = {"id": "lobby", "url": str(footage / "clip.mp4"), "model": MODEL, "kind": "file"}
+        r = httpx.post(f"{stack.api_url}/cameras", json=camera, headers={"X-API-Key": ADMIN_KEY}, timeout=10)
+        assert r.status_code == 201, r.text
+
+        page.wait_for("Number(document.querySelector('[data-camera=lobby]')?.dataset.points) >= 50", 40, "scores")
+        page.wait_for("!!document.querySelector('.camera[data-camera=lobby]')?.dataset.state", 10, "camera state")
+        page.wait_for("!!document.querySelector('#alerts .alert[data-camera=lobby]')", 40, "an alert in the list")
+        # The alert over the anomalous span (the tiny model may also fire elsewhere), once its thumbnail is shown.
+        over_span = (
+            "[...window.vigil.alerts.values()].find(e => e.alert.camera === 'lobby' && "
+            f"e.alert.start_frame < {CLIP_SPAN[1]} && (e.alert.end_frame ?? 1e9) >= {CLIP_SPAN[0]} && "
+            "e.el.dataset.thumbnail === 'loaded')"
+        )
+        alerts = "[...window.vigil.alerts.values()].map(e => [e.alert, e.el.dataset.thumbnail])"
+        page.wait_for(f"!!({over_span})", 40, "an alert over the anomalous span with its thumbnail", alerts)
+        shown = page.evaluate(
+            f"(() => {{ const e = {over_span}; const img = e.el.querySelector('img');"
+            " return {stats: window.vigil.stats, alert: e.alert, text: e.el.innerText,"
+            " img: [img.naturalWidth, img.naturalHeight], chart: document.querySelector('canvas.chart').width}; })()"
+        )
+        shot = page.screenshot(tmp_path / "live.png")
+    _keep_screenshot(shot)
+    alert = shown["alert"]
+    assert alert["camera"] == "lobby"
+    assert alert["start_frame"] <= alert["peak_frame"] <= (alert["end_frame"] or alert["peak_frame"])
+    assert f"frame {alert['peak_frame']}" in shown["text"]
+    assert shown["stats"]["scores"] >= 50
+    assert shown["chart"] > 0
+    # The thumbnail the page showed is the one the API serves, and it is a JPEG.
+    thumb = httpx.get(
+        f"{stack.api_url}/alerts/{alert['id']}/thumbnail.jpg", headers={"X-API-Key": VIEWER_KEY}, timeout=10
+    )
+    assert thumb.status_code == 200
+    assert thumb.headers["content-type"] == "image/jpeg"
+    image = cv2.imdecode(np.frombuffer(thumb.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None
+    assert [image.shape[1], image.shape[0]] == shown["img"]
+    assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def _keep_screenshot(shot: Path) -> None:
+    import os
+
+    target = os.environ.get(SCREENSHOT_DIR_ENV)
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        (Path(target) / shot.name).write_bytes(shot.read_bytes())
