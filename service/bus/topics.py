@@ -537,3 +537,13 @@ def keep_alert_thumb(r: redis.Redis, alert: Alert, retention_s: int) -> bool:
 def get_alert_thumb(r: redis.Redis, alert_id: str) -> bytes | None:
     data = r.get(keys.alert_thumb_key(alert_id))
     return None if data is None else cast(bytes, data)
+
+
+def delete_job(r: redis.Redis, job_id: str) -> bool:
+    """Remove a job's record from every index; returns False when it did not exist."""
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(keys.job_key(job_id), keys.job_progress_key(job_id))
+    pipe.zrem(keys.JOBS_INDEX, job_id)
+    pipe.srem(keys.JOBS_ACTIVE, job_id)
+    removed = cast(list[int], pipe.execute())[0]
+    return bool(removed)

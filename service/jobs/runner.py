@@ -68,7 +68,8 @@ class JobRunner:
 
     def _run(self) -> None:
         try:
-            self._update(state="running", reason="reading frames", owner=self.owner, started_ts=time.time())
+            started = self.job.started_ts or time.time()  # a resumed job keeps its first start
+            self._update(state="running", reason="reading frames", owner=self.owner, started_ts=started)
             progress = topics.job_progress(self.r, self.job.id)
             if "frames_total" not in progress:  # not read to the end yet (or never started)
                 self.next_frame = int(progress["next_frame"]) if "next_frame" in progress else None

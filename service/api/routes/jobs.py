@@ -285,3 +285,14 @@ def job_alerts(job_id: JobId, settings: SettingsDep, redis: RedisDep, _: ViewerD
         data = json.loads(_result_file(settings, redis, job_id, "alerts").read_text())
         return [Alert.model_validate(a) for a in data]
     return topics.list_alerts(redis, limit=1000, camera=keys.job_stream(job_id)).alerts
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_job(job_id: JobId, settings: SettingsDep, redis: RedisDep, _: AdminDep) -> Response:
+    """Remove a finished (done or failed) job: its record and its folder (upload and results)."""
+    job = _load(redis, job_id)
+    if job.state not in ("done", "failed"):
+        raise ConflictError(f"job {job_id} is {job.state}; a job can be deleted once it is done or failed")
+    topics.delete_job(redis, job_id)
+    shutil.rmtree(settings.jobs.dir.resolve() / job_id, ignore_errors=True)
+    return Response(status_code=204)

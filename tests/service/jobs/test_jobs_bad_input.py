@@ -155,6 +155,7 @@ def test_keys_and_unknown_jobs(api, rclient, clip):
         r = client.get(f"/jobs/{unknown}{suffix}")
         assert r.status_code == 404, suffix
         assert unknown in r.json()["detail"]
+    assert client.delete(f"/jobs/{unknown}").status_code == 404
     assert client.get("/jobs/..%2F..%2Fetc").status_code in (404, 422)
     assert client.get("/jobs/not-a-job-id").status_code == 422
     assert client.get("/jobs").json() == []
@@ -177,3 +178,7 @@ def test_results_of_a_queued_job_are_a_conflict(api, rclient, clip):
     assert r.status_code == 409
     assert "queued" in r.json()["detail"]
     assert rclient.sismember(keys.JOBS_ACTIVE, job["id"])
+    r = client.delete(f"/jobs/{job['id']}")
+    assert r.status_code == 409
+    assert "queued" in r.json()["detail"]
+    assert folder.is_dir()
