@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -177,8 +178,8 @@ def add_camera(api_url: str, headers: dict[str, str], clip: Path, model: str) ->
     print(f"added camera {CAMERA!r}: {r.json()['url']} scored by {model}")
 
 
-def print_alerts(api_url: str, headers: dict[str, str], span: tuple[int, int] | None) -> int:
-    """Poll GET /alerts (cursor paging) and print this camera's alerts; returns how many there were."""
+def print_alerts(api_url: str, headers: dict[str, str], span: tuple[int, int] | None, since_ts: float) -> int:
+    """Poll GET /alerts (cursor paging) and print this run's alerts of the camera; returns how many there were."""
     import httpx
 
     alerts: dict[str, dict[str, Any]] = {}
@@ -186,7 +187,7 @@ def print_alerts(api_url: str, headers: dict[str, str], span: tuple[int, int] | 
     while time.monotonic() < deadline:  # an alert still open when the clip ends closes after min duration/cooldown
         page = httpx.get(f"{api_url}/alerts", params={"since": cursor, "camera": CAMERA}, headers=headers, timeout=10)
         body = page.json()
-        alerts.update({a["id"]: a for a in body["alerts"]})
+        alerts.update({a["id"]: a for a in body["alerts"] if a["start_ts"] >= since_ts})  # not an earlier run's
         cursor = body["next_cursor"]
         if alerts and all(a["state"] == "closed" for a in alerts.values()):
             break
@@ -217,15 +218,17 @@ def run_demo(args: argparse.Namespace) -> int:
     headers = {"X-API-Key": settings.api.admin_keys[0].get_secret_value()} if settings.api.admin_keys else {}
     env = {**os.environ, "VIGIL_STORE__ROOT": str(store_root), "VIGIL_FOOTAGE_ROOT": str(clip.parent)}
     log_path = work / "services.log"
-    stack = Stack(
-        redis_url=settings.redis.url.get_secret_value(), api_port=args.port or free_port(), env=env, log_path=log_path
-    )
-    print(f"starting redis (if needed), ingest, worker and api; their logs go to {log_path}")
+    # A private redis-server when one is installed, so the demo never touches the cameras of a running deployment.
+    private = shutil.which("redis-server") is not None
+    redis_url = f"redis://127.0.0.1:{free_port()}/0" if private else settings.redis.url.get_secret_value()
+    stack = Stack(redis_url=redis_url, api_port=args.port or free_port(), env=env, log_path=log_path)
+    print(f"starting {'a private redis-server, ' if private else ''}ingest, worker and api; logs in {log_path}")
     with stack:
         stack.wait_ready(120)
         print(f"API up at {stack.api_url} (OpenAPI docs at {stack.api_url}/docs)")
         feed = stream_scores(stack.api_url, headers, expected=args.frames, timeout_s=args.timeout)
         next(feed)  # WebSocket open before the camera exists
+        started = time.time()
         add_camera(stack.api_url, headers, clip, model)
         print(f"live scores (one line per 8 frames; bars = score 0..1, alert threshold {settings.alerts.threshold}):")
         window: list[dict[str, Any]] = []
@@ -236,7 +239,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 window = []
         if window:
             print(timeline_line(window, span, settings.alerts.threshold))
-        found = print_alerts(stack.api_url, headers, span)
+        found = print_alerts(stack.api_url, headers, span, started)
         print("\nstopping: api, worker, ingest, then redis (if the demo started it)")
     print("done." if found else "no alert was raised; see the services log above for why.")
     return 0 if found else 1
