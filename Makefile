@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-deps
-# Debian packages only the tests need (real parts, no mocks): compose validation.
-TEST_APT := docker-compose
+# Debian packages only the tests need (real parts, no mocks): compose validation, the Prometheus scrape +
+# dashboard-query test, the headless-browser test of the live page.
+TEST_APT := docker-compose prometheus chromium
 DATASET ?= ../shared/datasets/ucsd_ped2
 
 .PHONY: all install demo test test-all test-gpu lint fmt bench clean
