@@ -9,6 +9,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="bind address (default: VIGIL_API__HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: VIGIL_API__PORT, 8000)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the parent process dies (for supervisors)"
+    )
+
+
+def _exit_with_parent() -> None:
+    """SIGINT ourselves (uvicorn's graceful stop) once the parent is gone, so a killed supervisor leaves no orphan."""
+    import os
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     app = create_app(settings)
+    if args.exit_with_parent:
+        _exit_with_parent()
     uvicorn.run(
         app,
         host=args.host or settings.api.host,

@@ -106,9 +106,11 @@ class Stack:
     def _spawn(self, name: str, component: str, metrics_port: int) -> None:
         argv = [sys.executable, "-m", "cli.main", component]
         if component == "api":
-            argv += ["--host", self.api_host, "--port", str(self.api_port)]
+            argv += ["--host", self.api_host, "--port", str(self.api_port), "--exit-with-parent"]
         else:
             argv += ["--metrics-port", str(metrics_port)]
+        if component == "worker":
+            argv.append("--exit-with-parent")  # no orphan worker if `vigil up` itself is SIGKILLed
         out = self.log_path.open("ab") if self.log_path else None
         try:  # own session: a terminal's Ctrl-C reaches only `vigil up`, which then stops the children in order
             proc = subprocess.Popen(argv, env=self.env, start_new_session=True, stdout=out, stderr=out)
