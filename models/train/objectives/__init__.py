@@ -58,6 +58,8 @@ def build_objective(method: AnomalyMethod, config: TrainConfig, device: torch.de
 
 def _load_all() -> None:
     # Explicit imports register the objectives (one line per method, as in models/methods/__init__.py).
-    from models.train.objectives import ffp  # noqa: F401
-    from models.train.objectives import dast  # noqa: F401
-    from models.train.objectives import f2lm  # noqa: F401
+    from models.train.objectives import (
+        dast,  # noqa: F401
+        f2lm,  # noqa: F401
+        ffp,  # noqa: F401
+    )

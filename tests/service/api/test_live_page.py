@@ -1,0 +1,114 @@
+"""Live page routes and the alert-thumbnail path on real Redis: worker-side JPEGs, the copy at an alert event,
+`GET /alerts/{id}/thumbnail.jpg` with keys, the static page and its assets (the browser test is tests/e2e)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from service.bus import keys
+from service.messages import Alert, AlertEvent, WindowMsg
+from service.worker.thumbnails import MAX_SIDE, alert_event_handler, encode_jpeg, store_thumbs
+from tests.service.api.conftest import VIEWER_KEY
+
+
+def _window(camera: str, source: str, first_frame: int = 10, context: int = 2, n: int = 3) -> WindowMsg:
+    frames = np.stack([np.full((32, 48, 1), 40 * i, np.uint8) for i in range(context + n)])  # (T, h, w, 1)
+    return WindowMsg(
+        camera=camera,
+        seq=1,
+        model="m",
+        context=context,
+        first_frame=first_frame,
+        pts=[None] * n,
+        capture_ts=[0.0] * n,
+        source=source,  # type: ignore[arg-type]
+        frames=frames,
+    )
+
+
+def _alert(camera: str, peak_frame: int) -> Alert:
+    return Alert(
+        id=f"{camera}-1-abc", camera=camera, model="m@v1", state="open", start_frame=10, start_ts=0.0,
+        peak_score=0.99, peak_frame=peak_frame,
+    )  # fmt: skip
+
+
+def _decode(jpeg: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None
+    return image
+
+
+@pytest.mark.parametrize(("shape", "expected"), [((32, 48, 1), (32, 48)), ((480, 640, 3), (120, MAX_SIDE))])
+def test_encode_jpeg_keeps_small_frames_and_shrinks_large_ones(
+    shape: tuple[int, int, int], expected: tuple[int, int]
+) -> None:
+    frame = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    assert _decode(encode_jpeg(frame)).shape[:2] == expected
+
+
+def test_scored_frames_are_kept_with_a_ttl_and_job_windows_are_not(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    store_thumbs(r, [_window("cam", "live"), _window("job-x", "job")])
+    # Context frames (values 0, 40) were scored in an earlier window; frames 10..12 carry values 80, 120, 160.
+    for i, frame in enumerate(range(10, 13)):
+        jpeg = r.get(keys.frame_thumb_key("cam", frame))
+        assert jpeg is not None
+        assert abs(int(_decode(jpeg).mean()) - 40 * (i + 2)) <= 2
+        assert 0 < r.ttl(keys.frame_thumb_key("cam", frame)) <= keys.FRAME_THUMB_TTL_S
+    assert r.get(keys.frame_thumb_key("cam", 9)) is None
+    assert not r.keys(keys.frame_thumb_key("job-x", 10))
+
+
+def test_alert_event_copies_the_peak_frame_and_calls_the_next_handler(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    store_thumbs(r, [_window("cam", "file")])
+    seen: list[AlertEvent] = []
+    handler = alert_event_handler(r, retention_s=3600, then=seen.append)
+    event = AlertEvent(kind="opened", alert=_alert("cam", peak_frame=11))
+    handler(event)
+    assert seen == [event]
+    assert r.get(keys.alert_thumb_key(event.alert.id)) == r.get(keys.frame_thumb_key("cam", 11))
+    assert 3500 < r.ttl(keys.alert_thumb_key(event.alert.id)) <= 3600  # the alert's retention, not the frame's TTL
+    handler(AlertEvent(kind="updated", alert=_alert("cam", peak_frame=999)))  # picture gone: keeps the old one
+    assert r.get(keys.alert_thumb_key(event.alert.id)) == r.get(keys.frame_thumb_key("cam", 11))
+
+
+def test_thumbnail_route_needs_the_viewer_key_and_serves_the_jpeg(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    client = make_client(api={"viewer_keys": [VIEWER_KEY], "admin_keys": ["admin-key-0123456789"]})
+    r = redis.Redis.from_url(redis_url)
+    store_thumbs(r, [_window("cam", "live")])
+    alert_event_handler(r, 3600, None)(AlertEvent(kind="opened", alert=_alert("cam", peak_frame=12)))
+    url = "/alerts/cam-1-abc/thumbnail.jpg"
+    assert client.get(url).status_code == 401
+    ok = client.get(url, headers={"X-API-Key": VIEWER_KEY})
+    assert ok.status_code == 200
+    assert ok.headers["content-type"] == "image/jpeg"
+    assert _decode(ok.content).shape[:2] == (32, 48)
+    missing = client.get("/alerts/nope/thumbnail.jpg", headers={"X-API-Key": VIEWER_KEY})
+    assert missing.status_code == 404
+    assert "GET /alerts" in missing.json()["detail"]
+    assert client.get("/alerts/bad%20id/thumbnail.jpg", headers={"X-API-Key": VIEWER_KEY}).status_code == 422
+
+
+def test_page_and_assets_are_served_without_a_key_and_nothing_else_is(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(api={"viewer_keys": [VIEWER_KEY], "admin_keys": ["admin-key-0123456789"]})
+    root = client.get("/", follow_redirects=False)
+    assert root.status_code == 307
+    assert root.headers["location"] == "/ui"
+    page = client.get("/ui")
+    assert page.status_code == 200
+    assert "/ui/app.js" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/ui/app.css").headers["content-type"].startswith("text/css")
+    for name in ("index.html", "..%2Fapp.py", "../routes/ui.py", "missing.js"):
+        assert client.get(f"/ui/{name}").status_code == 404
