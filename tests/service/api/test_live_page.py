@@ -59,7 +59,7 @@ def test_scored_frames_are_kept_with_a_ttl_and_job_windows_are_not(redis_url: st
     # Context frames (values 0, 40) were scored in an earlier window; frames 10..12 carry values 80, 120, 160.
     for i, frame in enumerate(range(10, 13)):
         jpeg = r.get(keys.frame_thumb_key("cam", frame))
-        assert jpeg is not None
+        assert isinstance(jpeg, bytes)
         assert abs(int(_decode(jpeg).mean()) - 40 * (i + 2)) <= 2
         assert 0 < r.ttl(keys.frame_thumb_key("cam", frame)) <= keys.FRAME_THUMB_TTL_S
     assert r.get(keys.frame_thumb_key("cam", 9)) is None
