@@ -501,15 +501,19 @@ def job_scores_done(r: redis.Redis, job_id: str) -> bool:
     return load_scoring_state(r, keys.job_stream(job_id)).next_seq > last_seq
 
 
-def expire_job_stream(r: redis.Redis, job_id: str, ttl_s: int) -> None:
-    """After a job's results are on disk: drop its score stream now, let its small bookkeeping keys expire.
+def expire_job_stream(r: redis.Redis, job_id: str, ttl_s: int, drop_scores: bool = True) -> None:
+    """After a job ended: drop its score stream (its results are on disk), let its bookkeeping keys expire.
 
     The scoring state and seq counter outlive the job for `ttl_s`, so a late duplicate window is recognised.
+    A failed job may still have windows in flight: `drop_scores=False` lets its scores expire instead, so
+    scores that arrive later land in a stream that still expires.
     """
     stream = keys.job_stream(job_id)
+    scores = (keys.score_stream_key(stream), keys.latest_score_key(stream))
     pipe = r.pipeline(transaction=True)
-    pipe.delete(keys.score_stream_key(stream), keys.latest_score_key(stream), keys.job_progress_key(job_id))
-    for key in (keys.camera_state_key(stream), keys.camera_seq_key(stream), keys.camera_results_key(stream)):
+    pipe.delete(keys.job_progress_key(job_id), *(scores if drop_scores else ()))
+    expiring = (keys.camera_state_key(stream), keys.camera_seq_key(stream), keys.camera_results_key(stream))
+    for key in expiring if drop_scores else expiring + scores:
         pipe.expire(key, ttl_s)
     pipe.execute()
 

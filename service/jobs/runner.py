@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _BACKLOG_POLL_S = 0.005  # how often a waiting reader re-checks the job's backlog
 _SCORES_POLL_S = 0.1
+_DRAIN_TIMEOUT_S = 60.0  # a failed job waits this long for its windows already on the bus before cleaning up
 
 
 class LeaseLost(Exception):
@@ -162,11 +163,22 @@ class JobRunner:
         topics.put_job(self.r, self.job)
 
     def _finish(self, job: JobRecord) -> None:
+        """Record the end, then clean up the job's stream (a failed job's windows in flight are awaited first)."""
         self.job = job.model_copy(update={"finished_ts": time.time()})
         try:
             topics.put_job(self.r, self.job)
-            topics.expire_job_stream(self.r, self.job.id, self.settings.alerts.retention_s)
+            log.info("job %s %s: %s", job.id, job.state, job.reason or f"{job.frames_scored} frames scored")
+            drained = job.state == "done" or self._await_in_flight()
+            # Scores arriving after the stream was dropped would recreate it without a TTL: only drop it once
+            # nothing is in flight, else let it expire.
+            topics.expire_job_stream(self.r, job.id, self.settings.alerts.retention_s, drop_scores=drained)
         except REDIS_ERRORS as e:  # the job stays active; a later runner finds the results and finishes again
-            log.warning("job %s: could not record its end: %s", self.job.id, e)
-            return
-        log.info("job %s %s: %s", self.job.id, self.job.state, self.job.reason or f"{self.job.frames_scored} frames")
+            log.warning("job %s: could not record its end: %s", job.id, e)
+
+    def _await_in_flight(self) -> bool:
+        """Wait (bounded) until the workers are through the windows this job already published."""
+        deadline = time.monotonic() + _DRAIN_TIMEOUT_S
+        while not topics.job_scores_done(self.r, self.job.id):
+            if time.monotonic() > deadline or self.stop_event.wait(_SCORES_POLL_S):
+                return False
+        return True

@@ -137,3 +137,22 @@ def test_ingester_and_worker_restart_mid_job_lose_and_duplicate_nothing(
     got = np.array([r["score"] for r in records[ctx:]])
     np.testing.assert_allclose(got, scored.scores[ctx:], rtol=RTOL, atol=ATOL)
     assert json.loads(rclient.get(keys.job_key(job_id)))["owner"] == "ingest-b"
+
+
+@pytest.mark.slow
+def test_a_job_that_cannot_finish_fails_with_its_reason(job_settings, make_client, rclient, clip):
+    settings = job_settings.model_copy(update={"jobs": job_settings.jobs.model_copy(update={"max_frames": 20})})
+    client = make_client(settings)
+    job_id = upload(client, clip).json()["id"]
+    with running_stack(settings):
+        failed = wait_job(client, job_id, ("done", "failed"), 60)
+    assert failed["state"] == "failed"
+    assert "more than 20 frames" in failed["reason"]
+    assert "jobs.max_frames" in failed["reason"]
+    r = client.get(f"/jobs/{job_id}/result.csv")
+    assert r.status_code == 409
+    assert "more than 20 frames" in r.json()["detail"]
+    assert not rclient.sismember(keys.JOBS_ACTIVE, job_id)
+    scores = keys.score_stream_key(keys.job_stream(job_id))
+    assert rclient.ttl(scores) > 0 or not rclient.exists(scores)  # scores still in flight expire with the job
+    assert client.delete(f"/jobs/{job_id}").status_code == 204
