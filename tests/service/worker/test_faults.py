@@ -16,6 +16,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from service.bus import keys, topics
+from service.messages import WindowMsg
 from tests.conftest import free_port
 from tests.service.worker.helpers import all_scores, running_worker, wait_for, worker_settings
 from tests.service.worker.models_util import make_windows
@@ -29,8 +30,10 @@ def _worker_env(redis_url: str, store_root: str) -> dict[str, str]:
         VIGIL_REDIS__URL=redis_url,
         VIGIL_STORE__ROOT=store_root,
         VIGIL_WORKER__DEVICE="cpu",
-        VIGIL_WORKER__MAX_BATCH="2",
-        VIGIL_WORKER__MAX_WAIT_MS="0",
+        # A batch of 16 that waits up to 5 s to fill: windows it has read sit pending (unacknowledged) that long,
+        # which gives the test a window of time to kill it mid-stream, without racing the scoring loop.
+        VIGIL_WORKER__MAX_BATCH="16",
+        VIGIL_WORKER__MAX_WAIT_MS="5000",
         VIGIL_WORKER__CLAIM_IDLE_MS="1000",
         VIGIL_WORKER__GAP_TIMEOUT_S="30",
         VIGIL_WORKER__METRICS_PORT="0",
@@ -45,31 +48,40 @@ def _pending_of(r: redis.Redis, consumer: str) -> int:
     return 0
 
 
-def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, trained_store, clip_frames):
+def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, trained_store, clip_frames, tmp_path):
     r = redis.Redis.from_url(redis_url)
     frames = np.concatenate([clip_frames] * 3)  # 192 frames, 24 windows per camera
     cameras = ("k1", "k2")
-    for group in zip(*(make_windows(c, frames, 4) for c in cameras), strict=True):
-        for window in group:
-            topics.publish_window(r, window)
+    windows = list(zip(*(make_windows(c, frames, 4) for c in cameras), strict=True))
+
+    def publish(groups: list[tuple[WindowMsg, ...]]) -> None:
+        for group in groups:
+            for window in group:
+                topics.publish_window(r, window)
+
+    publish(windows[:8])  # 8 windows per camera: a full batch of 16, scored at once
+    log_path = tmp_path / "doomed.log"
     exe = [sys.executable, "-m", "cli.main", "worker", "--id", "doomed"]
-    proc = subprocess.Popen(exe, env=_worker_env(redis_url, str(trained_store.root)), stderr=subprocess.PIPE)
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(exe, env=_worker_env(redis_url, str(trained_store.root)), stderr=log_file)
     try:
-        wait_for(lambda: r.xlen(keys.score_stream_key("k1")) >= 16 and _pending_of(r, "doomed") > 0, 90, "scoring")
+        wait_for(lambda: r.xlen(keys.score_stream_key("k1")) == 64, 90, f"first scores ({log_path})")
+        publish(windows[8:12])  # 8 more: read, then held pending while the worker waits to fill its batch
+        wait_for(lambda: _pending_of(r, "doomed") == 8, 4, "the next windows to be read")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    orphaned = _pending_of(r, "doomed")
-    assert orphaned > 0, "the killed worker left nothing pending; the test did not exercise claiming"
+    assert _pending_of(r, "doomed") == 8
+    publish(windows[12:])
     claimed_before = REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") or 0.0
 
     with running_worker(worker_settings(redis_url, trained_store.root, claim_idle_ms=1000, gap_timeout_s=30)):
         wait_for(lambda: all(r.xlen(keys.score_stream_key(c)) >= len(frames) - 4 for c in cameras), 60, "all scores")
 
-    assert REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") >= claimed_before + orphaned
+    assert REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") == claimed_before + 8
     for camera in cameras:
         assert [s.frame for s in all_scores(r, camera)] == list(range(4, len(frames)))
     assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
