@@ -156,6 +156,17 @@ class InceptionI3d(nn.Module):
             channels = block.out_channels
         self.feature_dim = channels
         self.logits = Unit3D(channels, num_classes, logits=True)
+        # He init keeps activations at unit scale through the 50+ layers when the network is used untrained
+        # (test backbones); torch's default init shrinks them to ~1e-6 by Mixed_5c. Pretrained loads overwrite it.
+        for module in self.modules():
+            if isinstance(module, nn.Conv3d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+
+    @staticmethod
+    def feature_dim_for(width: float) -> int:
+        """Size of `features` for a network of this width (1024 at width 1.0)."""
+        ch = scaled_channels(width)["Mixed_5c"]
+        return ch[0] + ch[2] + ch[4] + ch[5]
 
     def forward_to(self, x: torch.Tensor, final_endpoint: str) -> torch.Tensor:
         """(B, 3, T, H, W) in [-1, 1] -> the activation at `final_endpoint` (one of ENDPOINTS)."""

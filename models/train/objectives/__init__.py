@@ -62,4 +62,5 @@ def _load_all() -> None:
         dast,  # noqa: F401
         f2lm,  # noqa: F401
         ffp,  # noqa: F401
+        gcl,  # noqa: F401
     )

@@ -1,0 +1,147 @@
+"""GCL (Zaheer et al., CVPR 2022): feature autoencoder G and FC discriminator D on frozen I3D snippet features.
+
+Design (METHODS.md (e); no official code exists):
+- Features: the Kinetics-400 I3D of `models.components.i3d` (1024-d, Mixed_5c average pool) on
+  non-overlapping 16-frame snippets; the paper's ResNeXt-101 is not obtainable here. The frozen I3D is a
+  submodule, so its weights are saved with the model and the card alone rebuilds it. Training loads the
+  converted weights from `backbone_weights` (a path read only by the trainer) or runs on cached features.
+- G: d -> 1024 -> 512 -> 256 -> 512 -> 1024 -> d, BatchNorm + ReLU after every hidden layer, linear output.
+- D: d -> 1024 -> 512 -> 32 -> 1, BatchNorm + LeakyReLU(0.2), sigmoid = anomaly probability.
+- Raw signals per snippet, repeated over its 16 frames: D's probability ("disc_prob") and G's mean squared
+  reconstruction error ("recon_error"; G is taught not to reconstruct anomalies, so larger = anomalous).
+- A window is (B, 15 + N, 3, H, W): its scored frames are tiled by 16-frame snippets aligned to the window's
+  end, so every snippet lies inside the window (context 15 covers the first one).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from models.base import AnomalyMethod, MethodConfig
+from models.components.i3d import InceptionI3d
+from models.features.extract import SNIPPET_FRAMES, to_i3d_input
+from models.registry import register_method
+from models.types import InputSpec
+
+
+class GclConfig(MethodConfig):
+    name: Literal["gcl"] = "gcl"
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")  # type: ignore[misc]  # base declares a field
+    size: int = Field(default=224, ge=32, le=512)  # square I3D input; 224 for the Kinetics weights
+    i3d_width: float = Field(default=1.0, gt=0, le=1)  # < 1 only for the random test backbone
+    feature_dim: int = Field(default=1024, gt=0)  # must equal the I3D's feature size
+    generator_hidden: tuple[int, int, int] = (1024, 512, 256)  # encoder widths; the decoder mirrors them
+    discriminator_hidden: tuple[int, int, int] = (1024, 512, 32)
+    backbone: Literal["i3d-kinetics-400", "random"] = "i3d-kinetics-400"
+    backbone_weights: str | None = None  # converted I3D safetensors, loaded by the trainer; provenance only
+    recon_signal: bool = True  # also emit G's reconstruction error as a second raw signal
+
+    @model_validator(mode="after")
+    def _check_dims(self) -> GclConfig:
+        width = InceptionI3d.feature_dim_for(self.i3d_width)
+        if width != self.feature_dim:
+            msg = f"feature_dim {self.feature_dim} does not match the I3D of i3d_width={self.i3d_width} ({width})"
+            raise ValueError(msg)
+        if self.backbone == "i3d-kinetics-400" and (self.i3d_width != 1.0 or self.size != 224):
+            msg = "the Kinetics-400 I3D needs i3d_width=1.0 and size=224; use backbone=random for other shapes"
+            raise ValueError(msg)
+        return self
+
+    @classmethod
+    def paper(cls) -> GclConfig:
+        return cls()
+
+    @classmethod
+    def small(cls) -> GclConfig:
+        return cls(generator_hidden=(512, 256, 128), discriminator_hidden=(512, 256, 32))
+
+    @classmethod
+    def tiny(cls) -> GclConfig:
+        return cls(
+            size=64,
+            i3d_width=0.125,
+            feature_dim=InceptionI3d.feature_dim_for(0.125),
+            generator_hidden=(64, 32, 16),
+            discriminator_hidden=(64, 32, 8),
+            backbone="random",
+        )
+
+
+def _mlp(widths: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    """Linear layers through `widths`; BatchNorm + activation after every layer but the last."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers += [nn.BatchNorm1d(b), activation()]
+    return nn.Sequential(*layers)
+
+
+class _LeakyReLU(nn.LeakyReLU):
+    def __init__(self) -> None:
+        super().__init__(0.2)
+
+
+class Gcl(AnomalyMethod):
+    config: GclConfig
+
+    def __init__(self, config: GclConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.input_spec = InputSpec(height=config.size, width=config.size, channels=3, context=SNIPPET_FRAMES - 1)
+        self.signal_names = ("disc_prob", "recon_error") if config.recon_signal else ("disc_prob",)
+        # Frozen: no gradients, and eval mode from the start so its batch norm never updates its statistics.
+        self.i3d = InceptionI3d(num_classes=400, width=config.i3d_width).requires_grad_(False).eval()
+        d, g, h = config.feature_dim, config.generator_hidden, config.discriminator_hidden
+        self.generator = _mlp([d, g[0], g[1], g[2], g[1], g[0], d], nn.ReLU)
+        self.discriminator = _mlp([d, h[0], h[1], h[2], 1], _LeakyReLU)
+
+    def train(self, mode: bool = True) -> Gcl:
+        super().train(mode)
+        self.i3d.eval()  # frozen backbone: its batch norm always uses the Kinetics statistics
+        return self
+
+    def features(self, snippets: torch.Tensor) -> torch.Tensor:
+        """(B, 16, 3, H, W) BGR in [0, 1] -> (B, feature_dim) frozen I3D features."""
+        with torch.no_grad():
+            return self.i3d.features(to_i3d_input(snippets)).float()
+
+    def anomaly_logit(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, feature_dim) -> (B,) D's logit; sigmoid of it is the anomaly probability."""
+        logit: torch.Tensor = self.discriminator(features)  # (B, 1)
+        return logit.squeeze(1)
+
+    def reconstruction_error(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, feature_dim) -> (B,) mean squared error of G's reconstruction."""
+        recon: torch.Tensor = self.generator(features)  # (B, feature_dim)
+        return (recon - features).pow(2).mean(dim=1)
+
+    def snippet_signals(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, feature_dim) -> (B, S) raw signals per snippet (larger = more anomalous)."""
+        signals = [torch.sigmoid(self.anomaly_logit(features))]
+        if self.config.recon_signal:
+            signals.append(self.reconstruction_error(features))
+        return torch.stack(signals, dim=1)
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        n = self.check_window(window)
+        b, t = window.shape[:2]
+        k = -(-n // SNIPPET_FRAMES)  # snippets tiling the N scored frames, aligned to the window's end
+        starts = torch.arange(k, device=window.device) * -SNIPPET_FRAMES + t - SNIPPET_FRAMES  # (k,), newest first
+        index = starts[:, None] + torch.arange(SNIPPET_FRAMES, device=window.device)  # (k, 16)
+        snippets = window[:, index]  # (B, k, 16, 3, H, W)
+        feats = self.features(snippets.flatten(0, 1))  # (B * k, D)
+        signals = self.snippet_signals(feats).view(b, k, -1)  # (B, k, S)
+        frame = torch.arange(t - n, t, device=window.device)  # absolute indices of the scored frames
+        which = torch.div(t - 1 - frame, SNIPPET_FRAMES, rounding_mode="floor")  # (N,) snippet of each frame
+        return signals[:, which].float()  # (B, N, S)
+
+
+@register_method("gcl", config=GclConfig)
+def build_gcl(config: GclConfig) -> Gcl:
+    return Gcl(config)
