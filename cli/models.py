@@ -27,10 +27,10 @@ def _key_metrics(metrics: dict[str, Any]) -> str:
         parts.append(f"steps={train['steps']}")
     for name, value in sorted(train.get("losses", {}).items()):
         parts.append(f"{name}={value:.4g}")
-    for protocol in ("paper", "online"):
-        result = metrics.get("eval", {}).get(protocol) or {}
-        if isinstance(result, dict) and result.get("micro_auc") is not None:
-            parts.append(f"{protocol}_auc={result['micro_auc']:.4f}")
+    evaluation = metrics.get("eval", {})  # written by `vigil eval --record`
+    for key in ("paper_micro_auc", "online_micro_auc"):
+        if evaluation.get(key) is not None:
+            parts.append(f"{key.removesuffix('_micro_auc')}_auc={evaluation[key]:.4f}")
     return " ".join(parts)
 
 

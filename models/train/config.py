@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validat
 from models.base import MethodConfig
 from models.registry import get_method
 
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -143,8 +144,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             child = node.get(part)
             node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = parse_value(raw)
     return data
+
+
+def parse_value(raw: str) -> Any:
+    """YAML scalar, except that `2e-4` (a string to YAML 1.1, which wants `2.0e-4`) becomes a float."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and _FLOAT_RE.fullmatch(value):
+        return float(value)
+    return value
 
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

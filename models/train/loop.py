@@ -60,6 +60,10 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def _uses_amp(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -182,7 +186,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "batch_size": cfg.batch_size,
         "train_time_s": round(run.elapsed_s, 1),
         "steps_per_s": round(run.step / max(run.elapsed_s, 1e-9), 3),
-        "device": str(device) + (" (bf16 autocast)" if device.type == "cuda" and cfg.amp else ""),
+        "device": str(device) + (" (bf16 autocast)" if _uses_amp(cfg, device) else ""),
     }
     ref, metrics = finish_run(cfg, method, val, train_metrics, device)
     return TrainResult(ref=ref, metrics=metrics)
