@@ -26,13 +26,15 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _tiny() -> DastNet:
+def _tiny(**overrides: object) -> DastNet:
     torch.manual_seed(0)
-    return DastNet(DastConfig.tiny()).eval()
+    return DastNet(DastConfig.model_validate({**DastConfig.tiny().model_dump(), **overrides})).eval()
 
 
-def test_score_is_minus_psnr_of_each_clips_reconstructed_last_frame() -> None:
-    method = _tiny()
+@pytest.mark.parametrize("skip_levels", [3, 1, 0])
+def test_score_is_minus_psnr_of_each_clips_reconstructed_last_frame(skip_levels: int) -> None:
+    method = _tiny(skip_levels=skip_levels)
+    assert len(method.gates) == skip_levels
     window = torch.rand(2, 7, 1, 32, 32, generator=torch.Generator().manual_seed(1))  # scores frames 4, 5, 6
     with torch.no_grad():
         scores = method.score(window)
