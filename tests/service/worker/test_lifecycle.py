@@ -76,6 +76,7 @@ def test_stops_when_its_parent_is_gone_if_asked(kw, watches):
     assert proc.should_stop() is watches
 
 
+@pytest.mark.slow
 def test_worker_exits_when_its_parent_is_killed(tmp_path, redis_url):
     """A real `vigil worker --exit-with-parent` under a shell that gets SIGKILLed stops on its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
