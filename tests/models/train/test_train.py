@@ -137,3 +137,11 @@ def test_cli_rejects_unknown_override_with_valid_keys(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "unknown config key 'optim.lr'" in out
     assert "optim.lr_g" in out
+
+
+@pytest.mark.gpu
+def test_cuda_run_with_bf16_autocast_registers(make_config: MakeConfig, tmp_path: Path) -> None:
+    result = train(make_config("steps=4", "device=cuda", "amp=true"))
+    assert result.metrics["train"]["device"].startswith("cuda")
+    method, _, _ = load_model(ModelStore(tmp_path / "registry"), "ffp-tiny", device="cuda")
+    assert next(method.parameters()).device.type == "cuda"
