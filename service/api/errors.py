@@ -14,6 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from models.errors import ModelNotFoundError
 from service.api.security import API_KEY_HEADER, AuthError
+from service.errors import MessageError
 from service.messages import mask_credentials
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     return _json(422, str(exc))
 
 
+async def _undecodable(request: Request, exc: Exception) -> JSONResponse:
+    # Data in Redis this version cannot read (another schema version, corruption): a server-side fault, said plainly.
+    log.error("undecodable data during %s %s: %s", request.method, request.url.path, exc)
+    return _json(500, f"stored data could not be decoded: {exc}")
+
+
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     # The API stays up while Redis restarts; callers get a retryable 503 instead of a stack trace.
     log.warning("redis unavailable during %s %s: %s", request.method, request.url.path, exc)
@@ -84,5 +91,6 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(InvalidRequestError, _invalid)
+    app.add_exception_handler(MessageError, _undecodable)
     app.add_exception_handler(RedisConnectionError, _redis_down)
     app.add_exception_handler(RedisTimeoutError, _redis_down)

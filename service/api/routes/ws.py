@@ -28,6 +28,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 BLOCK_MS = 1000
+FEED_THREADS = 256  # concurrent WebSocket feeds reading at once; more clients wait for a free thread
 POLICY_VIOLATION = 1008
 
 
@@ -43,6 +44,15 @@ async def _accept(websocket: WebSocket) -> Redis | None:
     await websocket.accept()
     client: Redis = websocket.app.state.redis
     return client
+
+
+def _limiter(websocket: WebSocket) -> anyio.CapacityLimiter:
+    """Feeds block a thread each; their own limiter keeps them from using up the REST routes' thread pool."""
+    state = websocket.app.state
+    if getattr(state, "feed_limiter", None) is None:
+        state.feed_limiter = anyio.CapacityLimiter(FEED_THREADS)
+    limiter: anyio.CapacityLimiter = state.feed_limiter
+    return limiter
 
 
 def _now_id(redis: Redis) -> str:
@@ -93,7 +103,7 @@ async def ws_scores(
         backoff = Backoff(initial_s=0.2, max_s=2.0)
         while True:
             try:
-                batch = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+                batch = await anyio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=_limiter(websocket))
             except REDIS_ERRORS as e:
                 log.warning("score feed waiting for Redis: %s", e)
                 await anyio.sleep(backoff.next_delay())
@@ -122,7 +132,7 @@ async def ws_alerts(
         while True:
             try:
                 read = functools.partial(topics.read_alert_events, redis, last_id, block_ms=BLOCK_MS)
-                events = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+                events = await anyio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=_limiter(websocket))
             except REDIS_ERRORS as e:
                 log.warning("alert feed waiting for Redis: %s", e)
                 await anyio.sleep(backoff.next_delay())

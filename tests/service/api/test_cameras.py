@@ -141,3 +141,12 @@ def test_writes_need_admin_key(keyed_client: TestClient, with_model: ModelStore)
     assert keyed_client.post("/cameras", json=body, headers={"X-API-Key": ADMIN_KEY}).status_code == 201
     assert keyed_client.delete("/cameras/gate", headers={"X-API-Key": VIEWER_KEY}).status_code == 403
     assert keyed_client.get("/cameras", headers={"X-API-Key": VIEWER_KEY}).status_code == 200
+
+
+def test_undecodable_camera_is_a_clear_500(client: TestClient, redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).hset(keys.CAMERAS_HASH, "odd", b'{"schema_version": 99}')
+    r = client.get("/cameras/odd")
+    assert r.status_code == 500
+    assert "could not be decoded" in r.json()["detail"]
+    assert "schema_version" in r.json()["detail"]
+    assert client.get("/cameras").json() == []  # the list skips (and logs) what it cannot read
