@@ -128,6 +128,7 @@ async def create_job(
             msg = "send multipart/form-data (a `model` field and a `file` part) or application/json {path, model}"
             raise HTTPException(415, msg)
         await run_in_threadpool(topics.put_job, redis, job)
+        await run_in_threadpool(topics.announce_job, redis, job.id)
     except BaseException as e:
         shutil.rmtree(folder, ignore_errors=True)  # a refused job leaves nothing behind
         if isinstance(e, JobInputError):
