@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
@@ -13,7 +15,7 @@ class MethodConfig(BaseModel):
     """Base for method configs: unknown keys are errors, so a YAML typo fails at load time."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    PRESETS: tuple[str, ...] = ()  # names of classmethods returning a config, e.g. ("paper", "small", "tiny")
+    PRESETS: ClassVar[tuple[str, ...]] = ()  # names of classmethods returning a config, e.g. ("paper", "small", "tiny")
 
 
 class AnomalyMethod(nn.Module):

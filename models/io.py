@@ -21,6 +21,16 @@ from models.types import InputSpec
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
 
 
+def _looks_like_pickle(head: bytes) -> bool:
+    """True for pickle/torch.save files; a safetensors file is a u64 header length followed by '{'.
+
+    The length's low byte can itself be 0x80 (1 file in 32), so the '{' at offset 8 decides first.
+    """
+    if len(head) > 8 and head[8:9] == b"{":
+        return False
+    return head.startswith(_PICKLE_MAGIC)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -47,8 +57,8 @@ def code_version() -> str:
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file; refuse pickles and explain what was found."""
     with path.open("rb") as f:
-        head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
+        head = f.read(9)
+    if _looks_like_pickle(head):
         msg = (
             f"{path} is a pickle/torch.save file; pickles can execute code, so vigil only loads safetensors. "
             "Convert it with safetensors.torch.save_file(state_dict, 'weights.safetensors') in a trusted environment."

@@ -1,5 +1,8 @@
 """Every method module is imported here; importing registers it (explicit, no discovery magic)."""
-from models.methods import dast  # noqa: F401
-from models.methods import ffp  # noqa: F401
-from models.methods import f2lm  # noqa: F401
-from models.methods import gcl  # noqa: F401
+
+from models.methods import (
+    dast,  # noqa: F401
+    f2lm,  # noqa: F401
+    ffp,  # noqa: F401
+    gcl,  # noqa: F401
+)

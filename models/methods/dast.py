@@ -46,7 +46,7 @@ CLIP_LEN = 5  # frames per clip: t-4..t
 class DastConfig(MethodConfig):
     """DAST-Net hyper-parameters; `height`/`width` must be multiples of 8 (three stride-2 stages)."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")  # type: ignore[misc]  # base declares it as a field
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")
     name: Literal["dast"] = "dast"
     height: int = Field(default=256, ge=8)
     width: int = Field(default=256, ge=8)

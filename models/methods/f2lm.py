@@ -45,7 +45,7 @@ SIGNALS = ("pred_mse", "motion_triplet", "label_triplet", "destroyer_mse")
 class F2lmConfig(MethodConfig):
     """F2LM hyper-parameters; `height`/`width` must be multiples of 8 (three max-pools)."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")  # type: ignore[misc]  # base declares a field
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")
     name: Literal["f2lm"] = "f2lm"
     height: int = Field(default=256, ge=8)
     width: int = Field(default=256, ge=8)

@@ -23,7 +23,7 @@ from models.types import InputSpec
 class FfpConfig(MethodConfig):
     """FFP generator (and, for training, discriminator and loss weights)."""
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")  # type: ignore[misc]  # base declares a field
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")
 
     name: Literal["ffp"] = "ffp"
     size: int = Field(default=256, ge=8)  # square input side, divisible by 2 ** (levels - 1)

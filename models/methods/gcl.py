@@ -31,7 +31,7 @@ from models.types import InputSpec
 
 class GclConfig(MethodConfig):
     name: Literal["gcl"] = "gcl"
-    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")  # type: ignore[misc]  # base declares a field
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")
     size: int = Field(default=224, ge=32, le=512)  # square I3D input; 224 for the Kinetics weights
     i3d_width: float = Field(default=1.0, gt=0, le=1)  # < 1 only for the random test backbone
     feature_dim: int = Field(default=1024, gt=0)  # must equal the I3D's feature size

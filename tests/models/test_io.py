@@ -74,15 +74,6 @@ def test_model_rebuilds_from_its_card_alone(tmp_path: Path) -> None:
     assert version.ref == "ffp-small@v1"
 
 
-@pytest.mark.xfail(
-    reason=(
-        "models/io.py sniffs pickles by a leading 0x80 byte, but a safetensors file starts with its u64 header "
-        "length (little endian), whose low byte is 0x80 for 1 in 32 files (headers are 8-byte aligned). Fix: treat "
-        "the file as safetensors when byte 8 is '{', and as a pickle only otherwise."
-    ),
-    raises=UnsafeWeightsError,
-    strict=True,
-)
 def test_safetensors_whose_header_length_ends_in_0x80_is_not_taken_for_a_pickle(tmp_path: Path) -> None:
     path = tmp_path / "weights.safetensors"
     method = create_method(get_method("ffp").make_config("tiny", base_channels=6))
