@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 
 from cli.up import Stack, stop_process
 from tests.conftest import free_port
@@ -26,8 +27,9 @@ from tests.service.worker.models_util import MODEL
 from tests.synthetic import render_frames, write_video
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "vigil.json"
+CUDA = torch.cuda.is_available()  # the worker runs on CUDA when there is one, so the GPU panel is checked there
 # Panels that cannot have data here, and why. Everything else must return at least one finite sample.
-SKIPPED = {"GPU memory": "the worker runs on CPU in this test (vigil_worker_gpu_memory_bytes is set only on CUDA)"}
+SKIPPED = {} if CUDA else {"GPU memory": "no CUDA here: vigil_worker_gpu_memory_bytes is set only by CUDA workers"}
 CLIP_FRAMES = 500  # 20 s at 25 fps played in real time: scores keep flowing while the queries run
 CLIP_SPAN = (60, 90)
 
@@ -55,7 +57,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def stack(redis_url: str, model_root: Path, clip: Path) -> Iterator[Stack]:  # noqa: F811
-    env = stack_env(redis_url, model_root, VIGIL_FOOTAGE_ROOT=str(clip.parent))
+    device = "cuda" if CUDA else "cpu"
+    env = stack_env(redis_url, model_root, VIGIL_FOOTAGE_ROOT=str(clip.parent), VIGIL_WORKER__DEVICE=device)
     with Stack(redis_url=redis_url, api_port=free_port(), metrics_port=free_port(), start_redis=False, env=env) as s:
         s.wait_ready(90)
         yield s
@@ -112,9 +115,10 @@ def _wait(ok: Any, timeout_s: float, what: str, proc: subprocess.Popen[bytes] | 
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+def query(prometheus: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
     """Instant query through the HTTP API (what Grafana's Prometheus datasource sends); the result vector."""
-    r = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+    params: dict[str, str | float] = {"query": expr} if at is None else {"query": expr, "time": at}
+    r = httpx.get(f"{prometheus}/api/v1/query", params=params, timeout=5)
     body = r.json()
     assert r.status_code == 200, f"{expr}: {body.get('error', r.text)}"  # a PromQL syntax error fails here
     assert body["data"]["resultType"] == "vector", expr
@@ -149,6 +153,12 @@ def test_every_dashboard_query_returns_data(stack: Stack, prometheus: str, clip:
     # Spot checks that the data means what the panels say.
     dropped = query(prometheus, 'sum by (reason) (vigil_ingest_frames_dropped_total{camera="lobby"})')
     assert any(s["metric"]["reason"] == "decimation" and float(s["value"][1]) > 0 for s in dropped), dropped
+    opened = query(prometheus, 'sum(vigil_alerts_total{event="opened"})')
+    assert float(opened[0]["value"][1]) >= 1, "the anomalous span opened an alert"
+    # The stat panel counts it although the series first appeared at 1 (plain increase() would say 0).
+    stat = dict(queries)["Alerts opened (1h)"]
+    at = float(opened[0]["value"][0])  # the same evaluation time: an alert opening in between cannot skew it
+    assert float(query(prometheus, stat, at)[0]["value"][1]) == float(opened[0]["value"][1])
     errors = query(prometheus, 'vigil_errors_total{component="ingest"}')
     assert errors, "the broken camera's connection errors are counted"
     states = query(prometheus, 'vigil_ingest_stream_state{camera="broken"} == 1')
