@@ -26,6 +26,7 @@ from service.bus.client import REDIS_ERRORS
 from service.ingest.camera import SpecResolver
 from service.ingest.sampler import FpsDecimator, Window, WindowSampler
 from service.ingest.source import VideoFrame
+from service.jobs.inputs import JobInputError, resolve_footage
 from service.jobs.results import JobFailed, write_results
 from service.messages import JobRecord, WindowMsg
 from service.settings import Settings
@@ -97,8 +98,11 @@ class JobRunner:
         """Decode every frame, publish every window; record frame count, rate and warm-up pts at the end."""
         try:
             spec = self.resolve_spec(self.job.model)
-            reader = open_video(Path(self.job.input))
-        except (ValueError, DatasetError) as e:
+            path = Path(self.job.input)
+            if self.job.source == "path":  # checked again here: a symlink may have been swapped in since
+                path = resolve_footage(self.settings.footage_root, self.job.input)
+            reader = open_video(path)
+        except (ValueError, DatasetError, JobInputError) as e:
             raise JobFailed(str(e)) from e
         sampler = WindowSampler(spec, self.settings.ingest.window_frames)
         sampler.decimator = FpsDecimator(None, None)  # every frame, as `vigil score` scores them

@@ -156,3 +156,18 @@ def test_a_job_that_cannot_finish_fails_with_its_reason(job_settings, make_clien
     scores = keys.score_stream_key(keys.job_stream(job_id))
     assert rclient.ttl(scores) > 0 or not rclient.exists(scores)  # scores still in flight expire with the job
     assert client.delete(f"/jobs/{job_id}").status_code == 204
+
+
+@pytest.mark.slow
+def test_a_path_swapped_for_a_symlink_out_after_submission_is_not_read(job_settings, make_client, tmp_path, clip):
+    client = make_client(job_settings)
+    inside = job_settings.footage_root / "cam.mp4"
+    shutil.copy(clip, inside)
+    job_id = client.post("/jobs", json={"path": "cam.mp4", "model": MODEL_REF}).json()["id"]
+    inside.unlink()
+    inside.symlink_to(clip)  # outside the footage root
+    with running_stack(job_settings):
+        failed = wait_job(client, job_id, ("done", "failed"), 60)
+    assert failed["state"] == "failed"
+    assert "outside the footage root" in failed["reason"]
+    assert failed["frames_scored"] == 0
