@@ -231,6 +231,9 @@ class Worker(ServiceProcess):
         self._alert_params[camera] = (params, time.monotonic())
         return params
 
+    def _threshold_for(self, camera: str) -> float:
+        return self._params_for(camera).threshold
+
     # --- scoring ---------------------------------------------------------------------------------------
 
     def process(self, entries: list[topics.WindowEntry]) -> None:
@@ -243,7 +246,8 @@ class Worker(ServiceProcess):
             else:
                 jobs.append(Job(entry_id, item))
         results = self._score(jobs)
-        store_thumbs(self.r, [job.window for job in jobs])  # before publishing: an alert may point at these frames
+        # Before publishing: an alert event of this batch may point at one of these frames.
+        store_thumbs(self.r, [j.window for j in jobs], results, self.models.calibration, self._threshold_for)
         if results:
             self.publisher.submit(results)
         topics.ack_windows(self.r, [entry_id for entry_id, _ in entries])

@@ -12,9 +12,12 @@ import cv2
 import numpy as np
 import redis
 
+from models.calibration import combine, to_unit
+from models.card import Calibration
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS
-from service.messages import AlertEvent, WindowMsg
+from service.errors import ModelUnavailableError
+from service.messages import AlertEvent, ScoredWindow, WindowMsg
 
 log = logging.getLogger(__name__)
 MAX_SIDE = 160  # px: enough to recognise a scene in an alert list, about 1-3 KB per frame
@@ -34,17 +37,47 @@ def encode_jpeg(frame: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def window_thumbs(window: WindowMsg) -> dict[int, bytes]:
-    """Frame index -> JPEG for the scored frames of a window (its context frames were scored before)."""
-    scored = window.frames[window.context :]  # (N, h, w, C)
-    return {window.first_frame + i: encode_jpeg(frame) for i, frame in enumerate(scored)}
+def peak_candidates(cal: Calibration, raw: np.ndarray, threshold: float) -> np.ndarray:
+    """(N, S) raw signals -> (N,) bool: the frames that can be the peak of an alert at `threshold`.
+
+    The published score is to_unit(y_t) with the EMA y_t = a * x_t + (1 - a) * y_{t-1} of the combined signal
+    x_t. A peak is at least the threshold and not below the previous score, so y_t >= y_{t-1}, hence x_t >= y_t,
+    and to_unit is increasing: to_unit(x_t) >= score >= threshold. Frames below that need no thumbnail, which
+    keeps JPEG encoding off the hot path while nothing is anomalous. (The one exception: an alert starting right
+    after a cooldown on a falling score; its picture is then missing.)
+    """
+    return np.asarray(to_unit(cal, combine(cal, raw)) >= threshold)
 
 
-def store_thumbs(r: redis.Redis, windows: list[WindowMsg]) -> None:
-    """Keep thumbnails of camera windows (live and file cameras); batch jobs have no live page, so not theirs."""
-    for window in windows:
-        if window.source != "job":
-            topics.put_frame_thumbs(r, window.camera, window_thumbs(window))
+def window_thumbs(window: WindowMsg, frames: np.ndarray | None = None) -> dict[int, bytes]:
+    """Frame index -> JPEG for the scored frames of a window (all, or those where `frames` (N,) bool is set)."""
+    scored = window.frames[window.context :]  # (N, h, w, C); context frames were scored in an earlier window
+    return {
+        window.first_frame + i: encode_jpeg(frame)
+        for i, frame in enumerate(scored)
+        if frames is None or bool(frames[i])
+    }
+
+
+def store_thumbs(
+    r: redis.Redis,
+    windows: list[WindowMsg],
+    results: list[ScoredWindow],
+    calibration: Callable[[str], Calibration],
+    threshold: Callable[[str], float],
+) -> None:
+    """Keep thumbnails of the scored camera frames that could become an alert's peak (jobs have no live page)."""
+    by_key = {(w.camera, w.seq): w for w in windows}
+    for result in results:
+        window = by_key.get((result.camera, result.seq))
+        if window is None or result.error is not None or result.source == "job":
+            continue
+        try:
+            mask = peak_candidates(calibration(result.model), np.asarray(result.raw), threshold(result.camera))
+        except ModelUnavailableError:
+            continue  # the publisher refuses this window too: no score, so no alert
+        if mask.any():
+            topics.put_frame_thumbs(r, window.camera, window_thumbs(window, mask))
 
 
 def alert_event_handler(

@@ -11,9 +11,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from models.calibration import calibrate, fit_calibration, to_unit
+from models.card import Calibration
 from service.bus import keys
-from service.messages import Alert, AlertEvent, WindowMsg
-from service.worker.thumbnails import MAX_SIDE, alert_event_handler, encode_jpeg, store_thumbs
+from service.messages import Alert, AlertEvent, ScoredWindow, WindowMsg
+from service.worker.thumbnails import MAX_SIDE, alert_event_handler, encode_jpeg, peak_candidates, store_thumbs
 from tests.service.api.conftest import VIEWER_KEY
 
 
@@ -30,6 +32,23 @@ def _window(camera: str, source: str, first_frame: int = 10, context: int = 2, n
         source=source,  # type: ignore[arg-type]
         frames=frames,
     )
+
+
+CAL = fit_calibration(np.random.default_rng(1).normal(0.0, 1.0, (400, 1)), ["neg_psnr"], ema_alpha=0.5)
+THRESHOLD = 0.95
+HIGH, LOW = 10.0, -10.0  # raw signals far above / below every normal frame: scores near 1 / near 0
+
+
+def _scored(window: WindowMsg, raw: list[float]) -> ScoredWindow:
+    return ScoredWindow(
+        camera=window.camera, seq=window.seq, model="m@v1", first_frame=window.first_frame, pts=window.pts,
+        capture_ts=window.capture_ts, raw=[[v] for v in raw], source=window.source,
+    )  # fmt: skip
+
+
+def _store(r: redis.Redis, windows: list[WindowMsg], raws: list[list[float]]) -> None:
+    results = [_scored(w, raw) for w, raw in zip(windows, raws, strict=True)]
+    store_thumbs(r, windows, results, lambda _: CAL, lambda _: THRESHOLD)
 
 
 def _alert(camera: str, peak_frame: int) -> Alert:
@@ -53,22 +72,37 @@ def test_encode_jpeg_keeps_small_frames_and_shrinks_large_ones(
     assert _decode(encode_jpeg(frame)).shape[:2] == expected
 
 
-def test_scored_frames_are_kept_with_a_ttl_and_job_windows_are_not(redis_url: str) -> None:
+def test_frames_that_can_peak_are_kept_with_a_ttl_and_others_and_job_windows_are_not(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url)
-    store_thumbs(r, [_window("cam", "live"), _window("job-x", "job")])
+    _store(r, [_window("cam", "live"), _window("job-x", "job")], [[HIGH, LOW, HIGH], [HIGH] * 3])
     # Context frames (values 0, 40) were scored in an earlier window; frames 10..12 carry values 80, 120, 160.
-    for i, frame in enumerate(range(10, 13)):
+    for i, frame in ((0, 10), (2, 12)):
         jpeg = r.get(keys.frame_thumb_key("cam", frame))
         assert isinstance(jpeg, bytes)
         assert abs(int(_decode(jpeg).mean()) - 40 * (i + 2)) <= 2
         assert 0 < r.ttl(keys.frame_thumb_key("cam", frame)) <= keys.FRAME_THUMB_TTL_S
+    assert r.get(keys.frame_thumb_key("cam", 11)) is None  # its score cannot reach the threshold
     assert r.get(keys.frame_thumb_key("cam", 9)) is None
-    assert not r.keys(keys.frame_thumb_key("job-x", 10))
+    assert not r.keys(f"{keys.PREFIX}:cam:job-x:*")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_frame_that_peaks_an_alert_is_a_candidate(seed: int) -> None:
+    """Random raw runs and EMA states: a frame at or above the threshold whose score did not fall is flagged."""
+    rng = np.random.default_rng(seed)
+    cal = Calibration.model_validate({**CAL.model_dump(), "ema_alpha": float(rng.uniform(0.05, 1.0))})
+    raw = rng.normal(2.0, 2.0, (64, 1))
+    state = float(rng.normal(2.0, 2.0))
+    scores, _ = calibrate(cal, raw, state)
+    previous = np.concatenate([to_unit(cal, np.array([state])), scores[:-1]])
+    can_peak = (scores >= THRESHOLD) & (scores >= previous)
+    assert can_peak.any()  # the draw reaches the threshold, so the check below is not vacuous
+    assert not (can_peak & ~peak_candidates(cal, raw, THRESHOLD)).any()
 
 
 def test_alert_event_copies_the_peak_frame_and_calls_the_next_handler(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url)
-    store_thumbs(r, [_window("cam", "file")])
+    _store(r, [_window("cam", "file")], [[HIGH] * 3])
     seen: list[AlertEvent] = []
     handler = alert_event_handler(r, retention_s=3600, then=seen.append)
     event = AlertEvent(kind="opened", alert=_alert("cam", peak_frame=11))
@@ -85,7 +119,7 @@ def test_thumbnail_route_needs_the_viewer_key_and_serves_the_jpeg(
 ) -> None:
     client = make_client(api={"viewer_keys": [VIEWER_KEY], "admin_keys": ["admin-key-0123456789"]})
     r = redis.Redis.from_url(redis_url)
-    store_thumbs(r, [_window("cam", "live")])
+    _store(r, [_window("cam", "live")], [[HIGH] * 3])
     alert_event_handler(r, 3600, None)(AlertEvent(kind="opened", alert=_alert("cam", peak_frame=12)))
     url = "/alerts/cam-1-abc/thumbnail.jpg"
     assert client.get(url).status_code == 401
