@@ -122,9 +122,9 @@ def job_stream(job_id: str) -> str:
 
 
 # --- alert thumbnails: worker -> API (live page) ------------------------------------------------------------
-# Every scored frame of a live camera leaves a small JPEG for this long, so that whichever worker publishes an
-# alert event can copy its peak frame's picture; longer than the default gap timeout (60 s) so a frame that waited
-# for a missing window still has its picture. Memory: about 1-3 KB per frame, i.e. 3000 frames per 25 fps camera.
+# A scored camera frame that could become an alert's peak leaves a small JPEG for this long, so whichever worker
+# publishes the alert event can copy its picture; longer than the default gap timeout (60 s) so a frame that
+# waited for a missing window still has it. Memory: about 1-6 KB per frame, only for frames at alert level.
 FRAME_THUMB_TTL_S = 120
 
 
