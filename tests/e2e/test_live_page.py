@@ -11,8 +11,11 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+import redis
 
 from cli.up import Stack
+from service.bus import topics
+from service.messages import Alert, AlertEvent
 from tests.e2e.cdp import chromium, chromium_path
 from tests.e2e.conftest import ADMIN_KEY, CLIP_SPAN, VIEWER_KEY
 from tests.service.worker.models_util import MODEL
@@ -21,6 +24,7 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(chromium_path() is None, reason="needs the Debian package chromium (make test installs it)"),
 ]
+SEEDED = 130  # earlier alerts in Redis before the page opens: more than the 50 it lists
 SCREENSHOT_DIR_ENV = "VIGIL_TEST_SCREENSHOT_DIR"  # not a setting: where to keep the screenshot for a human
 
 
@@ -37,6 +41,7 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
 ) -> None:
     stack = make_stack(redis_url, **_keys_env(footage))
     assert httpx.get(f"{stack.api_url}/cameras", timeout=10).status_code == 401  # the key is really needed
+    _seed_alerts(redis_url, SEEDED)
     with chromium(tmp_path / "profile") as page:
         page.call("Page.enable")
         page.call("Page.navigate", url=f"{stack.api_url}/")  # redirects to /ui
@@ -53,6 +58,10 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
             10,
             "both WebSockets to open with the viewer key",
         )
+        # Only the newest 50 of the earlier alerts are loaded (found by binary search over the revision cursor).
+        page.wait_for("window.vigil.alerts.size === 50", 10, "the 50 newest earlier alerts", "window.vigil.alerts.size")
+        ids = page.evaluate("[...window.vigil.alerts.keys()]")
+        assert sorted(ids) == sorted(f"seeded-{i}" for i in range(SEEDED - 50, SEEDED))
         camera = {"id": "lobby", "url": str(footage / "clip.mp4"), "model": MODEL, "kind": "file"}
         r = httpx.post(f"{stack.api_url}/cameras", json=camera, headers={"X-API-Key": ADMIN_KEY}, timeout=10)
         assert r.status_code == 201, r.text
@@ -91,6 +100,18 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
     assert image is not None
     assert [image.shape[1], image.shape[0]] == shown["img"]
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def _seed_alerts(redis_url: str, count: int) -> None:
+    """`count` closed alerts of another camera, stored the way workers store them (revision, indexes, event)."""
+    r = redis.Redis.from_url(redis_url)
+    for i in range(count):
+        alert = Alert(
+            id=f"seeded-{i}", camera="seeded", model=f"{MODEL}@v1", state="closed", start_frame=10 * i,
+            start_ts=1e9 + i, end_frame=10 * i + 5, end_ts=1e9 + i + 0.2, peak_score=0.99, peak_frame=10 * i,
+        )  # fmt: skip
+        topics.save_alert_event(r, AlertEvent(kind="closed", alert=alert), retention_s=3600)
+    r.close()
 
 
 def _keep_screenshot(shot: Path) -> None:

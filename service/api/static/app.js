@@ -237,16 +237,32 @@ function upsertAlert(alert) {
   if (cam) cam.dirty = true;
 }
 
-async function loadRecentAlerts() {
-  let since = 0;
-  for (let page = 0; page < 100; page++) {
-    const resp = await api(`/alerts?since=${since}&limit=1000`);
-    if (!resp.ok) return;
-    const body = await resp.json();
-    body.alerts.forEach(upsertAlert);
-    if (body.next_cursor === since || body.alerts.length === 0) return;
-    since = body.next_cursor;
+async function alertPage(since, limit) {
+  const resp = await api(`/alerts?since=${since}&limit=${limit}`);
+  if (!resp.ok) throw new Error(`GET /alerts: ${resp.status}`);
+  return resp.json();
+}
+
+// GET /alerts pages oldest change first from a revision cursor. To show only the newest MAX_ALERTS without
+// reading the whole retention window, find the smallest cursor with at most MAX_ALERTS changes after it:
+// an exponential probe for the newest revision, then a binary search (about 2 log2(revisions) small requests).
+async function recentCursor() {
+  const more = async (since) => (await alertPage(since, MAX_ALERTS + 1)).alerts.length > MAX_ALERTS;
+  if (!(await more(0))) return 0;
+  let lo = 0; // more(lo) holds
+  let hi = 1;
+  while (await more(hi)) [lo, hi] = [hi, hi * 2];
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (await more(mid)) lo = mid;
+    else hi = mid;
   }
+  return hi;
+}
+
+async function loadRecentAlerts() {
+  const body = await alertPage(await recentCursor(), MAX_ALERTS);
+  body.alerts.forEach(upsertAlert);
 }
 
 // --- WebSockets ----------------------------------------------------------------------------------------
