@@ -1,11 +1,12 @@
 """The live page (`/ui`: plain HTML + JS from service/api/static, no CDN) and alert thumbnails for it.
 
 The page itself holds no data, so it is served without a key; everything it shows comes from the API with the
-viewer key the operator typed in (X-API-Key header for REST, `?api_key=` for the WebSockets).
+viewer key the operator typed in (X-API-Key header for REST, a WebSocket subprotocol for the feeds).
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,25 @@ _CSP = (
     "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 )
 AlertId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="alert id")]
+# Browsers cannot set headers on a WebSocket, and a key in the query string ends up in access logs. The page
+# offers the subprotocols ["vigil", "key.<base64url of the key>"]; the server picks "vigil" (a browser drops a
+# connection whose server picks none of the offered ones) and reads the key from the other.
+WS_SUBPROTOCOL = "vigil"
+_KEY_PREFIX = "key."
+
+
+def subprotocol_key(offered: str | None) -> tuple[str | None, str | None]:
+    """Sec-WebSocket-Protocol header -> (API key or None, subprotocol to accept with or None)."""
+    protocols = [p.strip() for p in (offered or "").split(",")]
+    selected = WS_SUBPROTOCOL if WS_SUBPROTOCOL in protocols else None
+    for p in protocols:
+        if p.startswith(_KEY_PREFIX):
+            encoded = p[len(_KEY_PREFIX) :]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode(), selected
+            except (ValueError, UnicodeDecodeError):
+                return None, selected  # not a key we could have issued: refused as a missing key
+    return None, selected
 
 
 @router.get("/", include_in_schema=False)

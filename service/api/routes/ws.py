@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from redis import Redis
 
 from service.api.routes.cameras import CAMERA_ID_PATTERN
+from service.api.routes.ui import subprotocol_key
 from service.api.security import AuthError, Role, authorize
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS, Backoff
@@ -33,15 +34,17 @@ POLICY_VIOLATION = 1008
 
 
 async def _accept(websocket: WebSocket) -> Redis | None:
-    """Check the viewer key (header X-API-Key, or ?api_key= for browsers), then accept; None = refused."""
+    """Check the viewer key (header X-API-Key, ?api_key=, or the live page's key subprotocol), then accept;
+    None = refused."""
     settings: Settings = websocket.app.state.settings
-    key = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
+    sub_key, subprotocol = subprotocol_key(websocket.headers.get("sec-websocket-protocol"))
+    key = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key") or sub_key
     try:
         authorize(key, Role.VIEWER, settings.api)
     except AuthError as e:
         await websocket.close(code=POLICY_VIOLATION, reason=str(e)[:120])
         return None
-    await websocket.accept()
+    await websocket.accept(subprotocol=subprotocol)
     client: Redis = websocket.app.state.redis
     return client
 

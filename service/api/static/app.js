@@ -1,7 +1,7 @@
 // vigil live page: cameras and their state (polled), per-camera score charts fed by /ws/scores, recent alerts
 // (GET /alerts, then /ws/alerts) with the peak frame's thumbnail. Plain JS, no dependencies.
-// The API key is kept in localStorage; REST calls send it as X-API-Key, WebSockets as ?api_key= (browsers
-// cannot set headers on a WebSocket).
+// The API key is kept in localStorage; REST calls send it as X-API-Key, WebSockets as a subprotocol
+// (browsers cannot set headers on a WebSocket, and a query string would put the key into access logs).
 "use strict";
 
 const KEY_STORAGE = "vigil.apiKey";
@@ -272,10 +272,17 @@ function setConn(topic, text) {
   $("conn").dataset[topic] = text;
 }
 
+function base64url(text) {
+  const bytes = new TextEncoder().encode(text);
+  const b64 = btoa(String.fromCharCode(...bytes));
+  return b64.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 function openSocket(topic, onMessage, delayMs = 500) {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = state.key ? `?api_key=${encodeURIComponent(state.key)}` : "";
-  const ws = new WebSocket(`${proto}//${location.host}/ws/${topic}${query}`);
+  // The key travels as a subprotocol, not in the URL (URLs end up in access logs): see routes/ui.py.
+  const protocols = state.key ? ["vigil", `key.${base64url(state.key)}`] : [];
+  const ws = new WebSocket(`${proto}//${location.host}/ws/${topic}`, protocols);
   state.sockets[topic] = ws;
   setConn(topic, "connecting");
   ws.onopen = () => {

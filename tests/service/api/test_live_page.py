@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from models.calibration import calibrate, fit_calibration, to_unit
 from models.card import Calibration
@@ -146,3 +148,18 @@ def test_page_and_assets_are_served_without_a_key_and_nothing_else_is(make_clien
     assert client.get("/ui/app.css").headers["content-type"].startswith("text/css")
     for name in ("index.html", "..%2Fapp.py", "../routes/ui.py", "missing.js"):
         assert client.get(f"/ui/{name}").status_code == 404
+
+
+def _key_protocol(key: str) -> str:
+    return "key." + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def test_websocket_takes_the_viewer_key_as_a_subprotocol(make_client: Callable[..., TestClient]) -> None:
+    """How the live page authenticates its feeds: no key in the URL, so none in access logs."""
+    client = make_client(api={"viewer_keys": [VIEWER_KEY], "admin_keys": ["admin-key-0123456789"]})
+    with client.websocket_connect("/ws/alerts", subprotocols=["vigil", _key_protocol(VIEWER_KEY)]) as ws:
+        assert ws.accepted_subprotocol == "vigil"
+    for offered in (["vigil", _key_protocol("wrong-key")], ["vigil", "key.%%%"], ["vigil"]):
+        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/ws/scores", subprotocols=offered):
+            pass
+        assert info.value.code == 1008, offered
