@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.inference import ScoredVideo
+    from models.scored import ScoredVideo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     from models.evaluate.report import plot_scored
     from models.inference import resolve_device, score_reader
     from models.io import load_model
+    from models.scored import write_scored
     from models.store import ModelStore
     from service.settings import get_settings
 
@@ -73,33 +72,6 @@ def _run(args: argparse.Namespace) -> int:
             bar.write(_summary(scored, threshold))
     print(f"wrote {len(videos)} video(s) to {out}")
     return 0
-
-
-def write_scored(scored: ScoredVideo, out: Path, model_ref: str) -> tuple[Path, Path]:
-    """<out>/<video>.csv and .json: frame, pts (s), score (empty before `context`), raw signals."""
-    records = scored.records()
-    csv_path = out / f"{scored.name}.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frame", "pts", "score", *scored.signal_names])
-        for r in records:
-            raw = r["raw"]
-            names = scored.signal_names
-            values = [f"{raw[n]:.7g}" for n in names] if isinstance(raw, dict) else [""] * len(names)  # float32 digits
-            score = r["score"]
-            writer.writerow([r["frame"], f"{r['pts']:.6f}", "" if score is None else f"{score:.6f}", *values])
-    json_path = out / f"{scored.name}.json"
-    document = {
-        "video": scored.name,
-        "model": model_ref,
-        "fps": scored.fps,
-        "context": scored.context,
-        "signal_names": list(scored.signal_names),
-        "calibrated": scored.scores is not None,
-        "frames": records,
-    }
-    json_path.write_text(json.dumps(document, allow_nan=False))
-    return csv_path, json_path
 
 
 def _summary(scored: ScoredVideo, threshold: float) -> str:

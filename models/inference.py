@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from models.calibration import calibrate
 from models.card import ModelCard
 from models.data.transforms import prepare, to_tensor
 from models.data.video import VideoReader, open_video
+from models.scored import ScoredVideo
 
 log = logging.getLogger(__name__)
 
@@ -111,36 +111,6 @@ def score_frames(
                 if progress is not None:
                     progress(len(signals))
     return out
-
-
-@dataclass(frozen=True)
-class ScoredVideo:
-    """Per-frame output for one video. Arrays have one row per decoded frame; unscored frames hold NaN.
-
-    raw: (N, S) raw signals; scores: (N,) calibrated in [0, 1], or None when the model has no calibration.
-    """
-
-    name: str
-    fps: float
-    pts: np.ndarray  # (N,) seconds
-    raw: np.ndarray  # (N, S) float32, first `context` rows NaN
-    scores: np.ndarray | None  # (N,) float64, first `context` entries NaN
-    signal_names: tuple[str, ...]
-    context: int
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.pts)
-
-    def records(self) -> list[dict[str, object]]:
-        """One JSON-ready dict per frame: frame, pts (s), score (None before `context`), raw signals by name."""
-        out: list[dict[str, object]] = []
-        for i in range(self.num_frames):
-            scored = i >= self.context
-            score = float(self.scores[i]) if scored and self.scores is not None else None
-            raw = {n: float(v) for n, v in zip(self.signal_names, self.raw[i], strict=True)} if scored else None
-            out.append({"frame": i, "pts": float(self.pts[i]), "score": score, "raw": raw})
-        return out
 
 
 def score_video(

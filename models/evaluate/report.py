@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from models.evaluate.protocols import EvalResult, Protocol, VideoSignals
 
 if TYPE_CHECKING:
-    from models.inference import ScoredVideo
+    from models.scored import ScoredVideo
 
 MAX_TIMELINES = 24  # a grid beyond this is unreadable; the JSON still has every video's AUC
 _COLOR: dict[Protocol, str] = {"paper": "tab:blue", "online": "tab:orange"}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from models.scored import ScoredVideo, write_scored
 from models.store import ModelStore
 from service.bus import keys, topics
 from service.errors import VigilServiceError
@@ -33,10 +34,7 @@ def job_dir(settings: Settings, job_id: str) -> Path:
 
 def write_results(job: JobRecord, r: redis.Redis, settings: Settings, store: ModelStore) -> JobRecord:
     """Assemble and write the job's files; returns the record marked done (or raises JobFailed)."""
-    # ScoredVideo lives beside the torch scoring code: the ingester pays torch's import once, on its first job.
-    from cli.score import write_scored
-    from models.evaluate.report import plot_scored
-    from models.inference import ScoredVideo
+    from models.evaluate.report import plot_scored  # matplotlib: imported when the first job finishes
 
     progress = topics.job_progress(r, job.id)
     total = int(progress["frames_total"])
