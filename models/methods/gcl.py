@@ -9,8 +9,9 @@ Design (METHODS.md (e); no official code exists):
 - D: d -> 1024 -> 512 -> 32 -> 1, BatchNorm + LeakyReLU(0.2), sigmoid = anomaly probability.
 - Raw signals per snippet, repeated over its 16 frames: D's probability ("disc_prob") and G's mean squared
   reconstruction error ("recon_error"; G is taught not to reconstruct anomalies, so larger = anomalous).
-- A window is (B, 15 + N, 3, H, W): its scored frames are tiled by 16-frame snippets aligned to the window's
-  end, so every snippet lies inside the window (context 15 covers the first one).
+- A window is (B, 15 + N, 3, H, W): scored frame t gets the signals of the snippet t-15..t (context 15), so
+  live scores do not depend on how the stream is cut into windows. Training and the paper-protocol evaluation
+  use the cached non-overlapping snippets (one feature per 16 frames, repeated over them), as the paper does.
 """
 
 from __future__ import annotations
@@ -131,15 +132,13 @@ class Gcl(AnomalyMethod):
     def score(self, window: torch.Tensor) -> torch.Tensor:
         n = self.check_window(window)
         b, t = window.shape[:2]
-        k = -(-n // SNIPPET_FRAMES)  # snippets tiling the N scored frames, aligned to the window's end
-        starts = torch.arange(k, device=window.device) * -SNIPPET_FRAMES + t - SNIPPET_FRAMES  # (k,), newest first
-        index = starts[:, None] + torch.arange(SNIPPET_FRAMES, device=window.device)  # (k, 16)
-        snippets = window[:, index]  # (B, k, 16, 3, H, W)
-        feats = self.features(snippets.flatten(0, 1))  # (B * k, D)
-        signals = self.snippet_signals(feats).view(b, k, -1)  # (B, k, S)
-        frame = torch.arange(t - n, t, device=window.device)  # absolute indices of the scored frames
-        which = torch.div(t - 1 - frame, SNIPPET_FRAMES, rounding_mode="floor")  # (N,) snippet of each frame
-        return signals[:, which].float()  # (B, N, S)
+        # Each scored frame gets the snippet of the 16 frames ending at it: causal, and identical however a
+        # video is cut into windows (live windows of W frames, offline chunks), at one I3D pass per frame.
+        ends = torch.arange(t - n, t, device=window.device)  # (N,) window index of each scored frame
+        index = ends[:, None] + torch.arange(1 - SNIPPET_FRAMES, 1, device=window.device)  # (N, 16)
+        snippets = window[:, index]  # (B, N, 16, 3, H, W)
+        feats = self.features(snippets.flatten(0, 1))  # (B * N, D)
+        return self.snippet_signals(feats).view(b, n, -1).float()  # (B, N, S)
 
 
 @register_method("gcl", config=GclConfig)
