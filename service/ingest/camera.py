@@ -70,7 +70,7 @@ class CameraRunner:
         return self.config.id
 
     def start(self) -> None:
-        for t in self._threads:
+        for t in reversed(self._threads):  # the publisher first: a reader that fails at once joins it
             t.start()
 
     def stop(self, timeout_s: float = 10.0, write_status: bool = True) -> None:
@@ -101,6 +101,9 @@ class CameraRunner:
             self.state.to("connecting", "opening the source" if self.reconnects == 0 else "reconnecting")
             self.write_status()
             done = self._attempt(backoff)
+            if done:  # a finished file reads as stopped only once its last window is on the bus
+                self.buffer.close()
+                self._threads[1].join()
             self.write_status()
             if done or self.stop_event.is_set():
                 return
