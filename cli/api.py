@@ -38,12 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from service.settings import get_settings
 
     settings = get_settings()
+    if args.host is not None:  # a --host override must pass the same check as VIGIL_API__HOST
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"host": args.host})})
+        settings = type(settings).model_validate(settings.model_dump())
     app = create_app(settings)
     if args.exit_with_parent:
         _exit_with_parent()
     uvicorn.run(
         app,
-        host=args.host or settings.api.host,
+        host=settings.api.host,
         port=args.port or settings.api.port,
         log_level=args.log_level,
         # Uvicorn's access log prints query strings; WebSocket clients may pass ?api_key=, so keep it off.

@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from pydantic import ValidationError
+
 # name -> (module, one-line help). Imports stay lazy so `vigil api` never pays for torch.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("cli.worker", "run a scoring worker: batch windows from the bus, publish calibrated scores and alerts"),
@@ -44,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args._module.run(args) or 0)
+    try:
+        return int(args._module.run(args) or 0)
+    except ValidationError as e:  # settings from VIGIL_* variables (or a config file) that do not validate
+        print(f"vigil {args.command}: invalid configuration: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

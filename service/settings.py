@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (writes without an admin key are allowed there in dev)."""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,6 +120,16 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
     footage_root: Path | None = None  # only paths under it may be read by jobs and file cameras
+
+    @model_validator(mode="after")
+    def _no_open_writes_off_loopback(self) -> Settings:
+        if not self.api.admin_keys and not is_loopback(self.api.host):
+            msg = (
+                f"VIGIL_API__HOST={self.api.host} exposes the API beyond this machine, but no admin key is set, so "
+                "anyone could add cameras or promote models: set VIGIL_API__ADMIN_KEYS='[\"<long random key>\"]'"
+            )
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _safe_in_prod(self) -> Settings:

@@ -1,0 +1,40 @@
+"""Settings refuse unsafe combinations with a message that says what to set."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("host", "admin_keys", "ok"),
+    [
+        ("127.0.0.1", [], True),
+        ("localhost", [], True),
+        ("::1", [], True),
+        ("0.0.0.0", [], False),
+        ("10.1.2.3", [], False),
+        ("0.0.0.0", ["a-long-admin-key"], True),
+    ],
+)
+def test_writes_without_admin_key_only_on_loopback(host: str, admin_keys: list[str], ok: bool) -> None:
+    api = {"host": host, "admin_keys": admin_keys}
+    if ok:
+        assert Settings(api=api).api.host == host
+    else:
+        with pytest.raises(ValidationError, match="VIGIL_API__ADMIN_KEYS"):
+            Settings(api=api)
+
+
+def test_prod_needs_an_admin_key() -> None:
+    with pytest.raises(ValidationError, match="VIGIL_ENV=prod needs at least one admin key"):
+        Settings(env="prod")
+
+
+def test_vigil_api_refuses_an_open_public_bind(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    assert main(["api", "--host", "0.0.0.0"]) == 2
+    assert "VIGIL_API__ADMIN_KEYS" in capsys.readouterr().err
