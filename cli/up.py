@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 log = logging.getLogger("vigil.up")
 
@@ -70,12 +71,15 @@ class Stack:
     workers: int = 1
     ingesters: int = 1
     start_redis: bool = True  # start a local redis-server when none answers at redis_url
-    metrics_port: int | None = None  # first /metrics port of ingest and worker children, counting up; None = off
+    # /metrics ports of the ingest and worker children: the first of consecutive ports (N, N+1, ...), "auto" for
+    # a free port each (tests: consecutive ports may be taken), or None for none. Chosen ports: `child_ports`.
+    metrics_port: int | Literal["auto"] | None = None
     log_path: Path | None = None  # children's stdout/stderr go here (appended); None = inherit ours
     grace_s: float = 10.0
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     redis_proc: subprocess.Popen[bytes] | None = None
+    child_ports: dict[str, int] = field(default_factory=dict)  # child name -> its /metrics port
 
     def __enter__(self) -> Stack:
         self.start()
@@ -93,12 +97,15 @@ class Stack:
         self.env["VIGIL_REDIS__URL"] = self.redis_url
         counts = {"ingest": self.ingesters, "worker": self.workers, "api": 1}
         # Ingest and worker share one default metrics port (9101); give each child its own or none.
-        ports = iter(range(self.metrics_port, 65536)) if self.metrics_port else None
+        ports = iter(range(self.metrics_port, 65536)) if isinstance(self.metrics_port, int) else None
         try:
             for component in COMPONENTS:
                 for i in range(counts[component]):
                     name = component if counts[component] == 1 else f"{component}-{i}"
-                    self._spawn(name, component, next(ports) if ports else 0)
+                    port = free_port() if self.metrics_port == "auto" else next(ports) if ports else 0
+                    if component != "api" and port:
+                        self.child_ports[name] = port
+                    self._spawn(name, component, port)
         except OSError:
             self.stop()
             raise

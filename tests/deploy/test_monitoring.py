@@ -59,18 +59,16 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(redis_url: str, model_root: Path, clip: Path) -> Iterator[Stack]:  # noqa: F811
     device = "cuda" if CUDA else "cpu"
     env = stack_env(redis_url, model_root, VIGIL_FOOTAGE_ROOT=str(clip.parent), VIGIL_WORKER__DEVICE=device)
-    with Stack(redis_url=redis_url, api_port=free_port(), metrics_port=free_port(), start_redis=False, env=env) as s:
+    with Stack(redis_url=redis_url, api_port=free_port(), metrics_port="auto", start_redis=False, env=env) as s:
         s.wait_ready(90)
         yield s
 
 
 def _prometheus_config(stack: Stack) -> dict[str, Any]:
-    assert stack.metrics_port is not None
-    # Stack gives the children consecutive metrics ports in COMPONENTS order: ingest, then worker.
     targets = {
         "vigil-api": f"{stack.api_host}:{stack.api_port}",
-        "vigil-ingest": f"127.0.0.1:{stack.metrics_port}",
-        "vigil-worker": f"127.0.0.1:{stack.metrics_port + 1}",
+        "vigil-ingest": f"127.0.0.1:{stack.child_ports['ingest']}",
+        "vigil-worker": f"127.0.0.1:{stack.child_ports['worker']}",
     }
     return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
