@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
@@ -40,6 +41,12 @@ class AnomalyMethod(nn.Module):
             (B, N, S) float32, S = len(signal_names); larger = more anomalous.
         """
         raise NotImplementedError
+
+    def calibration_weights(self, raw: np.ndarray) -> list[float] | None:
+        """Weights of the standardised signals in the combined score, chosen from (N, S) raw signals of normal
+        validation frames (never from test labels). None = equal weights; multi-signal methods override this."""
+        del raw
+        return None
 
     def check_window(self, window: torch.Tensor) -> int:
         """Validate a window against the input spec; return N, the number of frames it scores."""

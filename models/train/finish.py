@@ -45,6 +45,7 @@ def calibrate_on(
     calibration = fit_calibration(
         raw,
         list(method.signal_names),
+        weights=method.calibration_weights(raw),
         segments=[len(p) for p in parts],
         source=f"held-out training videos {', '.join(val.names)} of {val.root}",
     )

@@ -190,12 +190,17 @@ def test_two_phase_training_generator_then_destroyer(synthetic_dataset: Path, tm
     assert gen_ref == "f2lm-gen@v1"
     assert card_one.calibration is not None
     assert phase_one.signal_weights == [1.0, 1.0, 1.0, 0.0]  # the Destroyer is untrained after phase 1
+    # ... and the trainer's calibration takes the method's weights, so the card does not count it either.
+    assert card_one.calibration.signals[3].weight == 0.0
+    assert all(s.weight > 0 for s in card_one.calibration.signals[:3])
 
     ref = train(_config(synthetic_dataset, tmp_path, "f2lm-full", phase="destroyer", init_from="f2lm-gen")).ref
     full, card, _ = load_model(store, ref or "")
     assert isinstance(full, F2lm)
     assert card.config["phase"] == "destroyer"
     assert full.signal_weights == [1.0, 1.0, 1.0, 1.0]
+    assert card.calibration is not None
+    assert card.calibration.signals[3].weight > 0
     gen_one, gen_two = phase_one.generator.state_dict(), full.generator.state_dict()
     assert all(torch.equal(gen_one[k], gen_two[k]) for k in gen_one)  # frozen in phase 2
     destroyer_one, destroyer_two = phase_one.destroyer.state_dict(), full.destroyer.state_dict()
