@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.options import add_scoring_options
+
 if TYPE_CHECKING:
     import torch
 
@@ -20,34 +22,11 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model reference: name, name@v3 or name@production")
     parser.add_argument("--dataset", required=True, type=Path, help="dataset root; its test split is scored")
-    parser.add_argument("--registry", type=Path, help="model registry directory (default: VIGIL_STORE__ROOT)")
-    parser.add_argument("--out", type=Path, help="output directory (default: runs/eval/<name>-<version>)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--batch-size", type=_positive, default=8, help="windows per forward pass (default: 8)")
+    add_scoring_options(parser, "eval")
     parser.add_argument("--record", action="store_true", help="write the metrics into the model card")
 
 
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        msg = f"must be >= 1, got {n}"
-        raise argparse.ArgumentTypeError(msg)
-    return n
-
-
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from models.errors import VigilModelError
-
-    try:
-        return _run(args)
-    except (VigilModelError, ValidationError, ValueError) as e:
-        print(f"vigil eval: {e}")
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
     from models.data.datasets import open_dataset
     from models.evaluate.protocols import evaluate
     from models.evaluate.report import save_signals, write_eval

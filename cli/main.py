@@ -12,6 +12,8 @@ import sys
 
 from pydantic import ValidationError
 
+from models.errors import VigilModelError
+
 # name -> (module, one-line help). Imports stay lazy so `vigil api` never pays for torch.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("cli.worker", "run a scoring worker: batch windows from the bus, publish calibrated scores and alerts"),
@@ -51,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as e:  # settings from VIGIL_* variables (or a config file) that do not validate
         print(f"vigil {args.command}: invalid configuration: {e}", file=sys.stderr)
         return 2
+    except (VigilModelError, ValueError, FileNotFoundError) as e:  # bad input: say what, not a traceback
+        if args.verbose:
+            raise
+        print(f"vigil {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

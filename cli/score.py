@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.options import add_scoring_options
+
 if TYPE_CHECKING:
     from models.scored import ScoredVideo
 
@@ -15,33 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input", type=Path, help="a video file, a folder of videos, a folder of frames, or a dataset root (test split)"
     )
     parser.add_argument("--model", required=True, help="model reference: name, name@v3 or name@production")
-    parser.add_argument("--registry", type=Path, help="model registry directory (default: VIGIL_STORE__ROOT)")
-    parser.add_argument("--out", type=Path, help="output directory (default: runs/score/<name>-<version>)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--batch-size", type=_positive, default=8, help="windows per forward pass (default: 8)")
-
-
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        msg = f"must be >= 1, got {n}"
-        raise argparse.ArgumentTypeError(msg)
-    return n
+    add_scoring_options(parser, "score")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from models.errors import VigilModelError
-
-    try:
-        return _run(args)
-    except (VigilModelError, ValidationError, ValueError) as e:
-        print(f"vigil score: {e}")
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from models.data.datasets import open_dataset

@@ -77,7 +77,7 @@ def test_eval_bad_input(
     tiny_registry: Path, synthetic_video: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["eval", "tiny", "--dataset", str(tmp_path / "none"), "--registry", str(tiny_registry)]) == 1
-    assert "dataset path" in capsys.readouterr().out
+    assert "dataset path" in capsys.readouterr().err
     # a plain video has no ground truth
     args = [
         "eval",
@@ -90,4 +90,4 @@ def test_eval_bad_input(
         str(tmp_path),
     ]
     assert main(args) == 1
-    assert "has no ground truth for test videos clip" in capsys.readouterr().out
+    assert "has no ground truth for test videos clip" in capsys.readouterr().err

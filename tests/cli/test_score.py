@@ -97,6 +97,6 @@ def test_score_frame_folder_and_uncalibrated_model(
 
 def test_score_bad_input(tiny_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["score", str(tmp_path / "nope.mp4"), "--model", "tiny", "--registry", str(tiny_registry)]) == 1
-    assert "does not exist" in capsys.readouterr().out
+    assert "does not exist" in capsys.readouterr().err
     assert main(["score", str(tmp_path), "--model", "missing", "--registry", str(tiny_registry)]) == 1
-    assert "no model named 'missing'" in capsys.readouterr().out
+    assert "no model named 'missing'" in capsys.readouterr().err
