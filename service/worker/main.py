@@ -294,7 +294,8 @@ class Worker(ServiceProcess):
         return [_scored(job.window, model.ref, raw[i]) for i, (job, _) in enumerate(batch)]
 
 
-def _scored(window: WindowMsg, model: str, raw: np.ndarray) -> ScoredWindow:
+def _scored(window: WindowMsg, model: str, raw: np.ndarray | None, error: str | None = None) -> ScoredWindow:
+    """The result of one window; raw None + error is a tombstone (see `_failed`)."""
     return ScoredWindow(
         camera=window.camera,
         seq=window.seq,
@@ -302,7 +303,8 @@ def _scored(window: WindowMsg, model: str, raw: np.ndarray) -> ScoredWindow:
         first_frame=window.first_frame,
         pts=window.pts,
         capture_ts=window.capture_ts,
-        raw=raw.tolist(),
+        raw=[] if raw is None else raw.tolist(),
+        error=error,
         source=window.source,
         job_id=window.job_id,
     )
@@ -310,15 +312,4 @@ def _scored(window: WindowMsg, model: str, raw: np.ndarray) -> ScoredWindow:
 
 def _failed(window: WindowMsg, model: str, error: str) -> ScoredWindow:
     """A tombstone: the seq is passed over in order instead of stalling the camera until the gap timeout."""
-    return ScoredWindow(
-        camera=window.camera,
-        seq=window.seq,
-        model=model,
-        first_frame=window.first_frame,
-        pts=window.pts,
-        capture_ts=window.capture_ts,
-        raw=[],
-        error=error,
-        source=window.source,
-        job_id=window.job_id,
-    )
+    return _scored(window, model, None, error)
