@@ -1,7 +1,7 @@
 """Wire schemas (pydantic) of everything that crosses Redis: cameras, status, windows, scores, alerts.
 
 Each top-level message carries `schema_version`; a reader refuses any other version with a
-`SchemaVersionError`. Encoding to bytes happens only in `service/bus/topics.py`.
+`SchemaVersionError`. Encoding to bytes happens only in `service/bus/topics/`.
 """
 
 from __future__ import annotations

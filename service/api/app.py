@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One pooled sync client: routes are plain `def` (run in the thread pool) and use the bus's topics
-        # helpers directly, so serialisation stays in service/bus/topics.py only.
+        # helpers directly, so serialisation stays in service/bus/topics/ only.
         app.state.redis = connect(settings.redis)
         if not settings.api.admin_keys:
             log.warning("no admin keys configured (VIGIL_API__ADMIN_KEYS): anyone can change state; dev only")

@@ -15,7 +15,7 @@ from __future__ import annotations
 PREFIX = "vigil"
 
 # --- windows: ingester -> workers -------------------------------------------------------------------
-WINDOWS_STREAM = f"{PREFIX}:windows"  # one entry per window (fields: v, seq, h, f); see topics.py
+WINDOWS_STREAM = f"{PREFIX}:windows"  # one entry per window (fields: v, seq, h, f); see topics/windows.py
 WINDOWS_GROUP = "workers"  # the consumer group every worker reads through (each window to one worker)
 WINDOWS_MAXLEN = 20_000  # approximate cap; at 8 frames of 64x64 gray per window about 0.7 GB worst case
 

@@ -1,0 +1,113 @@
+"""Alerts: events with revisions for cursor paging, retention, and the peak-frame thumbnails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import redis
+
+from service.bus import keys
+from service.bus.topics.codec import AnyRedis, decode_json, encode_json
+from service.messages import (
+    Alert,
+    AlertEvent,
+    AlertPage,
+)
+
+log = logging.getLogger(__name__)
+
+
+# One alert change: next revision, alert document with retention, both indexes, the event.
+_SAVE_ALERT = """
+local rev = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[3], rev, ARGV[3])
+redis.call('ZADD', KEYS[4], rev, ARGV[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[4], 'rev', rev)
+return rev
+"""
+
+
+# --- alerts -------------------------------------------------------------------------------------------
+
+
+def save_alert_event(pipe: AnyRedis, event: AlertEvent, retention_s: int) -> None:
+    """Store the alert (expiring after `retention_s`), index it for cursor paging and append the event."""
+    a = event.alert
+    pipe.register_script(_SAVE_ALERT)(
+        keys=[
+            keys.ALERT_REVISION_KEY,
+            keys.alert_key(a.id),
+            keys.ALERTS_INDEX,
+            keys.camera_alerts_index(a.camera),
+            keys.ALERT_EVENTS_STREAM,
+        ],
+        args=[encode_json(a), retention_s, a.id, encode_json(event), keys.ALERT_EVENTS_MAXLEN],
+        client=pipe,
+    )
+
+
+def list_alerts(r: redis.Redis, since: int = 0, limit: int = 100, camera: str | None = None) -> AlertPage:
+    """Alerts changed after cursor `since` (0 = from the start), oldest change first, at most `limit`.
+
+    An alert comes back again after each change (opened, peak raised, closed); `next_cursor` goes into
+    the next call's `since`. Expired alerts are dropped from the index as they are met.
+    """
+    if limit < 1:
+        msg = f"limit must be >= 1, got {limit}"
+        raise ValueError(msg)
+    index = keys.ALERTS_INDEX if camera is None else keys.camera_alerts_index(camera)
+    alerts: list[Alert] = []
+    cursor = since
+    while len(alerts) < limit:
+        page: Any = r.zrangebyscore(index, f"({cursor}", "+inf", start=0, num=limit - len(alerts), withscores=True)
+        if not page:
+            break
+        ids = [m.decode() for m, _ in page]
+        docs = r.mget([keys.alert_key(i) for i in ids])
+        expired = [i for i, d in zip(ids, docs, strict=True) if d is None]
+        if expired:
+            r.zrem(index, *expired)
+        alerts.extend(decode_json(d, Alert, "alert") for d in docs if d is not None)
+        cursor = int(page[-1][1])
+    return AlertPage(alerts=alerts, next_cursor=cursor)
+
+
+def get_alert(r: redis.Redis, alert_id: str) -> Alert | None:
+    data = r.get(keys.alert_key(alert_id))
+    return None if data is None else decode_json(cast(bytes, data), Alert, "alert")
+
+
+def read_alert_events(
+    r: redis.Redis, last_id: str = "$", block_ms: int | None = None, count: int = 100
+) -> list[tuple[str, AlertEvent]]:
+    """Alert events after stream id `last_id` ("$" = only new ones), oldest first; XREAD, optionally blocking."""
+    resp: Any = r.xread({keys.ALERT_EVENTS_STREAM: last_id}, count=count, block=block_ms) or []
+    return [(i.decode(), decode_json(f[b"d"], AlertEvent, "alert event")) for _, entries in resp for i, f in entries]
+
+
+# --- alert thumbnails -------------------------------------------------------------------------------------
+
+
+def put_frame_thumbs(r: AnyRedis, camera: str, thumbs: Mapping[int, bytes]) -> None:
+    """Keep the JPEG of each scored frame for `keys.FRAME_THUMB_TTL_S` (frame index -> JPEG bytes)."""
+    pipe = r.pipeline(transaction=False)
+    for frame, jpeg in thumbs.items():
+        pipe.set(keys.frame_thumb_key(camera, frame), jpeg, ex=keys.FRAME_THUMB_TTL_S)
+    pipe.execute()
+
+
+def keep_alert_thumb(r: redis.Redis, alert: Alert, retention_s: int) -> bool:
+    """Copy the peak frame's JPEG to the alert's thumbnail (with the alert's retention); False if it is gone."""
+    jpeg = r.get(keys.frame_thumb_key(alert.camera, alert.peak_frame))
+    if jpeg is None:
+        return False
+    r.set(keys.alert_thumb_key(alert.id), cast(bytes, jpeg), ex=retention_s)
+    return True
+
+
+def get_alert_thumb(r: redis.Redis, alert_id: str) -> bytes | None:
+    data = r.get(keys.alert_thumb_key(alert_id))
+    return None if data is None else cast(bytes, data)

@@ -1,0 +1,158 @@
+"""Frame windows: publish (with gap-free seq), consumer-group read, claim, ack, backlog."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+import redis
+from pydantic import ValidationError
+
+from service.bus import keys
+from service.bus.topics.codec import AnyRedis, Fields, check_version, describe_errors
+from service.bus.topics.scores import load_scoring_state
+from service.errors import MessageError
+from service.messages import (
+    SCHEMA_VERSION,
+    WindowMsg,
+)
+
+log = logging.getLogger(__name__)
+
+
+# INCR the camera's sequence and XADD in one step, so a window never reaches the stream without its seq
+# and a seq is never taken without a window (backpressure drops happen before publishing: no gaps).
+_PUBLISH_WINDOW = """
+local seq = redis.call('INCR', KEYS[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                      'v', ARGV[2], 'seq', seq, 'h', ARGV[3], 'f', ARGV[4])
+return {seq, id}
+"""
+
+
+# --- windows ------------------------------------------------------------------------------------------
+
+
+def encode_window(window: WindowMsg) -> dict[str, bytes]:
+    """Stream fields of a window: v (schema), h (JSON header with dtype/shape), f (C-order frame bytes)."""
+    header = window.model_dump(mode="json", exclude={"frames", "seq"})
+    header["dtype"] = str(window.frames.dtype)
+    header["shape"] = list(window.frames.shape)
+    return {
+        "v": str(SCHEMA_VERSION).encode(),
+        "h": json.dumps(header).encode(),
+        "f": np.ascontiguousarray(window.frames).tobytes(),
+    }
+
+
+def decode_window(fields: Fields) -> WindowMsg:
+    """Inverse of `encode_window` plus the `seq` field added at publish time."""
+    try:
+        version = int(fields[b"v"])
+        header = json.loads(fields[b"h"])
+        seq = int(fields[b"seq"])
+        data = fields[b"f"]
+    except (KeyError, ValueError) as e:
+        msg = f"malformed window: fields v, seq, h (JSON), f (bytes) are required ({type(e).__name__}: {e})"
+        raise MessageError(msg) from e
+    check_version(version, "window")
+    if not isinstance(header, dict):
+        msg = "malformed window: header is not a JSON object"
+        raise MessageError(msg)
+    dtype, shape = header.pop("dtype", None), header.pop("shape", None)
+    if dtype != "uint8" or not isinstance(shape, list) or len(shape) != 4:
+        msg = f"malformed window: frames must be uint8 with a 4-d shape, header says dtype={dtype!r} shape={shape!r}"
+        raise MessageError(msg)
+    if int(np.prod(shape)) != len(data):
+        msg = f"malformed window: shape {shape} needs {int(np.prod(shape))} bytes, got {len(data)}"
+        raise MessageError(msg)
+    frames = np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    try:
+        return WindowMsg.model_validate({**header, "seq": seq, "frames": frames})
+    except ValidationError as e:
+        msg = f"malformed window: {describe_errors(e)}"
+        raise MessageError(msg) from e
+
+
+def publish_window(r: redis.Redis, window: WindowMsg, maxlen: int = keys.WINDOWS_MAXLEN) -> tuple[int, str]:
+    """Assign the camera's next seq and append the window to WINDOWS_STREAM; returns (seq, entry id)."""
+    f = encode_window(window)
+    script = r.register_script(_PUBLISH_WINDOW)
+    seq, entry_id = cast(
+        list[Any],
+        script(keys=[keys.WINDOWS_STREAM, keys.camera_seq_key(window.camera)], args=[maxlen, f["v"], f["h"], f["f"]]),
+    )
+    return int(seq), entry_id.decode()
+
+
+def ensure_window_group(r: redis.Redis) -> None:
+    """Create the workers' consumer group (and the stream) if missing; safe to call again at any time."""
+    try:
+        r.xgroup_create(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+
+
+WindowEntry = tuple[str, WindowMsg | MessageError]
+
+
+def _decode_entries(entries: Sequence[Any]) -> list[WindowEntry]:
+    out: list[WindowEntry] = []
+    for entry_id, fields in entries:
+        if fields is None:  # deleted by MAXLEN trimming while pending
+            continue
+        try:
+            out.append((entry_id.decode(), decode_window(fields)))
+        except MessageError as e:
+            out.append((entry_id.decode(), e))
+    return out
+
+
+def read_windows(r: redis.Redis, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
+    """New windows for this consumer (XREADGROUP >). Undecodable entries come back as MessageError to ack."""
+    resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.WINDOWS_STREAM: ">"}, count=count, block=block_ms)
+    if not resp:
+        return []
+    return _decode_entries(resp[0][1])
+
+
+def claim_stale_windows(r: redis.Redis, consumer: str, min_idle_ms: int, count: int = 100) -> list[WindowEntry]:
+    """XAUTOCLAIM windows pending longer than `min_idle_ms` (their worker died) for `consumer`."""
+    out: list[WindowEntry] = []
+    start = "0-0"
+    while True:
+        resp = r.xautoclaim(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, consumer, min_idle_ms, start, count=count)
+        start, entries = resp[0], resp[1]
+        deleted = resp[2] if len(resp) > 2 else []
+        if deleted:
+            log.warning("%d pending windows were trimmed from the stream before they were scored", len(deleted))
+        out.extend(_decode_entries(entries))
+        if start in (b"0-0", "0-0") or len(out) >= count:
+            return out
+
+
+def ack_windows(r: AnyRedis, entry_ids: Sequence[str]) -> None:
+    if entry_ids:
+        r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *entry_ids)
+
+
+def window_backlog(r: redis.Redis) -> tuple[int, int, int]:
+    """(entries in WINDOWS_STREAM, lag = not yet delivered to any worker, pending = delivered, not acked)."""
+    length = int(r.xlen(keys.WINDOWS_STREAM))
+    groups: Any = r.xinfo_groups(keys.WINDOWS_STREAM)
+    for group in groups:
+        if group["name"] in (keys.WINDOWS_GROUP, keys.WINDOWS_GROUP.encode()):
+            lag = group.get("lag")
+            return length, int(lag) if lag is not None else length, int(group["pending"])
+    return length, length, 0
+
+
+def camera_backlog(r: redis.Redis, camera: str) -> int:
+    """Windows of a camera published but not yet scored (published seq - last scored seq)."""
+    published = r.get(keys.camera_seq_key(camera))
+    state = load_scoring_state(r, camera)
+    return max(0, int(published or 0) - (state.next_seq - 1))
