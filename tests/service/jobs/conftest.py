@@ -3,10 +3,9 @@ settings on the private Redis with their own jobs dir and footage root, API clie
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from models.store import ModelStore
 from service.api.app import create_app
 from service.ingest.ingester import Ingester
 from service.settings import Settings
-from tests.service.worker.helpers import running_worker
+from tests.service.processes import running
+from tests.service.worker.helpers import FAST_WORKER, running_worker
 from tests.service.worker.models_util import MODEL, TrainedModel, register_version
 from tests.synthetic import write_video
 
@@ -56,15 +56,7 @@ def job_settings(redis_url: str, job_model: TrainedModel, tmp_path: Path) -> Set
         jobs={"dir": tmp_path / "jobs", "queue_windows": 4},
         footage_root=tmp_path / "footage",
         ingest={"window_frames": 8, "lease_ttl_s": 1.5, "heartbeat_ttl_s": 1.5, "metrics_port": 0},
-        worker={
-            "device": "cpu",
-            "max_batch": 4,
-            "max_wait_ms": 10,
-            "claim_idle_ms": 1000,
-            "gap_timeout_s": 3.0,
-            "metrics_port": 0,
-            "heartbeat_ttl_s": 3.0,
-        },
+        worker=FAST_WORKER,
     )
 
 
@@ -91,20 +83,9 @@ def make_client() -> Iterator[Callable[..., TestClient]]:
         client.__exit__(None, None, None)
 
 
-@contextmanager
-def running_ingester(settings: Settings, ingester_id: str) -> Iterator[Ingester]:
+def running_ingester(settings: Settings, ingester_id: str) -> AbstractContextManager[Ingester]:
     """An Ingester in a background thread; stopped (leases released) and joined on exit."""
-    ingester = Ingester(settings, ingester_id=ingester_id)
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(ingester.run(handle_signals=False)), daemon=True)
-    thread.start()
-    try:
-        yield ingester
-    finally:
-        ingester.stop()
-        thread.join(30)
-        assert not thread.is_alive(), f"ingester {ingester_id} did not stop within 30 s"
-    assert result == [0], f"ingester exited with {result}"
+    return running(Ingester(settings, ingester_id=ingester_id), f"ingester {ingester_id}")
 
 
 @contextmanager

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +14,34 @@ from service.bus import topics
 from service.messages import ScoreMsg
 from service.settings import RedisSettings, Settings, StoreSettings, WorkerSettings
 from service.worker.main import Worker
+from tests.service.processes import running
+
+# Short timeouts so claims, gaps, alias moves and heartbeats happen within a test's seconds.
+FAST_WORKER: dict[str, Any] = {
+    "device": "cpu",
+    "max_batch": 4,
+    "max_wait_ms": 10,
+    "claim_idle_ms": 1000,
+    "gap_timeout_s": 3.0,
+    "metrics_port": 0,
+    "alias_refresh_s": 0.3,
+    "heartbeat_ttl_s": 3.0,
+}
 
 
 def worker_settings(redis_url: str, store_root: Path, **worker: Any) -> Settings:
-    defaults: dict[str, Any] = {
-        "device": "cpu",
-        "max_batch": 4,
-        "max_wait_ms": 10,
-        "claim_idle_ms": 1000,
-        "gap_timeout_s": 3.0,
-        "metrics_port": 0,
-        "alias_refresh_s": 0.3,
-        "heartbeat_ttl_s": 3.0,
-    }
     return Settings(
         redis=RedisSettings(url=redis_url, startup_wait_s=5),  # type: ignore[arg-type]
         store=StoreSettings(root=store_root),
-        worker=WorkerSettings(**{**defaults, **worker}),
+        worker=WorkerSettings(**{**FAST_WORKER, **worker}),
     )
 
 
-@contextmanager
-def running_worker(settings: Settings, worker_id: str = "test-worker", serve_metrics: bool = False) -> Iterator[Worker]:
+def running_worker(
+    settings: Settings, worker_id: str = "test-worker", serve_metrics: bool = False
+) -> AbstractContextManager[Worker]:
     """A Worker in a background thread; stopped and joined on exit (and its exit code checked)."""
-    worker = Worker(settings, worker_id=worker_id, serve_metrics=serve_metrics)
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(worker.run(handle_signals=False)), daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(30)
-        assert not thread.is_alive(), "worker did not stop within 30 s"
-    assert result == [0], f"worker exited with {result}"
+    return running(Worker(settings, worker_id=worker_id, serve_metrics=serve_metrics), "worker")
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
