@@ -65,3 +65,34 @@ class AnomalyMethod(nn.Module):
             msg = f"a window needs more than {spec.context} context frames, got {t}"
             raise ValueError(msg)
         return t - spec.context
+
+
+class SnippetHistoryMethod(AnomalyMethod):
+    """A method whose score for a frame also depends on features of earlier snippets of the same stream.
+
+    VadCLIP's LGT-Adapter reads a sequence of snippet features; live, the newest element is the snippet of the
+    `snippet_frames` frames ending at the scored frame t and the earlier ones end at t - k * snippet_frames.
+    `score(window)` builds that history from the window alone; the worker keeps a per-camera buffer of past
+    snippet features in Redis and calls `snippet_features` and `score_history` itself, so the history reaches
+    back beyond one window (up to `history_snippets` elements, the newest included).
+    """
+
+    snippet_frames: int  # stride between history elements, in frames
+    history_snippets: int  # longest sequence scored, the newest snippet included
+
+    def snippet_features(self, window: torch.Tensor) -> torch.Tensor:
+        """(B, context + N, C, H, W) -> (B, N, D): the feature of the snippet ending at each scored frame."""
+        raise NotImplementedError
+
+    def score_history(self, sequences: list[torch.Tensor]) -> torch.Tensor:
+        """Sequences of (L_i, D) snippet features, oldest first (1 <= L_i <= history_snippets) -> (len, S)
+        raw signals of each sequence's last (newest) snippet."""
+        raise NotImplementedError
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        n = self.check_window(window)
+        features = self.snippet_features(window)  # (B, N, D)
+        step, longest = self.snippet_frames, self.history_snippets
+        # Frame i's history inside the window: frames i, i - step, i - 2 * step, ... (oldest first).
+        sequences = [features[b, i::-step][:longest].flip(0) for b in range(features.shape[0]) for i in range(n)]
+        return self.score_history(sequences).view(features.shape[0], n, -1).float()
