@@ -94,5 +94,6 @@ class SnippetHistoryMethod(AnomalyMethod):
         features = self.snippet_features(window)  # (B, N, D)
         step, longest = self.snippet_frames, self.history_snippets
         # Frame i's history inside the window: frames i, i - step, i - 2 * step, ... (oldest first).
-        sequences = [features[b, i::-step][:longest].flip(0) for b in range(features.shape[0]) for i in range(n)]
+        index = [torch.arange(i, -1, -step, device=features.device)[:longest].flip(0) for i in range(n)]
+        sequences = [features[b, idx] for b in range(features.shape[0]) for idx in index]
         return self.score_history(sequences).view(features.shape[0], n, -1).float()

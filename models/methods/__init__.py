@@ -5,4 +5,5 @@ from models.methods import (
     f2lm,  # noqa: F401
     ffp,  # noqa: F401
     gcl,  # noqa: F401
+    vadclip,  # noqa: F401
 )
