@@ -44,6 +44,14 @@ def camera_lock_key(camera: str) -> str:
 CAMERA_LOCK_TTL_MS = 10_000  # a worker that dies holding the lock blocks the camera at most this long
 RESULTS_WAITING_SET = f"{PREFIX}:cams:waiting"  # cameras with stashed results; swept periodically
 
+
+def snippet_feature_key(camera: str, model_version: str, frame: int) -> str:
+    """String: the snippet feature ending at `frame` of a camera's stream (raw float32 bytes), as computed by one
+    resolved model version (`name@vN`, so versions never mix), with TTL `Settings.worker.history_ttl_s`. Later
+    windows read it as history (`SnippetHistoryMethod` models only; see worker/history.py)."""
+    return f"{PREFIX}:cam:{camera}:snippet:{model_version}:{frame}"
+
+
 # --- scores: workers -> API / WebSocket ------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """Typed publish/read helpers for every topic on the bus; the only package that (de)serialises messages.
 
-Windows carry raw frame bytes plus a JSON header with explicit dtype and shape; everything else is one
-JSON document per entry (field `d`). Readers check `schema_version` and raise `MessageError` (or its
-subclass `SchemaVersionError`) saying what was wrong. Key names come from `service.bus.keys`.
+Windows carry raw frame bytes plus a JSON header with explicit dtype and shape, snippet features (history.py)
+raw float32 bytes; everything else is one JSON document per entry (field `d`). Readers check `schema_version`
+and raise `MessageError` (or its subclass `SchemaVersionError`) saying what was wrong. Key names come from
+`service.bus.keys`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from service.bus.topics.cameras import (
     write_heartbeat,
 )
 from service.bus.topics.codec import AnyRedis, Fields, M, check_version, decode_json, describe_errors, encode_json
+from service.bus.topics.history import read_snippet_features, write_snippet_features
 from service.bus.topics.jobs import (
     active_jobs,
     announce_job,
@@ -117,6 +119,7 @@ __all__ = [
     "read_heartbeats",
     "read_new_scores",
     "read_scores",
+    "read_snippet_features",
     "read_windows",
     "save_alert_event",
     "save_scoring_state",
@@ -126,4 +129,5 @@ __all__ = [
     "subscribe_control",
     "window_backlog",
     "write_heartbeat",
+    "write_snippet_features",
 ]
