@@ -70,6 +70,10 @@ class WorkerSettings(_Section):
     metrics_port: int = Field(default=9101, ge=0, le=65535)  # this worker's /metrics; 0 = off
     gap_timeout_s: float = Field(default=60.0, gt=0)  # a missing window seq is skipped (and counted) after this
     alias_refresh_s: float = Field(default=5.0, gt=0)  # how often model aliases are re-resolved
+    # Seconds a snippet feature of a history model (VadCLIP) stays in Redis as history for its camera's later
+    # windows. It must outlast the span a frame reads back, (history_snippets - 1) * 16 frames, plus the time a
+    # window may wait in the queue (or for a claim after claim_idle_ms); an expired element shortens the history.
+    history_ttl_s: int = Field(default=600, gt=0)
 
     @model_validator(mode="after")
     def _gap_after_claim(self) -> WorkerSettings:

@@ -63,20 +63,30 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return torch.autocast("cuda", dtype=dtype)
 
 
-def score_frames(model: LoadedModel, frames: list[np.ndarray], device: torch.device, amp: bool) -> np.ndarray:
-    """Stack windows and score them: list of (T, H, W, C) uint8 -> (B, N, S) float64 raw signals."""
-    started = time.perf_counter()
+def window_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Stack windows for a forward pass: list of (T, H, W, C) uint8 -> (B, T, C, H, W) float32 in [0, 1] on `device`."""
     batch = torch.from_numpy(np.stack(frames))  # (B, T, H, W, C) uint8, converted on the device
     if device.type == "cuda":
         batch = batch.pin_memory().to(device, non_blocking=True)
-    window = batch.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, T, C, H, W) in [0, 1]
-    with torch.inference_mode(), autocast(device, amp):
-        raw = model.method.score(window)  # (B, N, S)
+    return batch.permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+def finish_batch(model: LoadedModel, raw: torch.Tensor, started: float) -> np.ndarray:
+    """(B, N, S) raw signals of a scored batch -> float64 array; records the batch's metrics, refuses NaN or inf."""
     out = raw.float().cpu().numpy().astype(np.float64)
     INFERENCE_SECONDS.labels(model.ref).observe(time.perf_counter() - started)
-    BATCH_SIZE.observe(len(frames))
-    WINDOWS_SCORED.labels(model.ref).inc(len(frames))
+    BATCH_SIZE.observe(len(out))
+    WINDOWS_SCORED.labels(model.ref).inc(len(out))
     if not np.isfinite(out).all():
         msg = f"{model.ref} produced NaN or inf signals; the model or the frames are broken"
         raise ModelUnavailableError(msg)
     return out
+
+
+def score_frames(model: LoadedModel, frames: list[np.ndarray], device: torch.device, amp: bool) -> np.ndarray:
+    """Stack windows and score them: list of (T, H, W, C) uint8 -> (B, N, S) float64 raw signals."""
+    started = time.perf_counter()
+    window = window_tensor(frames, device)
+    with torch.inference_mode(), autocast(device, amp):
+        raw = model.method.score(window)  # (B, N, S)
+    return finish_batch(model, raw, started)

@@ -20,6 +20,7 @@ from collections import defaultdict
 import numpy as np
 import redis
 
+from models.base import SnippetHistoryMethod
 from models.inference import resolve_device
 from models.store import ModelStore
 from service.alerts.webhook import WebhookSender
@@ -40,6 +41,7 @@ from service.metrics import (
     start_metrics_server,
 )
 from service.settings import Settings
+from service.worker.history import score_with_history
 from service.worker.inference import Job, fit_window, make_batches, score_frames
 from service.worker.models import LoadedModel, ModelCache
 from service.worker.ordering import OrderedPublisher
@@ -282,7 +284,7 @@ class Worker(ServiceProcess):
         """Score a batch; if the forward pass fails, retry window by window so one bad window (or an OOM at
         this batch size) cannot make the whole batch come back forever through claims."""
         try:
-            raw = score_frames(model, [frames for _, frames in batch], self.device, self.cfg.amp)  # (B, N, S)
+            raw = self._forward(model, batch)  # (B, N, S)
         except (RuntimeError, ModelUnavailableError) as e:  # torch raises RuntimeError (CUDA OOM included)
             if len(batch) == 1:
                 job = batch[0][0]
@@ -292,6 +294,14 @@ class Worker(ServiceProcess):
             log.warning("batch of %d failed (%s); scoring its windows one by one", len(batch), e)
             return [r for item in batch for r in self._score_batch(model, [item])]
         return [_scored(job.window, model.ref, raw[i]) for i, (job, _) in enumerate(batch)]
+
+    def _forward(self, model: LoadedModel, batch: list[tuple[Job, np.ndarray]]) -> np.ndarray:
+        """(B, N, S) raw signals; a history model (VadCLIP) also reads and extends its cameras' snippet history."""
+        frames = [frames for _, frames in batch]
+        if isinstance(model.method, SnippetHistoryMethod):
+            windows = [job.window for job, _ in batch]
+            return score_with_history(self.r, model, windows, frames, self.device, self.cfg.amp, self.cfg.history_ttl_s)
+        return score_frames(model, frames, self.device, self.cfg.amp)
 
 
 def _scored(window: WindowMsg, model: str, raw: np.ndarray | None, error: str | None = None) -> ScoredWindow:
