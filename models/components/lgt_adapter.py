@@ -19,7 +19,8 @@ class QuickGELU(nn.Module):
     """CLIP's GELU approximation, x * sigmoid(1.702 x)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        out: torch.Tensor = x * torch.sigmoid(1.702 * x)
+        return out
 
 
 def clip_mlp(width: int, ratio: int = 4) -> nn.Sequential:
@@ -40,7 +41,8 @@ class ResidualAttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         h = self.ln_1(x)
         x = x + self.attn(h, h, h, attn_mask=attn_mask, need_weights=False)[0]
-        return x + self.mlp(self.ln_2(x))
+        out: torch.Tensor = x + self.mlp(self.ln_2(x))
+        return out
 
 
 class GraphConvolution(nn.Module):
@@ -106,7 +108,7 @@ class LgtAdapter(nn.Module):
         similarity_threshold: float,
     ) -> None:
         super().__init__()
-        self.window, self.threshold = window, similarity_threshold
+        self.window, self.threshold, self.heads = window, similarity_threshold, heads
         self.position = nn.Parameter(torch.randn(max_length, width) * 0.01)
         self.blocks = nn.ModuleList(ResidualAttentionBlock(width, heads) for _ in range(layers))
         self.gc_sim = nn.ModuleList([GraphConvolution(width, gcn_hidden), GraphConvolution(gcn_hidden, gcn_hidden)])
@@ -126,7 +128,7 @@ class LgtAdapter(nn.Module):
         x = x + self.position[:length]
         # nn.MultiheadAttention: a True entry of a bool mask means "may NOT attend".
         mask = ~local_attention_mask(length, self.window, valid)
-        mask = mask.repeat_interleave(self.blocks[0].attn.num_heads, dim=0) if self.blocks else mask
+        mask = mask.repeat_interleave(self.heads, dim=0)  # (B * heads, L, L), as MultiheadAttention wants
         for block in self.blocks:
             x = block(x, mask)
         x = x * valid[..., None]  # padding must look like the convolution's own zero padding
@@ -139,4 +141,5 @@ class LgtAdapter(nn.Module):
             for layer in layers:
                 h = self.act(layer(h, adj))
             branches.append(h)
-        return self.out(torch.cat(branches, dim=-1))
+        out: torch.Tensor = self.out(torch.cat(branches, dim=-1))
+        return out

@@ -68,7 +68,9 @@ class VadclipConfig(MethodConfig):
         if self.backbone == "clip":
             clip_weights.clip_config(self.clip_arch)  # raises for an unknown architecture
             if self.size != clip_weights.image_size(self.clip_arch):
-                msg = f"CLIP {self.clip_arch} takes {clip_weights.image_size(self.clip_arch)}px images, size={self.size}"
+                msg = (
+                    f"CLIP {self.clip_arch} takes {clip_weights.image_size(self.clip_arch)}px images, size={self.size}"
+                )
                 raise ValueError(msg)
         elif self.a_branch:
             msg = "the A-branch aligns CLIP image and text features; with an I3D backbone set a_branch=false"
@@ -109,6 +111,9 @@ class VadclipConfig(MethodConfig):
 
 class Vadclip(SnippetHistoryMethod):
     config: VadclipConfig
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+    class_text: torch.Tensor
 
     def __init__(self, config: VadclipConfig) -> None:
         super().__init__()

@@ -48,7 +48,7 @@ def clip_config(arch: str) -> dict[str, Any]:
     if "timm_model_name" in config.get("vision_cfg", {}) or "hf_model_name" in config.get("text_cfg", {}):
         msg = f"CLIP architecture {arch!r} needs timm/Hugging Face towers; use a plain ViT CLIP such as ViT-B-16"
         raise ValueError(msg)
-    return config
+    return dict(config)
 
 
 def build_clip(arch: str) -> CLIP:

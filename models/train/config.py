@@ -24,6 +24,10 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     root: Path  # dataset root (models.data.open_dataset layouts); its *training* split is used
     num_val: int = Field(default=2, ge=1)  # training videos held out for calibration, never the test set
+    # Weakly supervised methods (vadclip): a split YAML or a name under models/splits/ (e.g. ped2_weak) says which
+    # videos train (with video-level labels), calibrate and test; None = the unsupervised frame-clip route.
+    split: str | None = None
+    features: Path | None = None  # a feature cache (`vigil features extract`); None = encode with the backbone
 
 
 class OptimConfig(_Section):

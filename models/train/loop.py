@@ -172,6 +172,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     method = create_method(cfg.method).to(device)
+    if cfg.data.split is not None:
+        return _train_weak(cfg, method, device)
     clips, val = _load_data(cfg, method)
     objective = build_objective(method, cfg, device)
     run = _Run()
@@ -189,4 +191,15 @@ def train(cfg: TrainConfig) -> TrainResult:
         "device": str(device) + (" (bf16 autocast)" if _uses_amp(cfg, device) else ""),
     }
     ref, metrics = finish_run(cfg, method, val, train_metrics, device)
+    return TrainResult(ref=ref, metrics=metrics)
+
+
+def _train_weak(cfg: TrainConfig, method: AnomalyMethod, device: torch.device) -> TrainResult:
+    from models.methods.vadclip import Vadclip
+    from models.train.weak import train_weak
+
+    if not isinstance(method, Vadclip):
+        msg = f"data.split trains weakly supervised methods (vadclip); {cfg.method.name} trains on frame clips"  # type: ignore[attr-defined]
+        raise ValueError(msg)
+    ref, metrics = train_weak(cfg, method, device)
     return TrainResult(ref=ref, metrics=metrics)

@@ -1,0 +1,225 @@
+"""vadclip: config checks, LGT-Adapter masking, snippet histories, MIL losses and prompts, weak training through
+`vigil train`, registry round trip, CLIP checkpoint and feature-cache errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from pydantic import ValidationError
+from safetensors.torch import save_file
+
+from models.errors import IncompatibleCheckpointError, UnsafeWeightsError
+from models.evaluate.metrics import roc_auc
+from models.features.cache import FeatureCache, FeatureCacheError, FeatureIndex
+from models.features.weak import WeakVideo, cache_source, online_signals, paper_signals, to_sequence
+from models.io import load_model
+from models.methods.vadclip import Vadclip, VadclipConfig
+from models.pretrained import clip as clip_weights
+from models.store import ModelStore
+from models.train.config import load_train_config
+from models.train.loop import train
+from models.train.objectives.vadclip import PromptTextEncoder, VadclipObjective, top_k_mean
+from models.train.weak import fit
+
+TINY_YAML = Path(__file__).resolve().parents[3] / "models" / "configs" / "vadclip_tiny.yaml"
+
+
+def tiny(**changes: object) -> Vadclip:
+    torch.manual_seed(0)
+    return Vadclip(VadclipConfig.tiny().model_copy(update=changes)).eval()
+
+
+def test_config_errors_say_what_fits() -> None:
+    with pytest.raises(ValidationError, match="a_branch=false"):
+        VadclipConfig(backbone="i3d-kinetics-400")
+    with pytest.raises(ValidationError, match="takes 224px images"):
+        VadclipConfig(size=112)
+    with pytest.raises(ValidationError, match="unknown CLIP architecture"):
+        VadclipConfig(clip_arch="ViT-Z-99")
+    with pytest.raises(ValidationError, match="at least one anomaly class"):
+        VadclipConfig.tiny().model_validate({**VadclipConfig.tiny().model_dump(), "class_names": ["normal"]})
+    assert VadclipConfig.i3d().feature_dim == 1024
+    assert VadclipConfig.paper().feature_dim == 512
+
+
+def test_padding_is_masked_so_a_sequence_scores_the_same_alone_or_padded() -> None:
+    method = tiny()
+    features = torch.randn(1, 10, 32)
+    valid = torch.ones(1, 10, dtype=torch.bool)
+    alone = method.sequence_signals(features, valid)
+    padded = torch.cat([features, torch.randn(1, 7, 32) * 5], dim=1)  # garbage in the padding
+    mask = torch.cat([valid, torch.zeros(1, 7, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(method.sequence_signals(padded, mask)[:, :10], alone, rtol=0, atol=1e-5)
+
+
+def test_score_uses_the_stride_16_history_inside_the_window() -> None:
+    method = tiny()
+    window = torch.rand(1, 15 + 40, 3, 64, 64)
+    with torch.no_grad():
+        out = method.score(window)  # frames 15..54 of the window
+        features = method.snippet_features(window)[0]  # (40, 32): the snippet ending at each scored frame
+        # Snippet feature = mean of the 16 per-frame CLIP embeddings ending at the frame.
+        per_frame = method.frame_embeddings(window[0])
+        torch.testing.assert_close(features[0], per_frame[:16].mean(0))
+        torch.testing.assert_close(features[39], per_frame[39:55].mean(0))
+        # Frame 39 of the scored frames: history = scored frames 7, 23, 39 (newest last).
+        expected = method.score_history([features[[7, 23, 39]]])
+        torch.testing.assert_close(out[0, 39], expected[0])
+        # Batching sequences of different lengths does not change any of them.
+        seqs = [features[[39]], features[[7, 23, 39]], features[[23, 39]]]
+        together = method.score_history(seqs)
+        for i, seq in enumerate(seqs):
+            torch.testing.assert_close(together[i], method.score_history([seq])[0])
+        with pytest.raises(ValueError, match=r"history holds 1\.\.8"):
+            method.score_history([features[:9]])
+
+
+def test_top_k_mean_over_valid_snippets() -> None:
+    values = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.99], [0.2, 0.3, 0.4, 0.0, 0.0]])
+    valid = torch.tensor([[True] * 4 + [False], [True] * 3 + [False] * 2])
+    # k = len // 16 + 1 = 1 for short videos: the highest valid value (the padded 0.99 is ignored).
+    torch.testing.assert_close(top_k_mean(values, valid), torch.tensor([0.9, 0.4]))
+    long = torch.arange(40.0)[None]  # k = 40 // 16 + 1 = 3 -> mean of 39, 38, 37
+    torch.testing.assert_close(top_k_mean(long, torch.ones(1, 40, dtype=torch.bool)), torch.tensor([38.0]))
+
+
+def test_prompts_put_name_and_eot_where_vadclip_does_and_train() -> None:
+    torch.manual_seed(0)
+    encoder = PromptTextEncoder(clip_weights.TINY_ARCH, None, ("normal", "car accident"), prefix=3, postfix=2)
+    text = encoder()
+    assert text.shape == (2, 32)
+    assert not torch.allclose(text[0], text[1])
+    text.sum().backward()
+    grad = encoder.prompt.grad
+    assert grad is not None
+    # "car accident" is 2 word tokens: SOT, 3 prompt slots, 2 words, 2 prompt slots, EOT at 1 + 3 + 2 + 2 = 8.
+    # The causal text transformer reads out at EOT, so only slots before it get gradients from that class.
+    assert grad[1:4].abs().sum() > 0
+    assert grad[6:8].abs().sum() > 0
+    assert grad[9:].abs().sum() == 0
+    assert not encoder.token_embedding.weight.requires_grad
+
+
+def _mil_videos(seed: int) -> tuple[list[WeakVideo], torch.Tensor, np.ndarray]:
+    """Normal videos: snippets from one cluster. Anomalous videos: mostly normal snippets, 2 from another cluster."""
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.randn(32, generator=g)
+    odd = centre + torch.randn(32, generator=g) * 1.5
+    videos = []
+    for i in range(16):
+        feats = centre + torch.randn(12, 32, generator=g) * 0.5
+        label = int(i >= 8)
+        if label:
+            feats[4:6] = odd + torch.randn(2, 32, generator=g) * 0.5
+        videos.append(WeakVideo(f"v{i}", feats, label))
+    test = torch.cat([centre + torch.randn(40, 32, generator=g) * 0.5, odd + torch.randn(10, 32, generator=g) * 0.5])
+    return videos, test, np.r_[np.zeros(40), np.ones(10)]
+
+
+def test_weak_training_finds_the_anomalous_snippets_from_video_labels_only() -> None:
+    videos, test, labels = _mil_videos(0)
+    method = tiny()
+    cfg = load_train_config(TINY_YAML, ["steps=150", "batch_size=8", "data.root=."])
+    objective = VadclipObjective(method, cfg.steps, lr=3e-3)
+    losses = fit(objective, videos, cfg, torch.device("cpu"))
+    assert set(losses) == {"c", "a", "sep"}
+    method = objective.finish()
+    assert method.class_text.abs().sum() > 0  # trained text features are stored for serving
+    with torch.no_grad():
+        signals = method.score_history([test[i : i + 1] for i in range(len(test))]).numpy()
+    # Measured 1.00 for both branches at this seed; untrained heads sit near 0.5.
+    assert roc_auc(labels, signals[:, 0]) > 0.9
+    assert roc_auc(labels, signals[:, 1]) > 0.8
+
+
+def test_paper_and_online_signals_cover_whole_snippets() -> None:
+    method = tiny()
+    features = torch.randn(11, 32)
+    paper, online = paper_signals(method, features), online_signals(method, features)
+    assert paper.shape == online.shape == (11 * 16, 2)
+    assert np.all(paper[:16] == paper[0])  # one value per snippet, repeated over its 16 frames
+    # Online, snippet 7 sees snippets 0..7 only (history 8); the paper protocol sees the whole chunk.
+    expected = method.score_history([features[0:8]])[0].detach().double().numpy()
+    np.testing.assert_allclose(online[7 * 16], expected, rtol=1e-6)
+    seq, valid = to_sequence(torch.arange(10.0)[:, None], 4)  # longer than 4: averaged into 4 bins
+    assert valid.all()
+    assert seq[:, 0].tolist() == [0.5, 3.0, 5.5, 8.0]
+
+
+def _split_file(tmp_path: Path) -> Path:
+    split = {
+        "dataset": "synthetic",
+        "train": {"normal": ["train/01", "train/02"], "anomalous": ["test/01"]},
+        "calibration": ["train/03"],
+        "test": ["test/02"],
+    }
+    path = tmp_path / "split.yaml"
+    path.write_text(yaml.safe_dump(split))
+    return path
+
+
+@pytest.mark.slow
+def test_trains_with_vigil_train_and_round_trips(synthetic_dataset: Path, tmp_path: Path) -> None:
+    cfg = load_train_config(
+        TINY_YAML,
+        [
+            f"data.root={synthetic_dataset}",
+            f"data.split={_split_file(tmp_path)}",
+            f"out_dir={tmp_path / 'run'}",
+            f"register.registry={tmp_path / 'reg'}",
+        ],
+    )
+    result = train(cfg)
+    assert result.ref == "vadclip-tiny@v1"
+    assert set(result.metrics["train"]["losses"]) == {"c", "a", "sep"}
+    assert {"paper_c_prob", "paper_a_prob", "online"} <= set(result.metrics["test"])
+    method, card, _ = load_model(ModelStore(tmp_path / "reg"), "vadclip-tiny")
+    assert card.calibration is not None
+    assert [s.name for s in card.calibration.signals] == ["c_prob", "a_prob"]
+    window = torch.rand(1, 15 + 8, 3, 64, 64)
+    again, _, _ = load_model(ModelStore(tmp_path / "reg"), "vadclip-tiny@v1")
+    with torch.no_grad():
+        scores = method.score(window)
+        torch.testing.assert_close(scores, again.score(window), rtol=0, atol=0)
+    assert scores.shape == (1, 8, 2)
+    # The frozen CLIP image tower is saved with the model and was not trained.
+    torch.manual_seed(cfg.seed)
+    initial = Vadclip(VadclipConfig.tiny())
+    for key, value in initial.visual.state_dict().items():  # type: ignore[union-attr]
+        torch.testing.assert_close(method.visual.state_dict()[key], value, msg=key)  # type: ignore[union-attr]
+
+
+def test_wrong_clip_checkpoint_is_refused_with_what_it_holds(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tiny_clip = clip_weights.build_clip(clip_weights.TINY_ARCH)
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_clip.state_dict().items()}, str(path))
+    with pytest.raises(IncompatibleCheckpointError, match=r"does not fit the ViT-B-32.*width 32, patch_size 16"):
+        clip_weights.load_clip_weights(clip_weights.build_clip("ViT-B-32"), path, "ViT-B-32")
+    # The right architecture loads, a pickle is refused, and a plain state dict converts to safetensors.
+    clip_weights.load_clip_weights(clip_weights.build_clip(clip_weights.TINY_ARCH), path, clip_weights.TINY_ARCH)
+    pickled = tmp_path / "tiny.bin"
+    torch.save(tiny_clip.state_dict(), pickled)
+    with pytest.raises(UnsafeWeightsError, match="convert-clip"):
+        clip_weights.read_checkpoint(pickled)
+    converted = clip_weights.convert_checkpoint(pickled, tmp_path / "converted.safetensors")
+    assert set(clip_weights.read_checkpoint(converted)) == set(tiny_clip.state_dict())
+    evil = tmp_path / "evil.bin"
+    torch.save({"x": object()}, evil)
+    with pytest.raises(UnsafeWeightsError, match="weights-only"):
+        clip_weights.convert_checkpoint(evil, tmp_path / "evil.safetensors")
+
+
+def test_feature_cache_missing_or_of_another_dimension_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FeatureCacheError, match="no feature cache at"):
+        FeatureCache.open(tmp_path / "nowhere")
+    index = FeatureIndex(
+        backbone="i3d-kinetics-400", feature_dim=1024, snippet_frames=16, weights_sha256="x", preprocessing="-"
+    )
+    cache = FeatureCache.create_or_open(tmp_path / "cache", index)
+    with pytest.raises(FeatureCacheError, match=r"1024-d i3d-kinetics-400 features but vadclip.*expects 32-d"):
+        cache_source(cache, tiny())
