@@ -1,24 +1,37 @@
-"""`vigil features extract --dataset PATH --out DIR`: I3D snippet features of every video, cached once per video."""
+"""`vigil features extract --dataset PATH --out DIR`: I3D or CLIP snippet features of every video, cached once per
+video; `vigil features train-gcl`: train gcl on such a cache (vadclip trains on it with `vigil train`)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.weights import DEFAULT_PRETRAINED_DIR
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.features.cache import FeatureIndex
+
+    Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ext = sub.add_parser("extract", help="compute 1024-d Kinetics I3D features per 16-frame snippet")
+    ext = sub.add_parser("extract", help="compute Kinetics I3D (1024-d) or CLIP image features per 16-frame snippet")
     ext.add_argument("--dataset", type=Path, required=True, help="dataset root (Ped2 layout) or a video folder")
     ext.add_argument("--out", type=Path, required=True, help="cache directory (index.json + one file per video)")
     ext.add_argument(
         "--weights",
         type=Path,
         default=DEFAULT_PRETRAINED_DIR,
-        help="converted I3D weights file or directory (default: pretrained/, see `vigil weights convert-i3d`)",
+        help="I3D: converted weights file or directory (default: pretrained/, see `vigil weights convert-i3d`); "
+        "CLIP: an open_clip safetensors checkpoint",
     )
+    ext.add_argument("--backbone", choices=["i3d", "clip"], default="i3d", help="snippet feature backbone")
+    ext.add_argument("--clip-arch", default="ViT-B-16", help="open_clip architecture of the CLIP checkpoint")
     ext.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     ext.add_argument("--batch-size", type=int, default=4, help="snippets per forward pass")
     ext.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -76,32 +89,59 @@ def _extract(args: argparse.Namespace) -> int:
 
     from models.errors import VigilModelError
     from models.features.cache import FeatureCache
-    from models.features.extract import extract_dataset, feature_index
+    from models.features.extract import extract_dataset
     from models.inference import resolve_device
-    from models.io import sha256_file
-    from models.pretrained.i3d import CONVERTED_NAME, load_i3d_kinetics
 
     if args.batch_size < 1:
         print("vigil features extract: --batch-size must be >= 1")
         return 2
-    weights = args.weights / CONVERTED_NAME if args.weights.is_dir() else args.weights
     try:
         device = resolve_device(args.device)
-        backbone = load_i3d_kinetics(weights).to(device)
-        template = feature_index(backbone, 224, sha256_file(weights), name="i3d-kinetics-400")
+        encode, size, template = (_clip_backbone if args.backbone == "clip" else _i3d_backbone)(args, device)
         cache = FeatureCache.create_or_open(args.out, template)
-        with torch.inference_mode(), tqdm(unit="snippet", desc="I3D features") as bar:
+        with torch.inference_mode(), tqdm(unit="snippet", desc=f"{template.backbone} features") as bar:
             done = extract_dataset(
-                args.dataset,
-                cache,
-                backbone,
-                224,
-                tuple(args.splits),
-                args.batch_size,
-                progress=lambda _key, n: bar.update(n),
+                args.dataset, cache, encode, size, tuple(args.splits), progress=lambda _key, n: bar.update(n)
             )
     except (VigilModelError, FileNotFoundError, ValueError) as e:
         print(f"vigil features extract: {e}")
         return 1
     print(f"{done} videos computed, {len(cache.keys())} in {args.out}")
     return 0
+
+
+def _i3d_backbone(args: argparse.Namespace, device: torch.device) -> tuple[Encoder, int, FeatureIndex]:
+    from models.features.extract import feature_index, i3d_encoder
+    from models.io import sha256_file
+    from models.pretrained.i3d import CONVERTED_NAME, load_i3d_kinetics
+
+    weights = args.weights / CONVERTED_NAME if args.weights.is_dir() else args.weights
+    backbone = load_i3d_kinetics(weights).to(device)
+    template = feature_index(backbone, 224, sha256_file(weights), name="i3d-kinetics-400")
+    return i3d_encoder(backbone, args.batch_size), 224, template
+
+
+def _clip_backbone(args: argparse.Namespace, device: torch.device) -> tuple[Encoder, int, FeatureIndex]:
+    """CLIP image features through vadclip's own encoder, so cached and live features are made the same way."""
+    from models.features.cache import FeatureIndex
+    from models.features.extract import SNIPPET_FRAMES
+    from models.io import sha256_file
+    from models.methods.vadclip import Vadclip, VadclipConfig
+    from models.pretrained.clip import image_size
+    from models.train.weak import load_backbone
+
+    size = image_size(args.clip_arch)
+    method = Vadclip(
+        VadclipConfig(clip_arch=args.clip_arch, size=size, a_branch=False, backbone_weights=str(args.weights))
+    )
+    load_backbone(method)
+    method.to(device).eval()
+    template = FeatureIndex(
+        backbone=f"clip-{args.clip_arch}",
+        feature_dim=method.config.feature_dim,
+        snippet_frames=SNIPPET_FRAMES,
+        weights_sha256=sha256_file(args.weights),
+        preprocessing=f"whole frame resized to {size}x{size} (no crop), BGR->RGB, CLIP mean/std; "
+        f"per-frame image embeddings averaged over each {SNIPPET_FRAMES}-frame snippet",
+    )
+    return lambda frames: method.encode_snippets(frames.to(device)).cpu(), size, template

@@ -46,6 +46,12 @@ def snippet_features(backbone: InceptionI3d, frames: torch.Tensor, batch_size: i
     return torch.cat(out) if out else torch.zeros(0, backbone.feature_dim)
 
 
+def i3d_encoder(backbone: InceptionI3d, batch_size: int = 4) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The `encode` of `extract_dataset` for an I3D: frames -> features of non-overlapping snippets."""
+    backbone.eval()
+    return lambda frames: snippet_features(backbone, frames, batch_size)
+
+
 def feature_index(backbone: InceptionI3d, size: int, weights_sha256: str, name: str) -> FeatureIndex:
     return FeatureIndex(
         backbone=name,
@@ -59,26 +65,27 @@ def feature_index(backbone: InceptionI3d, size: int, weights_sha256: str, name: 
 def extract_dataset(
     dataset: Path,
     cache: FeatureCache,
-    backbone: InceptionI3d,
+    encode: Callable[[torch.Tensor], torch.Tensor],
     size: int,
     splits: tuple[str, ...] = ("train", "test"),
-    batch_size: int = 4,
     progress: Callable[[str, int], object] | None = None,
 ) -> int:
     """Fill `cache` with the features of every video of `splits`; videos already cached are skipped.
 
-    Returns the number of videos computed now. Keys are "<split>/<video name>".
+    `encode` maps a video's (N, 3, size, size) BGR frames in [0, 1] to (N // 16, dim) snippet features
+    (`i3d_encoder`, or `Vadclip.encode_snippets` for CLIP). Returns the number of videos computed now.
+    Keys are "<split>/<video name>".
     """
     spec = InputSpec(height=size, width=size, channels=3, context=0)
     computed = 0
-    backbone.eval()
     for split in splits:
         for video in open_dataset(dataset, split):  # type: ignore[arg-type]
             key = f"{split}/{video.name}"
             if key in cache:
                 continue
             frames: np.ndarray = video.reader.read_all()
-            features = snippet_features(backbone, to_tensor(prepare(frames, spec)), batch_size)
+            with torch.inference_mode():
+                features = encode(to_tensor(prepare(frames, spec)))
             cache.write(key, features, frames=len(frames))
             computed += 1
             log.info("features %s: %d frames -> %d snippets", key, len(frames), features.shape[0])

@@ -48,9 +48,11 @@ log = logging.getLogger(__name__)
 def load_backbone(method: Vadclip) -> None:
     """Put the user-given backbone weights into the method's frozen tower (CLIP image tower or Kinetics I3D)."""
     cfg = method.config
-    if cfg.backbone == "i3d-random" or (cfg.backbone == "clip" and cfg.clip_arch == clip_weights.TINY_ARCH):
+    if cfg.backbone == "i3d-random":
         return
     if cfg.backbone_weights is None:
+        if cfg.clip_arch == clip_weights.TINY_ARCH and cfg.backbone == "clip":
+            return  # the random test CLIP
         kind = "an open_clip safetensors checkpoint" if cfg.backbone == "clip" else "the converted Kinetics I3D"
         msg = f"vadclip with backbone={cfg.backbone} needs method.backbone_weights=PATH to {kind}"
         raise ValueError(msg)

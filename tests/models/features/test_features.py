@@ -10,7 +10,7 @@ import torch
 from cli.main import main
 from models.errors import DatasetError
 from models.features.cache import FeatureCache, FeatureCacheError
-from models.features.extract import extract_dataset, feature_index, snippet_features
+from models.features.extract import extract_dataset, feature_index, i3d_encoder, snippet_features
 from models.features.gcl_run import FeatureRun, register, run_gcl
 from models.features.split import WeakSplit, load_split
 from models.io import load_model
@@ -31,7 +31,7 @@ def cache(tiny_method: Gcl, synthetic_dataset: Path, tmp_path_factory: pytest.Te
     root = tmp_path_factory.mktemp("features")
     template = feature_index(tiny_method.i3d, SIZE, "random:0", name="i3d-tiny")
     cache = FeatureCache.create_or_open(root, template)
-    assert extract_dataset(synthetic_dataset, cache, tiny_method.i3d, SIZE) == 5
+    assert extract_dataset(synthetic_dataset, cache, i3d_encoder(tiny_method.i3d), SIZE) == 5
     return cache
 
 
@@ -43,7 +43,7 @@ def test_one_feature_per_16_frames_and_computed_once(
     assert reopened.index.videos["train/01"].frames == 40
     assert reopened.load("train/01").shape == (2, 128)  # 40 frames -> 2 snippets, 8 frames without a feature
     # A second run finds everything cached and computes nothing.
-    assert extract_dataset(synthetic_dataset, reopened, tiny_method.i3d, SIZE) == 0
+    assert extract_dataset(synthetic_dataset, reopened, i3d_encoder(tiny_method.i3d), SIZE) == 0
 
 
 def test_cached_features_equal_the_live_path(cache: FeatureCache, tiny_method: Gcl, synthetic_dataset: Path) -> None:

@@ -223,3 +223,43 @@ def test_feature_cache_missing_or_of_another_dimension_is_a_clear_error(tmp_path
     cache = FeatureCache.create_or_open(tmp_path / "cache", index)
     with pytest.raises(FeatureCacheError, match=r"1024-d i3d-kinetics-400 features but vadclip.*expects 32-d"):
         cache_source(cache, tiny())
+
+
+@pytest.mark.slow
+def test_clip_feature_cache_matches_the_method_and_trains(synthetic_dataset: Path, tmp_path: Path) -> None:
+    """`vigil features extract --backbone clip` caches what the method's own encoder computes; training reads it."""
+    from cli.main import main
+    from models.data.datasets import open_dataset
+    from models.data.transforms import prepare, to_tensor
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny-clip.safetensors"
+    state = clip_weights.build_clip(clip_weights.TINY_ARCH).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    out = tmp_path / "cache"
+    args = ["features", "extract", "--dataset", str(synthetic_dataset), "--out", str(out), "--backbone", "clip"]
+    assert main([*args, "--clip-arch", clip_weights.TINY_ARCH, "--weights", str(weights), "--device", "cpu"]) == 0
+    cache = FeatureCache.open(out)
+    assert cache.index.backbone == "clip-vigil-tiny"
+    method = Vadclip(VadclipConfig.tiny().model_copy(update={"backbone_weights": str(weights)}))
+    from models.train.weak import load_backbone
+
+    load_backbone(method)
+    video = next(v for v in open_dataset(synthetic_dataset, "test") if v.name == "02")
+    with torch.no_grad():
+        expected = method.encode_snippets(to_tensor(prepare(video.reader.read_all(), method.input_spec)))
+    torch.testing.assert_close(cache.load("test/02"), expected)
+    cfg = load_train_config(
+        TINY_YAML,
+        [
+            f"data.root={synthetic_dataset}",
+            f"data.split={_split_file(tmp_path)}",
+            f"data.features={out}",
+            f"method.backbone_weights={weights}",
+            "steps=5",
+            "register.enabled=false",
+        ],
+    )
+    result = train(cfg)
+    assert result.ref is None
+    assert result.metrics["train"]["features"] == str(out)
