@@ -33,6 +33,24 @@ def top_k_count(lengths: torch.Tensor, snippets_per_k: int = 16) -> torch.Tensor
     return torch.minimum(lengths // snippets_per_k + 1, lengths)
 
 
+def top_k_values(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) -> (B, L) values sorted descending with the padding last, and (B, L) True for each video's top k."""
+    k = top_k_count(valid.sum(1))
+    ranked = values.masked_fill(~valid, float("-inf")).sort(dim=1, descending=True).values
+    return ranked, torch.arange(values.shape[1], device=values.device)[None] < k[:, None]
+
+
+def top_k_bce(logits: torch.Tensor, valid: torch.Tensor, anomalous: torch.Tensor) -> torch.Tensor:
+    """BCE of the top-k mean probability against the video label, in log space: log of a mean of sigmoids is a
+    logsumexp of logsigmoids, so a saturated logit still gets a gradient (clamping probabilities loses it)."""
+    ranked, keep = top_k_values(logits, valid)
+    log_k = keep.sum(1).to(logits.dtype).log()
+    fill = torch.full_like(ranked, float("-inf"))
+    log_p = torch.where(keep, F.logsigmoid(ranked), fill).logsumexp(1) - log_k
+    log_not_p = torch.where(keep, F.logsigmoid(-ranked), fill).logsumexp(1) - log_k
+    return -(anomalous * log_p + (1 - anomalous) * log_not_p).mean()
+
+
 def top_k_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """(B, L[, C]) values -> (B[, C]): per video the mean of its k highest valid values along L."""
     lengths = valid.sum(1)
@@ -125,8 +143,7 @@ class VadclipObjective:
         method = self.method
         v, logits = method.forward_sequences(features, valid)
         anomalous = (labels > 0).float()
-        probs = torch.sigmoid(logits).clamp(1e-6, 1 - 1e-6)
-        out = {"c": F.binary_cross_entropy(top_k_mean(probs, valid).clamp(1e-6, 1 - 1e-6), anomalous)}
+        out = {"c": top_k_bce(logits, valid, anomalous)}
         if self.text is not None:
             text = self.text()  # (C, dim)
             align = method.alignment_logits(v, logits, valid, text)  # (B, L, C)
