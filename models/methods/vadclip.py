@@ -225,7 +225,8 @@ class Vadclip(SnippetHistoryMethod):
 
     def score_history(self, sequences: list[torch.Tensor]) -> torch.Tensor:
         out = torch.empty(len(sequences), len(self.signal_names), device=sequences[0].device)
-        # Equal lengths batch without padding, so a sequence scores the same alone or with others.
+        # Equal lengths batch without padding, so a sequence scores the same alone or with others (to float
+        # rounding: BLAS may sum in another order for another batch size, about 1e-7).
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, seq in enumerate(sequences):
             if not 1 <= seq.shape[0] <= self.history_snippets:

@@ -45,11 +45,13 @@ CAMERA_LOCK_TTL_MS = 10_000  # a worker that dies holding the lock blocks the ca
 RESULTS_WAITING_SET = f"{PREFIX}:cams:waiting"  # cameras with stashed results; swept periodically
 
 
-def snippet_feature_key(camera: str, model_version: str, frame: int) -> str:
+def snippet_feature_key(camera: str, stream: str, model_version: str, frame: int) -> str:
     """String: the snippet feature ending at `frame` of a camera's stream (raw float32 bytes), as computed by one
     resolved model version (`name@vN`, so versions never mix), with TTL `Settings.worker.history_ttl_s`. Later
-    windows read it as history (`SnippetHistoryMethod` models only; see worker/history.py)."""
-    return f"{PREFIX}:cam:{camera}:snippet:{model_version}:{frame}"
+    windows read it as history (`SnippetHistoryMethod` models only; see worker/history.py). `stream` is the
+    window's `WindowMsg.stream`: frame numbers restart with a new ingester, and the old numbering's features
+    must not become the new one's history."""
+    return f"{PREFIX}:cam:{camera}:snippet:{stream}:{model_version}:{frame}"
 
 
 # --- scores: workers -> API / WebSocket ------------------------------------------------------------------

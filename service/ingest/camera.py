@@ -211,6 +211,7 @@ class CameraRunner:
             pts=list(window.pts),
             capture_ts=list(window.capture_ts),
             source="file" if self.config.kind == "file" else "live",
+            stream=window.stream,
             frames=window.frames,
         )
         while not self.stop_event.is_set():  # WAIT policy: block in short steps so stop() stays prompt

@@ -8,6 +8,7 @@ score; later windows take their context from the frames of the previous window.
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ class Window:
     first_frame: int  # camera frame number of the first scored frame (counts kept frames, across reconnects)
     pts: tuple[float | None, ...]
     capture_ts: tuple[float, ...]
+    stream: str = ""  # the sampler's numbering (WindowSampler.stream): frame numbers are unique within it
 
     @property
     def num_scored(self) -> int:
@@ -83,6 +85,9 @@ class WindowSampler:
         fps = target_fps if target_fps is not None else spec.fps  # the camera's wish first, else the model's
         self.decimator = FpsDecimator(fps, source_fps)
         self.next_frame = 0  # camera frame number of the next kept frame
+        # Frame numbers restart with every sampler (a new ingester, a new lease owner): this names the numbering,
+        # so per-frame state kept elsewhere (the worker's snippet history) is never mixed across two of them.
+        self.stream = uuid.uuid4().hex[:12]
         self._context: deque[np.ndarray] = deque(maxlen=spec.context)
         self._frames: list[np.ndarray] = []  # prepared (h, w, C) frames, warm-up context first after a reset
         self._meta: list[tuple[int, float | None, float]] = []  # (frame number, pts, capture_ts) per frame
@@ -125,6 +130,7 @@ class WindowSampler:
             first_frame=scored[0][0],
             pts=tuple(m[1] for m in scored),
             capture_ts=tuple(m[2] for m in scored),
+            stream=self.stream,
         )
 
     def reset(self) -> None:

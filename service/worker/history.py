@@ -22,7 +22,7 @@ from service.messages import WindowMsg
 from service.worker.inference import autocast, finish_batch, window_tensor
 from service.worker.models import LoadedModel
 
-Features = dict[tuple[str, int], np.ndarray]  # (camera, frame) -> (D,) float32 snippet feature
+Features = dict[tuple[str, str, int], np.ndarray]  # (camera, stream, frame) -> (D,) float32 snippet feature
 
 
 def score_with_history(
@@ -43,15 +43,17 @@ def score_with_history(
     with torch.inference_mode(), autocast(device, amp):
         features = method.snippet_features(window_tensor(frames, device)).float().cpu().numpy()  # (B, N, D)
     known: Features = {
-        (w.camera, w.first_frame + i): row for w, f in zip(windows, features, strict=True) for i, row in enumerate(f)
+        (w.camera, w.stream, w.first_frame + i): row
+        for w, f in zip(windows, features, strict=True)
+        for i, row in enumerate(f)
     }
     for w in windows:  # what this batch does not hold, from Redis (before writing, so nothing is read back)
-        wanted = sorted({f for t in _scored(w) for f in _history(method, t) if (w.camera, f) not in known})
-        stored = topics.read_snippet_features(r, w.camera, model.ref, wanted, features.shape[-1])
-        known.update(((w.camera, f), v) for f, v in stored.items())
+        wanted = sorted({f for t in _scored(w) for f in _history(method, t) if (w.camera, w.stream, f) not in known})
+        stored = topics.read_snippet_features(r, w.camera, w.stream, model.ref, wanted, features.shape[-1])
+        known.update(((w.camera, w.stream, f), v) for f, v in stored.items())
     for w, f in zip(windows, features, strict=True):
-        topics.write_snippet_features(r, w.camera, model.ref, w.first_frame, f, ttl_s)
-    sequences = [_sequence(method, known, w.camera, t) for w in windows for t in _scored(w)]
+        topics.write_snippet_features(r, w.camera, w.stream, model.ref, w.first_frame, f, ttl_s)
+    sequences = [_sequence(method, known, w, t) for w in windows for t in _scored(w)]
     stacked = torch.from_numpy(np.concatenate(sequences)).to(device)  # one copy to the device, then views
     with torch.inference_mode(), autocast(device, amp):
         raw = method.score_history(list(torch.split(stacked, [len(s) for s in sequences])))  # (B * N, S)
@@ -68,11 +70,11 @@ def _history(method: SnippetHistoryMethod, t: int) -> list[int]:
     return list(range(t - step, max(t - method.history_snippets * step, -1), -step))
 
 
-def _sequence(method: SnippetHistoryMethod, known: Features, camera: str, t: int) -> np.ndarray:
+def _sequence(method: SnippetHistoryMethod, known: Features, window: WindowMsg, t: int) -> np.ndarray:
     """(L, D) features of t's history, oldest first, stopping going back at the first missing element."""
-    newest_first = [known[(camera, t)]]
+    newest_first = [known[(window.camera, window.stream, t)]]
     for f in _history(method, t):
-        feature = known.get((camera, f))
+        feature = known.get((window.camera, window.stream, f))
         if feature is None:
             break
         newest_first.append(feature)

@@ -16,7 +16,7 @@ _DTYPE = np.dtype("<f4")  # little-endian float32, whatever the host's byte orde
 
 
 def write_snippet_features(
-    r: AnyRedis, camera: str, model: str, first_frame: int, features: np.ndarray, ttl_s: int
+    r: AnyRedis, camera: str, stream: str, model: str, first_frame: int, features: np.ndarray, ttl_s: int
 ) -> None:
     """Keep the (N, D) features of frames first_frame .. first_frame + N - 1 for `ttl_s` seconds (one round trip)."""
     if features.ndim != 2:
@@ -25,18 +25,18 @@ def write_snippet_features(
     data = np.ascontiguousarray(features, dtype=_DTYPE)
     pipe = r.pipeline(transaction=False)
     for i, row in enumerate(data):
-        pipe.set(keys.snippet_feature_key(camera, model, first_frame + i), row.tobytes(), ex=ttl_s)
+        pipe.set(keys.snippet_feature_key(camera, stream, model, first_frame + i), row.tobytes(), ex=ttl_s)
     pipe.execute()
 
 
 def read_snippet_features(
-    r: redis.Redis, camera: str, model: str, frames: list[int], dim: int
+    r: redis.Redis, camera: str, stream: str, model: str, frames: list[int], dim: int
 ) -> dict[int, np.ndarray]:
     """frame -> (dim,) float32 feature for the frames still stored (one MGET); a missing frame is absent, and so
     is a value of the wrong size (logged: another model under the same version name, or a corrupted key)."""
     if not frames:
         return {}
-    values: Any = r.mget([keys.snippet_feature_key(camera, model, f) for f in frames])
+    values: Any = r.mget([keys.snippet_feature_key(camera, stream, model, f) for f in frames])
     out: dict[int, np.ndarray] = {}
     for frame, value in zip(frames, values, strict=True):
         if value is None:

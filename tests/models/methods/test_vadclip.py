@@ -22,7 +22,7 @@ from models.pretrained import clip as clip_weights
 from models.store import ModelStore
 from models.train.config import load_train_config
 from models.train.loop import train
-from models.train.objectives.vadclip import PromptTextEncoder, VadclipObjective, top_k_mean
+from models.train.objectives.vadclip import PromptTextEncoder, VadclipObjective, top_k_bce, top_k_mean
 from models.train.weak import fit
 
 TINY_YAML = Path(__file__).resolve().parents[3] / "models" / "configs" / "vadclip_tiny.yaml"
@@ -85,6 +85,20 @@ def test_top_k_mean_over_valid_snippets() -> None:
     torch.testing.assert_close(top_k_mean(values, valid), torch.tensor([0.9, 0.4]))
     long = torch.arange(40.0)[None]  # k = 40 // 16 + 1 = 3 -> mean of 39, 38, 37
     torch.testing.assert_close(top_k_mean(long, torch.ones(1, 40, dtype=torch.bool)), torch.tensor([38.0]))
+
+
+def test_top_k_bce_equals_bce_of_the_top_k_mean_and_recovers_from_saturation() -> None:
+    logits = torch.randn(3, 40)
+    valid = torch.ones(3, 40, dtype=torch.bool)
+    valid[2, 20:] = False
+    labels = torch.tensor([1.0, 0.0, 1.0])
+    naive = torch.nn.functional.binary_cross_entropy(top_k_mean(torch.sigmoid(logits), valid), labels)
+    torch.testing.assert_close(top_k_bce(logits, valid, labels), naive)
+    # A normal video whose logits saturated at +40 still gets a gradient pushing them down.
+    saturated = torch.full((1, 10), 40.0, requires_grad=True)
+    top_k_bce(saturated, torch.ones(1, 10, dtype=torch.bool), torch.tensor([0.0])).backward()
+    assert saturated.grad is not None
+    assert saturated.grad.max() > 0.5
 
 
 def test_prompts_put_name_and_eot_where_vadclip_does_and_train() -> None:

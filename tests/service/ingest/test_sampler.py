@@ -69,6 +69,11 @@ def test_reset_restarts_the_context_but_not_the_frame_numbers() -> None:
     w = after[0]
     assert w.frames[:, 0, 0, 0].tolist() == [100, 101, 102, 103, 104]  # no frame from before the reset
     assert w.first_frame == 8  # frames 6, 7 are warm-up (no score), 8..10 scored
+    # One numbering across the reconnect (same stream id); a new sampler starts a new numbering at 0.
+    assert w.stream == first[0].stream
+    restarted = run(WindowSampler(spec, 3), range(5))
+    assert restarted[0].first_frame == 2
+    assert restarted[0].stream != w.stream
 
 
 @pytest.mark.parametrize(

@@ -78,20 +78,21 @@ def _score(r: redis.Redis, model: LoadedModel, windows: list[WindowMsg]) -> np.n
 def test_snippet_features_round_trip_with_ttl(redis_url, caplog):
     r = redis.Redis.from_url(redis_url)
     features = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
-    topics.write_snippet_features(r, "cam", "m@v1", 100, features, ttl_s=30)
+    topics.write_snippet_features(r, "cam", "", "m@v1", 100, features, ttl_s=30)
 
-    got = topics.read_snippet_features(r, "cam", "m@v1", [99, 100, 102, 103, 104], dim=6)
+    got = topics.read_snippet_features(r, "cam", "", "m@v1", [99, 100, 102, 103, 104], dim=6)
     assert sorted(got) == [100, 102, 103]  # 99 and 104 were never written
     for frame, feature in got.items():
         assert feature.dtype == np.float32
         np.testing.assert_array_equal(feature, features[frame - 100])
-    assert 0 < r.ttl(keys.snippet_feature_key("cam", "m@v1", 101)) <= 30
-    assert topics.read_snippet_features(r, "cam", "m@v2", [100], dim=6) == {}  # another version: its own keys
-    assert topics.read_snippet_features(r, "cam", "m@v1", [], dim=6) == {}
+    assert 0 < r.ttl(keys.snippet_feature_key("cam", "", "m@v1", 101)) <= 30
+    assert topics.read_snippet_features(r, "cam", "", "m@v2", [100], dim=6) == {}  # another version: its own keys
+    assert topics.read_snippet_features(r, "cam", "b3c4", "m@v1", [100], dim=6) == {}  # another numbering: its own
+    assert topics.read_snippet_features(r, "cam", "", "m@v1", [], dim=6) == {}
 
-    r.set(keys.snippet_feature_key("cam", "m@v1", 101), b"\0" * 8)  # 2 floats, not 6
+    r.set(keys.snippet_feature_key("cam", "", "m@v1", 101), b"\0" * 8)  # 2 floats, not 6
     with caplog.at_level(logging.ERROR):
-        got = topics.read_snippet_features(r, "cam", "m@v1", [100, 101], dim=6)
+        got = topics.read_snippet_features(r, "cam", "", "m@v1", [100, 101], dim=6)
     assert sorted(got) == [100]
     assert "frame 101" in caplog.text
 
@@ -127,7 +128,7 @@ def test_streamed_windows_score_like_the_whole_clip_in_any_batching(redis_url, h
     assert all(torch.equal(a, b) for a, b in zip(single_sequences, batched_sequences, strict=True))
     # Same sequences; VadCLIP scores a sequence alone or among others up to float32 rounding (1 ulp seen on CPU).
     np.testing.assert_allclose(one_by_one, batched, rtol=1e-6, atol=0)
-    key = keys.snippet_feature_key("batched", history_model.ref, windows[-1].first_frame)
+    key = keys.snippet_feature_key("batched", "", history_model.ref, windows[-1].first_frame)
     assert 0 < r.ttl(key) <= 600
 
 
@@ -141,14 +142,14 @@ def test_history_stops_at_the_first_missing_snippet(redis_url, history_model):
     r = redis.Redis.from_url(redis_url)
     _score(r, history_model, windows[:-1])
     t = windows[-1].first_frame
-    r.delete(keys.snippet_feature_key("cam", history_model.ref, t - 2 * stride))
+    r.delete(keys.snippet_feature_key("cam", "", history_model.ref, t - 2 * stride))
     with patch.object(method, "score_history", wraps=method.score_history) as spy:
         _score(r, history_model, windows[-1:])
     sequences = spy.call_args.args[0]
 
-    value = r.get(keys.snippet_feature_key("cam", history_model.ref, t))
+    value = r.get(keys.snippet_feature_key("cam", "", history_model.ref, t))
     assert isinstance(value, bytes)
-    stored = topics.read_snippet_features(r, "cam", history_model.ref, [t - stride, t], len(value) // 4)
+    stored = topics.read_snippet_features(r, "cam", "", history_model.ref, [t - stride, t], len(value) // 4)
     assert torch.equal(sequences[0], torch.from_numpy(np.stack([stored[t - stride], stored[t]])))  # t: 2 of them
     assert all(len(seq) > 2 for seq in sequences[1:])  # t + 1 ...: t + 1 - 2 * stride is still there
 
@@ -182,5 +183,5 @@ def test_live_worker_scores_every_frame_of_a_history_model(redis_url, tmp_path, 
         assert {s.model for s in scores} == {history_model.ref}
         expected, _ = calibrate(history_model.calibration, _raw(method, clip))
         np.testing.assert_allclose([s.score for s in scores], expected, atol=1e-5)
-        assert r.exists(keys.snippet_feature_key(cam, history_model.ref, len(clip) - 1))
+        assert r.exists(keys.snippet_feature_key(cam, "", history_model.ref, len(clip) - 1))
     assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
