@@ -13,8 +13,9 @@ COPY pyproject.toml README.md ./
 COPY models ./models
 COPY service ./service
 COPY cli ./cli
-# torch first from the chosen index (CPU wheels by default, so the image stays ~1 GB, not ~6 GB).
-RUN /opt/vigil/bin/pip install --index-url "${TORCH_INDEX}" "torch==2.13.0" \
+# torch + torchvision first from the chosen index (CPU wheels by default, so the image stays ~1.5 GB, not ~6 GB);
+# the versions match pyproject's pins, which "+cpu" builds satisfy.
+RUN /opt/vigil/bin/pip install --index-url "${TORCH_INDEX}" "torch==2.14.1" "torchvision==0.29.1" \
  && /opt/vigil/bin/pip install .
 
 FROM ${PYTHON_IMAGE} AS runtime

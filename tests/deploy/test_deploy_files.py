@@ -121,3 +121,21 @@ def test_kubernetes_manifests_validate():
     worker = next(d for d in _k8s_documents() if d["metadata"]["name"] == "vigil-worker" and d["kind"] == "Deployment")
     limits = worker["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == 1
+
+
+def test_dockerfile_installs_the_torch_builds_pyproject_pins():
+    """The image installs torch/torchvision from its own index first; they must be the versions pyproject pins,
+    or `pip install .` would fetch other (multi-GB CUDA) builds."""
+    import re
+    import tomllib
+
+    pins = {
+        name: version
+        for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+        if (m := re.fullmatch(r"(torch|torchvision)==([\w.]+)", dep))
+        for name, version in [m.groups()]
+    }
+    assert set(pins) == {"torch", "torchvision"}
+    docker = (ROOT / "Dockerfile").read_text()
+    for name, version in pins.items():
+        assert f'"{name}=={version}"' in docker, f"Dockerfile does not install {name}=={version}"
