@@ -79,6 +79,7 @@ class SnippetHistoryMethod(AnomalyMethod):
 
     snippet_frames: int  # stride between history elements, in frames
     history_snippets: int  # longest sequence scored, the newest snippet included
+    feature_dim: int  # D of a snippet feature
 
     def snippet_features(self, window: torch.Tensor) -> torch.Tensor:
         """(B, context + N, C, H, W) -> (B, N, D): the feature of the snippet ending at each scored frame."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.base import AnomalyMethod
+from models.base import AnomalyMethod, SnippetHistoryMethod
 from models.calibration import calibrate
 from models.card import ModelCard
 from models.data.transforms import prepare, to_tensor
@@ -62,14 +62,32 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]
 def _score_batch(
     method: AnomalyMethod, frames: np.ndarray, ranges: list[tuple[int, int]], device: torch.device
 ) -> np.ndarray:
-    """Windows of equal length -> (B * N, S) raw signals, in window order."""
+    """Windows of equal length -> (B * N, S) raw signals (or, for a SnippetHistoryMethod, (B * N, D) snippet
+    features), in window order."""
     t = ranges[0][1] - ranges[0][0]
     clips = np.stack([frames[a:b] for a, b in ranges])  # (B, T, h, w, C) uint8
     b, _, h, w, c = clips.shape
     window = to_tensor(clips.reshape(b * t, h, w, c)).view(b, t, c, h, w).to(device, non_blocking=True)
     with _autocast(device):
-        signals = method.score(window)  # (B, N, S)
-    return signals.float().reshape(-1, signals.shape[-1]).cpu().numpy()
+        history = isinstance(method, SnippetHistoryMethod)
+        out = method.snippet_features(window) if history else method.score(window)  # (B, N, D) or (B, N, S)
+    return out.float().reshape(-1, out.shape[-1]).cpu().numpy()
+
+
+def _score_histories(method: SnippetHistoryMethod, features: np.ndarray, device: torch.device) -> np.ndarray:
+    """(M, D) snippet features of frames context..N-1 -> (M, S) raw signals, each frame from its whole history
+    (frames t, t - stride, ... back to the first scored frame, at most history_snippets): what the live worker
+    computes with its Redis buffer, so offline and live scores agree however the video was cut into windows."""
+    step, longest = method.snippet_frames, method.history_snippets
+    stacked = torch.from_numpy(features).to(device)
+    out = np.empty((len(features), len(method.signal_names)), dtype=np.float32)
+    chunk = 256  # sequences per forward pass
+    for start in range(0, len(features), chunk):
+        index = range(start, min(start + chunk, len(features)))
+        sequences = [stacked[torch.arange(j, -1, -step)[:longest].flip(0)] for j in index]
+        with _autocast(device):
+            out[start : index.stop] = method.score_history(sequences).float().cpu().numpy()
+    return out
 
 
 def score_frames(
@@ -92,7 +110,7 @@ def score_frames(
         msg = f"batch_size must be >= 1, got {batch_size}"
         raise ValueError(msg)
     dev = resolve_device(device, method)
-    num_signals = len(method.signal_names)
+    num_signals = method.feature_dim if isinstance(method, SnippetHistoryMethod) else len(method.signal_names)
     ranges = list(iter_windows(len(frames), spec.context, window))
     if not ranges:
         return np.empty((0, num_signals), dtype=np.float32)
@@ -110,6 +128,8 @@ def score_frames(
                 out[first : first + len(signals)] = signals
                 if progress is not None:
                     progress(len(signals))
+        if isinstance(method, SnippetHistoryMethod):
+            return _score_histories(method, out, dev)
     return out
 
 

@@ -120,6 +120,7 @@ class Vadclip(SnippetHistoryMethod):
         self.config = config
         self.input_spec = InputSpec(height=config.size, width=config.size, channels=3, context=SNIPPET_FRAMES - 1)
         self.snippet_frames, self.history_snippets = SNIPPET_FRAMES, config.history
+        self.feature_dim = config.feature_dim
         self.signal_names = ("c_prob", "a_prob") if config.a_branch else ("c_prob",)
         dim = config.feature_dim
         # Frozen backbone: no gradients, eval mode always (see train()); saved with the model so the card alone

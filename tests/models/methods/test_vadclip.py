@@ -277,3 +277,15 @@ def test_clip_feature_cache_matches_the_method_and_trains(synthetic_dataset: Pat
     result = train(cfg)
     assert result.ref is None
     assert result.metrics["train"]["features"] == str(out)
+
+
+def test_offline_scoring_gives_every_frame_its_whole_history() -> None:
+    """`vigil score`/`vigil eval` cut a video into windows of 16; each frame must still see its full history,
+    as the live worker's Redis buffer gives it, i.e. the same as scoring the whole clip as one window."""
+    from models.inference import score_frames
+
+    method = tiny()
+    frames = (torch.rand(15 + 100, 64, 64, 3) * 255).to(torch.uint8).numpy()
+    whole = method.score(torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255)[0].detach().numpy()
+    for window in (16, 7):
+        np.testing.assert_allclose(score_frames(method, frames, batch_size=3, window=window), whole, atol=2e-6)
