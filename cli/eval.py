@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model reference: name, name@v3 or name@production")
     parser.add_argument("--dataset", required=True, type=Path, help="dataset root; its test split is scored")
+    parser.add_argument(
+        "--split",
+        help="a weak split YAML or a name under models/splits/ (e.g. ped2_weak): score only its test videos, "
+        "for models trained on some of the dataset's test videos (gcl, vadclip)",
+    )
     add_scoring_options(parser, "eval")
     parser.add_argument("--record", action="store_true", help="write the metrics into the model card")
 
@@ -39,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     method, card, version = load_model(store, args.model, device)
     videos = open_dataset(args.dataset, "test")
+    if args.split:
+        videos = _split_test_videos(videos, args.split)
     signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device)
     result, scores = evaluate(
         signals, method.input_spec.context, list(method.signal_names), card.calibration, version.ref, str(args.dataset)
@@ -52,6 +59,20 @@ def run(args: argparse.Namespace) -> int:
         _record(store, version, card, result, videos, args.dataset)
         print(f"recorded the metrics in the card of {version.ref}")
     return 0
+
+
+def _split_test_videos(videos: list[LabeledVideo], split: str) -> list[LabeledVideo]:
+    """The test videos a weak split evaluates on ("test/07" -> test video 07); the others were trained on."""
+    from models.errors import DatasetError
+    from models.features.split import load_split
+
+    wanted = {k.split("/", 1)[1] for k in load_split(split).test if k.startswith("test/")}
+    kept = [v for v in videos if v.name in wanted]
+    if len(kept) != len(wanted):
+        missing = sorted(wanted - {v.name for v in kept})
+        msg = f"split {split} tests on videos {missing} that this dataset's test split does not have"
+        raise DatasetError(msg)
+    return kept
 
 
 def _score_test_set(
@@ -95,6 +116,7 @@ def _record(
     entry = {
         **result.summary(),
         "dataset": str(dataset),
+        "videos": [v.name for v in videos],
         "dataset_fingerprint": dataset_fingerprint(videos),
         "num_videos": len(videos),
         "num_frames": result.paper.num_frames,

@@ -91,3 +91,26 @@ def test_eval_bad_input(
     ]
     assert main(args) == 1
     assert "has no ground truth for test videos clip" in capsys.readouterr().err
+
+
+def test_eval_on_a_weak_split_scores_only_its_test_videos(
+    tiny_registry: Path, synthetic_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    def split_file(test: list[str]) -> Path:
+        path = tmp_path / f"split-{len(test)}-{test[0].replace('/', '_')}.yaml"
+        split = {"dataset": "synthetic", "train": {"normal": ["train/01"]}, "calibration": ["train/02"], "test": test}
+        path.write_text(yaml.safe_dump(split))
+        return path
+
+    base = ["eval", "tiny@v1", "--dataset", str(synthetic_dataset), "--registry", str(tiny_registry)]
+    out = tmp_path / "eval"
+    assert main([*base, "--split", str(split_file(["test/02"])), "--out", str(out), "--record"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["paper"]["per_video_auc"]) == {"02"}
+    assert report["paper"]["num_frames"] == 36
+    assert ModelStore(tiny_registry).resolve("tiny@v1").card().metrics["eval"]["videos"] == ["02"]
+    capsys.readouterr()
+    assert main([*base, "--split", str(split_file(["test/99"]))]) == 1
+    assert "tests on videos ['99']" in capsys.readouterr().err
