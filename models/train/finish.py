@@ -68,9 +68,22 @@ def finish_run(
     """Calibrate, then (if enabled) register; returns (reference or None, the card's metrics)."""
     calibration, val_stats = calibrate_on(method, val, device)
     metrics = {"train": train_metrics, "val_raw": val_stats}
+    notes = f"vigil train: {train_metrics['steps']} steps on {val.root}"
+    return register_run(cfg, method, calibration, metrics, val.fingerprint, notes), metrics
+
+
+def register_run(
+    cfg: TrainConfig,
+    method: AnomalyMethod,
+    calibration: Calibration,
+    metrics: dict[str, Any],
+    data_fingerprint: str,
+    notes: str,
+) -> str | None:
+    """Register the trained method under `register.name` (default: the method name) when registration is on."""
     reg = cfg.registration
     if not reg.enabled:
-        return None, metrics
+        return None
     if reg.registry is None:
         msg = "register.registry is not set; the CLI fills it from VIGIL_STORE__ROOT, or set register.registry=PATH"
         raise ValueError(msg)
@@ -80,9 +93,9 @@ def finish_run(
         name,
         calibration=calibration,
         metrics=metrics,
-        data_fingerprint=val.fingerprint,
-        notes=f"vigil train: {train_metrics['steps']} steps on {val.root}",
+        data_fingerprint=data_fingerprint,
+        notes=notes,
     )
     version = save_model(ModelStore(reg.registry), method, card)
     log.info("registered %s in %s", version.ref, reg.registry)
-    return version.ref, metrics
+    return version.ref

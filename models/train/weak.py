@@ -34,12 +34,11 @@ from models.features.weak import (
     to_sequence,
     training_videos,
 )
-from models.io import build_card, save_model
 from models.methods.vadclip import Vadclip
 from models.pretrained import clip as clip_weights
 from models.pretrained.i3d import load_i3d_kinetics
-from models.store import ModelStore
 from models.train.config import TrainConfig
+from models.train.finish import register_run
 from models.train.objectives.vadclip import VadclipObjective
 
 log = logging.getLogger(__name__)
@@ -170,21 +169,6 @@ def train_weak(cfg: TrainConfig, method: Vadclip, device: torch.device) -> tuple
         },
     }
     metrics["test"] = evaluate(method, split, source, cfg.data.root, calibration)
-    reg = cfg.registration
-    if not reg.enabled:
-        return None, metrics
-    if reg.registry is None:
-        msg = "register.registry is not set; the CLI fills it from VIGIL_STORE__ROOT, or set register.registry=PATH"
-        raise ValueError(msg)
-    videos_all = open_dataset(cfg.data.root, "train") + open_dataset(cfg.data.root, "test")
-    card = build_card(
-        method.cpu(),
-        reg.name or "vadclip",
-        calibration=calibration,
-        metrics=metrics,
-        data_fingerprint=dataset_fingerprint(videos_all),
-        notes=f"vigil train (weak split {cfg.data.split}): {cfg.steps} steps",
-    )
-    version = save_model(ModelStore(reg.registry), method, card)
-    log.info("registered %s in %s", version.ref, reg.registry)
-    return version.ref, metrics
+    fingerprint = dataset_fingerprint(open_dataset(cfg.data.root, "train") + open_dataset(cfg.data.root, "test"))
+    notes = f"vigil train (weak split {cfg.data.split}): {cfg.steps} steps"
+    return register_run(cfg, method, calibration, metrics, fingerprint, notes), metrics
