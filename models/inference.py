@@ -76,19 +76,23 @@ def _score_batch(
     return out.float().reshape(-1, out.shape[-1]).cpu().numpy()
 
 
-def _score_histories(method: SnippetHistoryMethod, features: np.ndarray, device: torch.device) -> np.ndarray:
-    """(M, D) snippet features of frames context..N-1 -> (M, S) raw signals, each frame from its whole history
-    (frames t, t - stride, ... back to the first scored frame, at most history_snippets): what the live worker
-    computes with its Redis buffer, so offline and live scores agree however the video was cut into windows."""
+def _score_histories(
+    method: SnippetHistoryMethod, features: np.ndarray, device: torch.device, first: int = 0
+) -> np.ndarray:
+    """(M, D) snippet features of consecutive scored frames -> (M - first, S) raw signals of frames first..M-1,
+    each from its whole history (frames t, t - stride, ... back to the first row, at most history_snippets):
+    what the live worker computes with its Redis buffer, so offline and live scores agree however the video
+    was cut into windows or chunks. Rows before `first` serve as history only."""
     step, longest = method.snippet_frames, method.history_snippets
     stacked = torch.from_numpy(features).to(device)
-    out = np.empty((len(features), len(method.signal_names)), dtype=np.float32)
+    out = np.empty((len(features) - first, len(method.signal_names)), dtype=np.float32)
     chunk = 256  # sequences per forward pass
-    for start in range(0, len(features), chunk):
-        index = range(start, min(start + chunk, len(features)))
-        sequences = [stacked[torch.arange(j, -1, -step)[:longest].flip(0)] for j in index]
-        with _autocast(device):
-            out[start : index.stop] = method.score_history(sequences).float().cpu().numpy()
+    with torch.inference_mode():
+        for start in range(first, len(features), chunk):
+            index = range(start, min(start + chunk, len(features)))
+            sequences = [stacked[torch.arange(j, -1, -step)[:longest].flip(0)] for j in index]
+            with _autocast(device):
+                out[start - first : index.stop - first] = method.score_history(sequences).float().cpu().numpy()
     return out
 
 
@@ -101,6 +105,21 @@ def score_frames(
     progress: Progress | None = None,
 ) -> np.ndarray:
     """Prepared uint8 (N, h, w, C) frames -> raw signals float32 (N - context, S) for frames context..N-1."""
+    dev = resolve_device(device, method)
+    out = _window_outputs(method, frames, batch_size, window, dev, progress)
+    return _score_histories(method, out, dev) if isinstance(method, SnippetHistoryMethod) else out
+
+
+def _window_outputs(
+    method: AnomalyMethod,
+    frames: np.ndarray,
+    batch_size: int,
+    window: int,
+    dev: torch.device,
+    progress: Progress | None,
+) -> np.ndarray:
+    """Frames cut into windows -> (N - context, S) raw signals, or (N - context, D) snippet features of a
+    SnippetHistoryMethod (scored from their histories by the caller)."""
     spec = method.input_spec
     if frames.ndim != 4 or frames.shape[1:] != (spec.height, spec.width, spec.channels):
         msg = (
@@ -111,7 +130,6 @@ def score_frames(
     if batch_size < 1:
         msg = f"batch_size must be >= 1, got {batch_size}"
         raise ValueError(msg)
-    dev = resolve_device(device, method)
     num_signals = method.feature_dim if isinstance(method, SnippetHistoryMethod) else len(method.signal_names)
     ranges = list(iter_windows(len(frames), spec.context, window))
     if not ranges:
@@ -130,8 +148,6 @@ def score_frames(
                 out[first : first + len(signals)] = signals
                 if progress is not None:
                     progress(len(signals))
-        if isinstance(method, SnippetHistoryMethod):
-            return _score_histories(method, out, dev)
     return out
 
 
@@ -156,15 +172,23 @@ def score_video(
             "%s: scoring every frame at %.1f fps; the method was trained at %.1f fps", reader.name, reader.fps, spec.fps
         )
     chunk_frames = max(chunk_frames, window) // window * window  # whole windows per chunk
+    dev = resolve_device(device, method)
+    history: np.ndarray | None = None  # a SnippetHistoryMethod's features of the previous chunks' last frames
     pts: list[float] = []
     buffer: list[np.ndarray] = []  # raw decoded frames not yet prepared
     carry = np.empty((0, spec.height, spec.width, spec.channels), dtype=np.uint8)  # last `context` prepared frames
     parts: list[np.ndarray] = []
 
     def flush() -> None:
-        nonlocal carry, buffer
+        nonlocal carry, buffer, history
         prepared = np.concatenate([carry, prepare(np.stack(buffer), spec)])
-        parts.append(score_frames(method, prepared, batch_size, window, device, progress))
+        if isinstance(method, SnippetHistoryMethod):  # histories reach back across chunks, as live
+            features = _window_outputs(method, prepared, batch_size, window, dev, progress)
+            joined = features if history is None else np.concatenate([history, features])
+            parts.append(_score_histories(method, joined, dev, first=len(joined) - len(features)))
+            history = joined[max(0, len(joined) - (method.history_snippets - 1) * method.snippet_frames) :]
+        else:
+            parts.append(score_frames(method, prepared, batch_size, window, dev, progress))
         carry = prepared[len(prepared) - spec.context :] if spec.context else prepared[:0]
         buffer = []
 

@@ -289,3 +289,19 @@ def test_offline_scoring_gives_every_frame_its_whole_history() -> None:
     whole = method.score(torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255)[0].detach().numpy()
     for window in (16, 7):
         np.testing.assert_allclose(score_frames(method, frames, batch_size=3, window=window), whole, atol=2e-6)
+
+
+def test_video_scored_in_chunks_keeps_the_history_across_chunks(tmp_path: Path) -> None:
+    """`score_video` decodes long videos in chunks; a history reaching into the previous chunk must not be cut."""
+    from models.data.transforms import prepare
+    from models.data.video import open_video
+    from models.inference import score_video
+    from tests.synthetic import render_frames, write_video
+
+    method = tiny()
+    path = write_video(tmp_path / "long.mp4", render_frames(15 + 150, (64, 64), (90, 120), seed=3)[0])
+    frames = prepare(open_video(path).read_all(), method.input_spec)
+    whole = method.score(torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255)[0].detach().numpy()
+    pts, raw = score_video(method, open_video(path), batch_size=2, window=8, chunk_frames=32)
+    assert len(pts) == 165
+    np.testing.assert_allclose(raw, whole, atol=2e-6)
