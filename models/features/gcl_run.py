@@ -20,15 +20,17 @@ import torch
 
 from models.calibration import fit_calibration
 from models.card import Calibration
-from models.data.datasets import open_dataset
+from models.data.datasets import dataset_fingerprint, open_dataset
 from models.errors import DatasetError
 from models.evaluate.protocols import online_scores, summarize
 from models.features.cache import FeatureCache, FeatureCacheError
 from models.features.extract import SNIPPET_FRAMES
-from models.features.split import WeakSplit
+from models.features.split import WeakSplit, load_split
 from models.io import build_card, save_model, sha256_file
 from models.methods.gcl import Gcl, GclConfig
 from models.store import ModelStore
+from models.train.config import TrainConfig
+from models.train.finish import register_run
 from models.train.objectives.gcl import GclObjective, load_backbone
 
 log = logging.getLogger(__name__)
@@ -142,3 +144,26 @@ def run_gcl(
 def register(method: Gcl, name: str, registry: Path, metrics: dict[str, Any], calibration: Calibration) -> str:
     card = build_card(method, name, calibration=calibration, metrics=metrics, notes="trained on cached I3D features")
     return save_model(ModelStore(registry), method, card).ref
+
+
+def train_gcl_on_split(cfg: TrainConfig) -> tuple[str | None, dict[str, Any]]:
+    """`vigil train` with data.split and data.features: `run_gcl` with the run's steps, batch, learning rates
+    and seed, then registration as `register.name`."""
+    if cfg.data.features is None or cfg.data.split is None:
+        msg = "gcl with data.split trains on cached snippet features: set data.features (`vigil features extract`)"
+        raise ValueError(msg)
+    if cfg.resume is not None:
+        msg = "feature-level gcl runs keep no checkpoints to resume; run again without resume"
+        raise ValueError(msg)
+    run = FeatureRun(
+        steps=cfg.steps, batch_size=cfg.batch_size, lr_g=cfg.optim.lr_g, lr_d=cfg.optim.lr_d, seed=cfg.seed
+    )
+    split = load_split(cfg.data.split)
+    config = cfg.method
+    if not isinstance(config, GclConfig):
+        msg = f"train_gcl_on_split trains gcl, got a {type(config).__name__}"
+        raise TypeError(msg)
+    method, metrics, calibration = run_gcl(config, FeatureCache.open(cfg.data.features), split, cfg.data.root, run)
+    fingerprint = dataset_fingerprint(open_dataset(cfg.data.root, "train") + open_dataset(cfg.data.root, "test"))
+    notes = f"vigil train (weak split {cfg.data.split}, I3D feature cache {cfg.data.features}): {cfg.steps} steps"
+    return register_run(cfg, method, calibration, metrics, fingerprint, notes), metrics

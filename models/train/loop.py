@@ -195,11 +195,17 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def _train_weak(cfg: TrainConfig, method: AnomalyMethod, device: torch.device) -> TrainResult:
+    """data.split: the feature-level methods train on a split's videos (vadclip with video labels, gcl without)."""
+    from models.features.gcl_run import train_gcl_on_split
+    from models.methods.gcl import Gcl
     from models.methods.vadclip import Vadclip
     from models.train.weak import train_weak
 
-    if not isinstance(method, Vadclip):
-        msg = f"data.split trains weakly supervised methods (vadclip); {cfg.method.name} trains on frame clips"  # type: ignore[attr-defined]
+    if isinstance(method, Vadclip):
+        ref, metrics = train_weak(cfg, method, device)
+    elif isinstance(method, Gcl):
+        ref, metrics = train_gcl_on_split(cfg)
+    else:
+        msg = f"data.split trains vadclip and gcl on snippet features; {cfg.method.name} trains on frame clips"  # type: ignore[attr-defined]
         raise ValueError(msg)
-    ref, metrics = train_weak(cfg, method, device)
     return TrainResult(ref=ref, metrics=metrics)

@@ -136,3 +136,36 @@ def test_trains_with_vigil_train_and_round_trips(synthetic_dataset: Path, tmp_pa
     for key, value in initial.i3d.state_dict().items():
         torch.testing.assert_close(method.i3d.state_dict()[key], value, msg=key)
     assert not torch.equal(method.generator[0].weight, initial.generator[0].weight)
+
+
+@pytest.mark.slow
+def test_trains_on_a_feature_cache_over_a_weak_split_with_vigil_train(synthetic_dataset: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from models.features.cache import FeatureCache
+    from models.features.extract import extract_dataset, feature_index, i3d_encoder
+
+    backbone = tiny().i3d  # seed 0: the same random I3D the run builds with seed=0
+    cache = FeatureCache.create_or_open(tmp_path / "cache", feature_index(backbone, 64, "random:0", name="i3d-tiny"))
+    extract_dataset(synthetic_dataset, cache, i3d_encoder(backbone), 64)
+    split = {
+        "dataset": "synthetic",
+        "train": {"normal": ["train/01", "train/02"], "anomalous": ["test/01"]},
+        "calibration": ["train/03"],
+        "test": ["test/02"],
+    }
+    (tmp_path / "split.yaml").write_text(yaml.safe_dump(split))
+    overrides = [
+        f"data.root={synthetic_dataset}",
+        f"data.split={tmp_path / 'split.yaml'}",
+        f"data.features={tmp_path / 'cache'}",
+        f"register.registry={tmp_path / 'reg'}",
+    ]
+    result = train(load_train_config(TINY_YAML, overrides))
+    assert result.ref == "gcl-tiny@v1"
+    assert result.metrics["train"]["videos"] == ["train/01", "train/02", "test/01"]
+    assert {"paper_disc_prob", "online"} <= set(result.metrics["test"])
+    _, card, _ = load_model(ModelStore(tmp_path / "reg"), "gcl-tiny")
+    assert card.calibration is not None
+    with pytest.raises(ValueError, match=r"set data\.features"):
+        train(load_train_config(TINY_YAML, [*overrides[:2], f"out_dir={tmp_path / 'again'}"]))
