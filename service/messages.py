@@ -293,7 +293,7 @@ class ScoringState(_Message):
     track: AlertTrack = AlertTrack()
 
 
-JobState = Literal["queued", "running", "done", "failed"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 JOB_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 

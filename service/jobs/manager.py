@@ -40,6 +40,11 @@ class JobManager:
             if not runner.alive:
                 del self.runners[job_id]
                 self.release(stream)  # finished, or ended by an error: free it to be taken again below
+            elif self._cancelled(r, job_id):
+                log.info("job %s: cancelled; stopping it", job_id)
+                runner.stop()
+                del self.runners[job_id]
+                self.release(stream)
             elif not self.lease(stream):
                 log.warning("job %s: lease lost to another ingester; stopping it here", job_id)
                 runner.stop()
@@ -49,6 +54,14 @@ class JobManager:
                 return
             if job_id not in self.runners and self.lease(keys.job_stream(job_id)):
                 self._start(r, job_id)
+
+    @staticmethod
+    def _cancelled(r: redis.Redis, job_id: str) -> bool:
+        try:
+            job = topics.get_job(r, job_id)
+        except MessageError:
+            return False
+        return job is None or job.state == "cancelled"  # a deleted record cannot be run either
 
     def _start(self, r: redis.Redis, job_id: str) -> None:
         try:

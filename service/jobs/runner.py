@@ -42,6 +42,10 @@ class LeaseLost(Exception):
     """Another reader published the frame this one was about to: it runs the job now, this one stops."""
 
 
+class JobCancelled(Exception):
+    """The job's record says cancelled (POST /jobs/{id}/cancel): stop without writing anything more."""
+
+
 class JobRunner:
     """Runs one job in a daemon thread until it is done, failed, or `stop()` is called."""
 
@@ -88,6 +92,8 @@ class JobRunner:
             self._finish(self.job.model_copy(update={"state": "failed", "reason": str(e)}))
         except LeaseLost as e:
             log.warning("job %s: %s", self.job.id, e)
+        except JobCancelled:
+            log.info("job %s: cancelled; stopped reading", self.job.id)
         except REDIS_ERRORS as e:  # the job stays active: the manager restarts a runner, which resumes
             log.warning("job %s: Redis unavailable, the job resumes when it is back: %s", self.job.id, e)
         except Exception as e:  # a bug must not leave the job running forever
@@ -164,13 +170,16 @@ class JobRunner:
 
     def _update(self, **changes: object) -> None:
         self.job = self.job.model_copy(update=changes)
-        topics.put_job(self.r, self.job)
+        if not topics.put_job(self.r, self.job):
+            raise JobCancelled
 
     def _finish(self, job: JobRecord) -> None:
         """Record the end, then clean up the job's stream (a failed job's windows in flight are awaited first)."""
         self.job = job.model_copy(update={"finished_ts": time.time()})
         try:
-            topics.put_job(self.r, self.job)
+            if not topics.put_job(self.r, self.job):
+                log.info("job %s: cancelled before it could be recorded %s", job.id, job.state)
+                return  # the cancel already let the job's stream expire
             log.info("job %s %s: %s", job.id, job.state, job.reason or f"{job.frames_scored} frames scored")
             drained = job.state == "done" or self._await_in_flight()
             # Scores arriving after the stream was dropped would recreate it without a TTL: only drop it once

@@ -288,12 +288,27 @@ def job_alerts(job_id: JobId, settings: SettingsDep, redis: RedisDep, _: ViewerD
     return topics.list_alerts(redis, limit=1000, camera=keys.job_stream(job_id)).alerts
 
 
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: JobId, settings: SettingsDep, redis: RedisDep, _: AdminDep) -> JobOut:
+    """Stop a queued or running job: its ingester stops reading within a tick and the record stays `cancelled`.
+    Windows already on the bus are still scored; its score stream expires. DELETE it afterwards to free its files."""
+    job, cancelled = topics.cancel_job(redis, job_id, reason="cancelled through the API")
+    if job is None:
+        raise NotFoundError(f"no job {job_id!r}; list jobs with GET /jobs")
+    if not cancelled:
+        raise ConflictError(
+            f"job {job_id} is already {job.state}; nothing to cancel (DELETE /jobs/{job_id} removes it)"
+        )
+    topics.expire_job_stream(redis, job_id, settings.alerts.retention_s, drop_scores=False)
+    return _out(job, _live_scored(redis, job))
+
+
 @router.delete("/{job_id}", status_code=204)
 def delete_job(job_id: JobId, settings: SettingsDep, redis: RedisDep, _: AdminDep) -> Response:
-    """Remove a finished (done or failed) job: its record and its folder (upload and results)."""
+    """Remove an ended (done, failed or cancelled) job: its record and its folder (upload and results)."""
     job = _load(redis, job_id)
-    if job.state not in ("done", "failed"):
-        raise ConflictError(f"job {job_id} is {job.state}; a job can be deleted once it is done or failed")
+    if job.state in topics.ACTIVE_STATES:
+        raise ConflictError(f"job {job_id} is {job.state}; cancel it first (POST /jobs/{job_id}/cancel)")
     topics.delete_job(redis, job_id)
     shutil.rmtree(settings.jobs.dir.resolve() / job_id, ignore_errors=True)
     return Response(status_code=204)

@@ -34,8 +34,10 @@ from service.bus.topics.cameras import (
 from service.bus.topics.codec import AnyRedis, Fields, M, check_version, decode_json, describe_errors, encode_json
 from service.bus.topics.history import read_snippet_features, write_snippet_features
 from service.bus.topics.jobs import (
+    ACTIVE_STATES,
     active_jobs,
     announce_job,
+    cancel_job,
     delete_job,
     expire_job_stream,
     get_job,
@@ -71,6 +73,7 @@ from service.bus.topics.windows import (
 from service.errors import MessageError, SchemaVersionError  # what the readers raise
 
 __all__ = [
+    "ACTIVE_STATES",
     "AnyRedis",
     "Fields",
     "M",
@@ -82,6 +85,7 @@ __all__ = [
     "add_scores",
     "announce_job",
     "camera_backlog",
+    "cancel_job",
     "check_version",
     "claim_stale_windows",
     "clear_heartbeat",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -51,14 +52,57 @@ def publish_job_window(r: redis.Redis, window: WindowMsg, maxlen: int = keys.WIN
     return int(seq), int(next_frame)
 
 
-def put_job(r: AnyRedis, job: JobRecord) -> None:
-    """Create or update a job; queued and running jobs are in JOBS_ACTIVE, where ingesters look for work."""
-    r.set(keys.job_key(job.id), encode_json(job))
-    r.zadd(keys.JOBS_INDEX, {job.id: job.created_ts})
-    if job.state in ("queued", "running"):
-        r.sadd(keys.JOBS_ACTIVE, job.id)
-    else:
-        r.srem(keys.JOBS_ACTIVE, job.id)
+ACTIVE_STATES = ("queued", "running")
+
+
+def put_job(r: redis.Redis, job: JobRecord) -> bool:
+    """Create or update a job; queued and running jobs are in JOBS_ACTIVE, where ingesters look for work.
+
+    A cancelled job stays cancelled: an update from its runner (which may not know yet) is refused, and
+    False is returned. Checked and written in one optimistic transaction, so a cancel cannot slip between.
+    """
+    key = keys.job_key(job.id)
+    with r.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                if job.state != "cancelled" and _stored_state(cast(bytes | None, pipe.get(key))) == "cancelled":
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.set(key, encode_json(job))
+                pipe.zadd(keys.JOBS_INDEX, {job.id: job.created_ts})
+                if job.state in ACTIVE_STATES:
+                    pipe.sadd(keys.JOBS_ACTIVE, job.id)
+                else:
+                    pipe.srem(keys.JOBS_ACTIVE, job.id)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue  # the record changed between the read and the write: look again
+
+
+def _stored_state(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return decode_json(data, JobRecord, "job").state
+    except MessageError:
+        return None
+
+
+def cancel_job(r: redis.Redis, job_id: str, reason: str) -> tuple[JobRecord | None, bool]:
+    """Mark a queued or running job cancelled (its runner stops on the ingester's next tick).
+
+    Returns (the record as it is now, whether this call cancelled it); (None, False) when there is no such job.
+    """
+    job = get_job(r, job_id)
+    while job is not None and job.state in ACTIVE_STATES:
+        cancelled = job.model_copy(update={"state": "cancelled", "reason": reason, "finished_ts": time.time()})
+        if put_job(r, cancelled):
+            return cancelled, True
+        job = get_job(r, job_id)
+    return job, False
 
 
 def get_job(r: redis.Redis, job_id: str) -> JobRecord | None:
