@@ -8,6 +8,7 @@ ended without finishing its job (Redis outage) is replaced on the next tick and 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import redis
@@ -15,6 +16,7 @@ import redis
 from service.bus import keys, topics
 from service.errors import MessageError
 from service.ingest.camera import SpecResolver
+from service.jobs.retention import sweep_ended_jobs
 from service.jobs.runner import JobRunner
 from service.settings import Settings
 
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 Lease = Callable[[str], bool]  # stream id -> True while this ingester holds (or just took) its lease
 Release = Callable[[str], None]
+_SWEEP_INTERVAL_S = 60.0  # how often ended jobs past their retention are looked for
 
 
 class JobManager:
@@ -33,8 +36,12 @@ class JobManager:
         self.settings, self.owner, self.resolve_spec = settings, owner, resolve_spec
         self.lease, self.release = lease, release
         self.runners: dict[str, JobRunner] = {}
+        self._next_sweep = 0.0  # monotonic time of the next retention sweep
 
     def tick(self, r: redis.Redis) -> None:
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + _SWEEP_INTERVAL_S
+            sweep_ended_jobs(r, self.settings.jobs)
         for job_id, runner in list(self.runners.items()):
             stream = keys.job_stream(job_id)
             if not runner.alive:

@@ -63,3 +63,28 @@ def test_a_running_job_stops_and_stays_cancelled(client, job_settings, rclient, 
     assert job["frames_scored"] < job["frames_total"]
     assert rclient.sismember(keys.JOBS_ACTIVE, job_id) == 0
     assert client.delete(f"/jobs/{job_id}").status_code == 204
+
+
+def test_ended_jobs_are_removed_after_their_retention(job_settings, rclient):
+    from service.jobs.retention import sweep_ended_jobs
+    from service.messages import JobRecord
+
+    now = 1_000_000.0
+    day = 24 * 3600.0
+    records = {
+        "0000000000000001": ("done", now - 40 * day),  # past retention: removed
+        "0000000000000002": ("cancelled", now - 31 * day),  # past retention: removed
+        "0000000000000003": ("failed", now - 2 * day),  # recent: kept
+        "0000000000000004": ("running", None),  # active: never touched
+    }
+    for job_id, (state, finished) in records.items():
+        job = JobRecord(
+            id=job_id, state=state, model="tiny@v1", source="path", name="a.mp4", input="/x", finished_ts=finished
+        )
+        assert topics.put_job(rclient, job)
+        (job_settings.jobs.dir / job_id).mkdir(parents=True)
+    jobs = job_settings.jobs.model_copy(update={"retention_s": int(30 * day)})
+    assert sorted(sweep_ended_jobs(rclient, jobs, now=now)) == ["0000000000000001", "0000000000000002"]
+    assert sorted(j.id for j in topics.list_jobs(rclient)) == ["0000000000000003", "0000000000000004"]
+    assert sorted(p.name for p in job_settings.jobs.dir.iterdir()) == ["0000000000000003", "0000000000000004"]
+    assert sweep_ended_jobs(rclient, jobs.model_copy(update={"retention_s": None}), now=now + 100 * day) == []
