@@ -110,8 +110,8 @@ class JobSettings(_Section):
     max_running: int = Field(default=2, ge=1)  # jobs one ingester reads at the same time
     # Scores are collected from the job's score stream, which keeps about keys.SCORES_MAXLEN entries.
     max_frames: int = Field(default=100_000, ge=1, le=100_000)
-    # Ended jobs (done, failed, cancelled) are removed this long after they ended, files included; None = keep.
-    retention_s: int | None = Field(default=30 * 24 * 3600, ge=60)
+    # Ended jobs (done, failed, cancelled) are removed this long after they ended, files included; 0 = keep all.
+    retention_s: int = Field(default=30 * 24 * 3600, ge=0)
 
 
 class Settings(BaseSettings):

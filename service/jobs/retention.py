@@ -22,7 +22,7 @@ _PAGE = 500  # job records read per Redis round trip
 
 def sweep_ended_jobs(r: redis.Redis, jobs: JobSettings, now: float | None = None) -> list[str]:
     """Delete the jobs that ended more than `jobs.retention_s` ago; returns their ids."""
-    if jobs.retention_s is None:
+    if jobs.retention_s == 0:  # keep everything
         return []
     cutoff = (time.time() if now is None else now) - jobs.retention_s
     expired: list[str] = []
