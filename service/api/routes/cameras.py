@@ -38,7 +38,8 @@ class CameraCreate(BaseModel):
 
 
 class CameraPatch(BaseModel):
-    """Fields to change; absent fields keep their value."""
+    """Fields to change; absent fields keep their value. `alerts` merges key by key (JSON merge patch): a key
+    left out keeps its override, a key set to null drops it (back to the service default)."""
 
     model_config = ConfigDict(extra="forbid")
     url: str | None = None
@@ -132,7 +133,10 @@ def update_camera(
     camera_id: CameraId, body: CameraPatch, redis: RedisDep, store: StoreDep, settings: SettingsDep, _: AdminDep
 ) -> CameraOut:
     current = _existing(redis, camera_id)
-    data = {**current.model_dump(), **body.model_dump(exclude_unset=True, exclude_none=True)}
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"alerts"})
+    if body.alerts is not None:
+        changes["alerts"] = {**current.alerts.model_dump(), **body.alerts.model_dump(exclude_unset=True)}
+    data = {**current.model_dump(), **changes}
     camera = _validated(data, settings, store)
     topics.put_camera(redis, camera)
     return _out(camera, topics.get_camera_status(redis, camera_id))

@@ -99,6 +99,12 @@ def test_patch_and_delete(client: TestClient, with_model: ModelStore, redis_url:
     assert r.json()["enabled"] is False
     assert r.json()["alerts"]["threshold"] == 0.9
     assert SECRET not in r.text
+    # alerts merge key by key: another key keeps the threshold; null drops an override
+    r = client.patch("/cameras/gate", json={"alerts": {"hysteresis": 0.1}})
+    assert (r.json()["alerts"]["threshold"], r.json()["alerts"]["hysteresis"]) == (0.9, 0.1)
+    r = client.patch("/cameras/gate", json={"alerts": {"threshold": None}})
+    assert (r.json()["alerts"]["threshold"], r.json()["alerts"]["hysteresis"]) == (None, 0.1)
+    assert r.json()["enabled"] is False  # untouched fields keep their value
     assert client.patch("/cameras/gate", json={"model": "nosuch"}).status_code == 404
     assert client.patch("/cameras/gate", json={"url": "gopher://x"}).status_code == 422
     assert client.delete("/cameras/gate").status_code == 204
