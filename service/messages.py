@@ -157,8 +157,9 @@ class WindowMsg(_Message):
     capture_ts: list[float]
     source: SourceKind = "live"
     job_id: str | None = None
-    # Identity of the frame numbering: frame numbers restart when a new ingester takes a camera over, so per-frame
-    # state (the snippet history of VadCLIP-like models) is keyed by (camera, stream, frame). "" = one numbering.
+    # The ingester sampler that cut the window (new with each ingester taking the camera, or each model spec).
+    # Frame numbers go on across samplers, but the frames before a handover are no continuous past of the ones
+    # after it: per-frame state (the snippet history of VadCLIP-like models) is keyed by (camera, stream, frame).
     stream: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
     frames: Annotated[np.ndarray, Field(repr=False)]
 

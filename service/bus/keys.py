@@ -25,6 +25,12 @@ def camera_seq_key(camera: str) -> str:
     return f"{PREFIX}:cam:{camera}:seq"
 
 
+def camera_next_frame_key(camera: str) -> str:
+    """String: the frame number after the last scored frame any ingester published for this camera, written
+    with each window. An ingester taking the camera over numbers on from here, so frame numbers never restart."""
+    return f"{PREFIX}:cam:{camera}:next_frame"
+
+
 # --- per-camera ordering and scoring state (owned by whichever worker holds the camera lock) ----------
 def camera_state_key(camera: str) -> str:
     """Hash: next_seq, ema, ema_model, alert (JSON), gap_since; see worker/ordering.py."""
@@ -49,8 +55,8 @@ def snippet_feature_key(camera: str, stream: str, model_version: str, frame: int
     """String: the snippet feature ending at `frame` of a camera's stream (raw float32 bytes), as computed by one
     resolved model version (`name@vN`, so versions never mix), with TTL `Settings.worker.history_ttl_s`. Later
     windows read it as history (`SnippetHistoryMethod` models only; see worker/history.py). `stream` is the
-    window's `WindowMsg.stream`: frame numbers restart with a new ingester, and the old numbering's features
-    must not become the new one's history."""
+    window's `WindowMsg.stream`: a new sampler (another ingester took the camera over, the spec changed) starts
+    a new history rather than reaching across the gap in the video."""
     return f"{PREFIX}:cam:{camera}:snippet:{stream}:{model_version}:{frame}"
 
 

@@ -152,9 +152,13 @@ class CameraRunner:
             raise SourceError(msg)
 
     def _sampler_for(self, spec: InputSpec) -> WindowSampler:
-        """The camera's sampler, kept across reconnects (frame numbers go on) unless the model's spec changed."""
+        """The camera's sampler, kept across reconnects (frame numbers go on) unless the model's spec changed.
+
+        A new sampler (this ingester just took the camera, or the spec changed) numbers on from the camera's
+        last published frame, so a camera's frame numbers never restart when another ingester takes over."""
         if self._sampler is None or self._sampler.spec != spec:
             self._sampler = WindowSampler(spec, self.settings.window_frames, self.config.target_fps)
+            self._sampler.next_frame = topics.camera_next_frame(self.r, self.camera)
         self._sampler.reset()  # the frames before a reconnect are no context for the frames after it
         return self._sampler
 

@@ -84,9 +84,9 @@ class WindowSampler:
         self.window_frames = window_frames
         fps = target_fps if target_fps is not None else spec.fps  # the camera's wish first, else the model's
         self.decimator = FpsDecimator(fps, source_fps)
-        self.next_frame = 0  # camera frame number of the next kept frame
-        # Frame numbers restart with every sampler (a new ingester, a new lease owner): this names the numbering,
-        # so per-frame state kept elsewhere (the worker's snippet history) is never mixed across two of them.
+        self.next_frame = 0  # camera frame number of the next kept frame (the camera's ingester sets where it goes on)
+        # Names this sampler's run of frames, so per-frame state kept elsewhere (the worker's snippet history) never
+        # reaches across a handover between ingesters, where the video has a gap.
         self.stream = uuid.uuid4().hex[:12]
         self._context: deque[np.ndarray] = deque(maxlen=spec.context)
         self._frames: list[np.ndarray] = []  # prepared (h, w, C) frames, warm-up context first after a reset

@@ -29,6 +29,7 @@ _PUBLISH_WINDOW = """
 local seq = redis.call('INCR', KEYS[2])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
                       'v', ARGV[2], 'seq', seq, 'h', ARGV[3], 'f', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[5])
 return {seq, id}
 """
 
@@ -78,14 +79,21 @@ def decode_window(fields: Fields) -> WindowMsg:
 
 
 def publish_window(r: redis.Redis, window: WindowMsg, maxlen: int = keys.WINDOWS_MAXLEN) -> tuple[int, str]:
-    """Assign the camera's next seq and append the window to WINDOWS_STREAM; returns (seq, entry id)."""
+    """Assign the camera's next seq and append the window to WINDOWS_STREAM; returns (seq, entry id).
+
+    Also records the camera's next frame number (`camera_next_frame`) in the same step."""
     f = encode_window(window)
     script = r.register_script(_PUBLISH_WINDOW)
-    seq, entry_id = cast(
-        list[Any],
-        script(keys=[keys.WINDOWS_STREAM, keys.camera_seq_key(window.camera)], args=[maxlen, f["v"], f["h"], f["f"]]),
-    )
+    stream_keys = [keys.WINDOWS_STREAM, keys.camera_seq_key(window.camera), keys.camera_next_frame_key(window.camera)]
+    end = window.first_frame + window.num_scored
+    seq, entry_id = cast(list[Any], script(keys=stream_keys, args=[maxlen, f["v"], f["h"], f["f"], end]))
     return int(seq), entry_id.decode()
+
+
+def camera_next_frame(r: redis.Redis, camera: str) -> int:
+    """Where a camera's frame numbering goes on: after the last scored frame published for it (0 if none)."""
+    value = r.get(keys.camera_next_frame_key(camera))
+    return int(cast(bytes, value)) if value is not None else 0
 
 
 def ensure_window_group(r: redis.Redis) -> None:

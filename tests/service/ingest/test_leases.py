@@ -73,8 +73,17 @@ def test_a_killed_ingesters_cameras_move_to_a_live_one(
         wait_for(lambda: (s := status(rclient, "lobby")) and (s.owner, s.state) == ("ing-b", "streaming"), 10, "B")
         n = len(windows(rclient, "lobby"))
         wait_for(lambda: len(windows(rclient, "lobby")) > n, 10, "windows from B")
-        seqs = [w.seq for w in windows(rclient, "lobby")]
+        got = windows(rclient, "lobby")
+        seqs = [w.seq for w in got]
         assert seqs == list(range(1, len(seqs) + 1))  # one camera sequence across both ingesters
+        # Frame numbers go on too (B restarts the video file, but numbers its frames after A's last one), and the
+        # stream id tells the two runs of frames apart.
+        firsts = [w.first_frame for w in got]
+        assert firsts == sorted(firsts)
+        assert len(set(firsts)) == len(firsts)
+        handover = next(i for i, w in enumerate(got) if w.stream != got[0].stream)
+        assert got[handover].first_frame >= got[handover - 1].first_frame + got[handover - 1].num_scored
+        assert topics.camera_next_frame(rclient, "lobby") == got[-1].first_frame + got[-1].num_scored
     finally:
         if a.poll() is None:
             a.kill()
