@@ -8,12 +8,16 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import redis
 
 from tests.synthetic import render_frames, write_frame_folder, write_video
+
+if TYPE_CHECKING:
+    from tests.service.worker.models_util import TrainedModel
 
 ANOMALY_SPAN = (40, 52)  # [start, end) of the anomalous frames in `synthetic_video`
 
@@ -110,3 +114,25 @@ def redis_url(redis_server: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
+
+
+@pytest.fixture
+def rclient(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the private server (flushed after the test with it)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """Registry with a tiny FFP `tiny@v1` trained for a few seconds on normal synthetic footage, calibrated and
+    promoted to production. Shared by the worker and integration tests, so read-only: a test that registers
+    or promotes versions uses a registry of its own."""
+    from models.store import ModelStore
+    from tests.service.worker.models_util import MODEL, register_version
+
+    root = tmp_path_factory.mktemp("registry")
+    model = register_version(root, seed=100)
+    ModelStore(root).promote(f"{MODEL}@v1")
+    return model

@@ -13,21 +13,17 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from cli.up import Stack
-from models.store import ModelStore
 from tests.conftest import free_port
 from tests.rtsp import rtsp_server_factory  # noqa: F401  (fixture)
-from tests.service.worker.models_util import MODEL, register_version
+from tests.service.worker.models_util import TrainedModel
 
 CONTEXT = 4  # FFP tiny predicts frame t from t-4..t-1: the first 4 frames of a stream get no score
 
 
 @pytest.fixture(scope="session")
-def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry holding a tiny FFP trained on normal synthetic footage, calibrated, promoted to production."""
-    root = tmp_path_factory.mktemp("registry")
-    register_version(root, seed=100)
-    ModelStore(root).promote(f"{MODEL}@v1")
-    return root
+def model_root(trained_store: TrainedModel) -> Path:
+    """The shared registry holding a tiny trained, calibrated FFP promoted to production (read-only)."""
+    return trained_store.root
 
 
 def stack_env(redis_url: str, model_root: Path, **extra: str) -> dict[str, str]:

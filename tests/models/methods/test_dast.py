@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ from models.store import ModelStore
 from models.train.config import TrainConfig
 from models.train.loop import train
 from models.train.objectives import build_objective
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The test box has 2 cores shared by many jobs; with one intra-op thread tiny models avoid OpenMP spin-waits.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _tiny(**overrides: object) -> DastNet:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -22,15 +21,6 @@ from models.train.loop import train
 from models.train.objectives.f2lm import corrupt_patches, destroyer_loss, patch_weights
 
 MILITARY_UNIFORM = 652  # ImageNet class of the Grace Hopper portrait that matplotlib ships
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The test box has 2 cores shared by many jobs; with one intra-op thread tiny models avoid OpenMP spin-waits.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

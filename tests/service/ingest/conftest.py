@@ -60,13 +60,6 @@ def settings(redis_url: str, model_store: Path) -> Settings:
 
 
 @pytest.fixture
-def rclient(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def start_ingester() -> Iterator[Callable[..., Ingester]]:
     """Factory: start an Ingester in a thread; every one is stopped (and joined) at teardown."""
     running: list[tuple[Ingester, threading.Thread]] = []

@@ -12,7 +12,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from models.data.video import list_images
@@ -31,7 +30,8 @@ MODEL_REF = f"{MODEL}@production"
 
 @pytest.fixture(scope="session")
 def job_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """Registry with `tiny@v1` (calibrated, promoted to production) and `raw@v1` (no calibration)."""
+    """Registry with `tiny@v1` (calibrated, promoted to production). Not the shared `trained_store`: a bad-input
+    test registers an uncalibrated `raw@v1` here."""
     root = tmp_path_factory.mktemp("registry")
     model = register_version(root, seed=100)
     ModelStore(root).promote(f"{MODEL}@v1")
@@ -58,13 +58,6 @@ def job_settings(redis_url: str, job_model: TrainedModel, tmp_path: Path) -> Set
         ingest={"window_frames": 8, "lease_ttl_s": 1.5, "heartbeat_ttl_s": 1.5, "metrics_port": 0},
         worker=FAST_WORKER,
     )
-
-
-@pytest.fixture
-def rclient(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Worker test fixtures: a registry holding a tiny trained, calibrated FFP, and the synthetic clip prepared for it."""
+"""Worker test fixtures: the synthetic clip prepared for the shared tiny FFP (`trained_store`, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,7 @@ import numpy as np
 import pytest
 
 from models.data.transforms import prepare
-from models.store import ModelStore
-from tests.service.worker.models_util import MODEL, TrainedModel, decode, register_version
-
-
-@pytest.fixture(scope="session")
-def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """Registry with `tiny@v1`, promoted to production."""
-    root = tmp_path_factory.mktemp("registry")
-    model = register_version(root, seed=100)
-    ModelStore(root).promote(f"{MODEL}@v1")
-    return model
+from tests.service.worker.models_util import TrainedModel, decode
 
 
 @pytest.fixture(scope="session")
