@@ -7,7 +7,7 @@ Input per test video: raw signals (N - context, S) for frames context..N-1 and l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -122,6 +122,34 @@ def summarize(
         num_anomalous=int(y.sum()),
         roc=RocPoints(fpr=fpr.tolist(), tpr=tpr.tolist()),
     )
+
+
+def snippet_metrics(
+    names: list[str],
+    keys: list[str],
+    labels: dict[str, np.ndarray],
+    paper: list[np.ndarray],
+    online: list[np.ndarray],
+    calibration: Calibration,
+    online_raw: bool = False,
+) -> dict[str, Any]:
+    """Both protocols for a snippet-level method (METHODS.md B.0) -> card metrics (no ROC points).
+
+    `paper` and `online` hold each test video's (16 * snippets, S) raw signals, snippet values repeated over
+    their frames; the video's labels are cut to that length (its trailing frames % 16 have no snippet). Paper:
+    each raw signal, no per-video normalisation (these methods output probabilities). Online: the card's
+    calibration over `online`, and with `online_raw` also each raw signal of `online`.
+    """
+    truth = [labels[k][: len(p)].astype(np.uint8) for k, p in zip(keys, paper, strict=True)]
+    result: dict[str, Any] = {"videos": keys, "frames": int(sum(len(t) for t in truth))}
+    for i, name in enumerate(names):
+        result[f"paper_{name}"] = summarize("paper", keys, truth, [p[:, i] for p in paper]).model_dump(exclude={"roc"})
+        if online_raw:
+            raw = summarize("online", keys, truth, [o[:, i] for o in online])
+            result[f"online_raw_{name}"] = raw.model_dump(exclude={"roc"})
+    scores = [online_scores(o, calibration) for o in online]
+    result["online"] = summarize("online", keys, truth, scores).model_dump(exclude={"roc"})
+    return result
 
 
 def evaluate(

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.calibration import fit_calibration
 from models.card import Calibration
 from models.data.datasets import dataset_fingerprint, open_dataset
 from models.errors import DatasetError
-from models.evaluate.protocols import online_scores, summarize
+from models.evaluate.protocols import snippet_metrics
 from models.features.cache import FeatureCache, FeatureCacheError
 from models.features.extract import SNIPPET_FRAMES
 from models.features.split import WeakSplit, load_split
@@ -30,7 +29,7 @@ from models.io import build_card, save_model, sha256_file
 from models.methods.gcl import Gcl, GclConfig
 from models.store import ModelStore
 from models.train.config import TrainConfig
-from models.train.finish import register_run
+from models.train.finish import fit_on_videos, register_run
 from models.train.objectives.gcl import GclObjective, load_backbone
 
 log = logging.getLogger(__name__)
@@ -95,15 +94,8 @@ def evaluate_features(
     method: Gcl, cache: FeatureCache, keys: list[str], labels: dict[str, np.ndarray], calibration: Calibration
 ) -> dict[str, Any]:
     """Micro/macro AUC and EER: paper protocol per raw signal (no normalisation) and the online protocol."""
-    raw = [frame_signals(method, cache.load(k)) for k in keys]
-    truth = [labels[k][: len(r)].astype(np.uint8) for k, r in zip(keys, raw, strict=True)]
-    result: dict[str, Any] = {"videos": keys, "frames": int(sum(len(t) for t in truth))}
-    for i, name in enumerate(method.signal_names):
-        paper = summarize("paper", keys, truth, [r[:, i] for r in raw])
-        result[f"paper_{name}"] = paper.model_dump(exclude={"roc"})
-    online = summarize("online", keys, truth, [online_scores(r, calibration) for r in raw])
-    result["online"] = online.model_dump(exclude={"roc"})
-    return result
+    raw = [frame_signals(method, cache.load(k)) for k in keys]  # causal per snippet: both protocols see the same
+    return snippet_metrics(list(method.signal_names), keys, labels, raw, raw, calibration)
 
 
 def run_gcl(
@@ -119,12 +111,11 @@ def run_gcl(
     started = time.monotonic()
     losses = fit(objective, train, run)
     train_s = time.monotonic() - started
-    calib = [frame_signals(method, cache.load(k)) for k in split.calibration]
-    calibration = fit_calibration(
-        np.concatenate(calib),
-        list(method.signal_names),
-        segments=[len(c) for c in calib],
+    calibration, _ = fit_on_videos(
+        method,
+        [frame_signals(method, cache.load(k)) for k in split.calibration],
         source=f"held-out normal videos {', '.join(split.calibration)} of {split.dataset} (I3D feature cache)",
+        too_short=f"calibration videos {split.calibration} are shorter than one snippet",
     )
     metrics = {
         "train": {

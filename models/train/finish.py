@@ -30,24 +30,37 @@ class ValidationData:
     root: str
 
 
-def calibrate_on(
-    method: AnomalyMethod, val: ValidationData, device: torch.device
-) -> tuple[Calibration, dict[str, Any]]:
-    """Raw signals of every validation frame -> (calibration, per-signal statistics)."""
-    method.eval()
-    parts = [score_frames(method, frames, device=device) for frames in val.frames]  # (N_i - context, S) each
+def fit_on_videos(
+    method: AnomalyMethod, parts: list[np.ndarray], source: str, too_short: str
+) -> tuple[Calibration, np.ndarray]:
+    """The calibration of raw signals (N_i, S) of held-out normal videos, the EMA restarting at each video, with
+    the method's own signal weights; also returns the signals concatenated. Videos with no signal are left out,
+    and none at all raises ValueError(too_short)."""
     parts = [p for p in parts if len(p)]
     if not parts:
-        need = method.input_spec.context + 1
-        msg = f"validation videos {val.names} are too short to score: each needs at least {need} frames"
-        raise ValueError(msg)
+        raise ValueError(too_short)
     raw = np.concatenate(parts)  # (sum N_i, S)
     calibration = fit_calibration(
         raw,
         list(method.signal_names),
         weights=method.calibration_weights(raw),
         segments=[len(p) for p in parts],
+        source=source,
+    )
+    return calibration, raw
+
+
+def calibrate_on(
+    method: AnomalyMethod, val: ValidationData, device: torch.device
+) -> tuple[Calibration, dict[str, Any]]:
+    """Raw signals of every validation frame -> (calibration, per-signal statistics)."""
+    method.eval()
+    need = method.input_spec.context + 1
+    calibration, raw = fit_on_videos(
+        method,
+        [score_frames(method, frames, device=device) for frames in val.frames],  # (N_i - context, S) each
         source=f"held-out training videos {', '.join(val.names)} of {val.root}",
+        too_short=f"validation videos {val.names} are too short to score: each needs at least {need} frames",
     )
     stats = {
         name: {

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.calibration import fit_calibration
 from models.card import Calibration
 from models.data.datasets import dataset_fingerprint, open_dataset
-from models.evaluate.protocols import online_scores, summarize
+from models.evaluate.protocols import snippet_metrics
 from models.features.cache import FeatureCache
 from models.features.gcl_run import read_test_labels
 from models.features.split import WeakSplit, load_split
@@ -38,7 +37,7 @@ from models.methods.vadclip import Vadclip
 from models.pretrained import clip as clip_weights
 from models.pretrained.i3d import load_i3d_kinetics
 from models.train.config import TrainConfig
-from models.train.finish import register_run
+from models.train.finish import fit_on_videos, register_run
 from models.train.objectives.vadclip import VadclipObjective
 
 log = logging.getLogger(__name__)
@@ -102,37 +101,24 @@ def fit(
 
 
 def calibrate(method: Vadclip, split: WeakSplit, source: FeatureSource) -> Calibration:
-    parts = [online_signals(method, source(k)) for k in split.calibration]
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        msg = f"calibration videos {split.calibration} are shorter than one snippet"
-        raise ValueError(msg)
-    return fit_calibration(
-        np.concatenate(parts),
-        list(method.signal_names),
-        segments=[len(p) for p in parts],
+    calibration, _ = fit_on_videos(
+        method,
+        [online_signals(method, source(k)) for k in split.calibration],
         source=f"held-out normal videos {', '.join(split.calibration)} of {split.dataset} (online history)",
+        too_short=f"calibration videos {split.calibration} are shorter than one snippet",
     )
+    return calibration
 
 
 def evaluate(
     method: Vadclip, split: WeakSplit, source: FeatureSource, dataset: Path, calibration: Calibration
 ) -> dict[str, Any]:
     """Micro/macro AUC and EER on the split's test videos: paper protocol per raw signal, online protocol."""
-    labels = read_test_labels(dataset, split.test)
     keys = split.test
+    labels = read_test_labels(dataset, keys)  # first: a split without labelled test videos fails before scoring
     paper = [paper_signals(method, source(k)) for k in keys]
     online = [online_signals(method, source(k)) for k in keys]
-    truth = [labels[k][: len(p)].astype(np.uint8) for k, p in zip(keys, paper, strict=True)]
-    result: dict[str, Any] = {"videos": keys, "frames": int(sum(len(t) for t in truth))}
-    for i, name in enumerate(method.signal_names):
-        result[f"paper_{name}"] = summarize("paper", keys, truth, [p[:, i] for p in paper]).model_dump(exclude={"roc"})
-        result[f"online_raw_{name}"] = summarize("online", keys, truth, [o[:, i] for o in online]).model_dump(
-            exclude={"roc"}
-        )
-    scores = [online_scores(o, calibration) for o in online]
-    result["online"] = summarize("online", keys, truth, scores).model_dump(exclude={"roc"})
-    return result
+    return snippet_metrics(list(method.signal_names), keys, labels, paper, online, calibration, online_raw=True)
 
 
 def train_weak(cfg: TrainConfig, method: Vadclip, device: torch.device) -> tuple[str | None, dict[str, Any]]:
