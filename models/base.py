@@ -90,11 +90,15 @@ class SnippetHistoryMethod(AnomalyMethod):
         raw signals of each sequence's last (newest) snippet."""
         raise NotImplementedError
 
+    def history_positions(self, position: int, device: torch.device | None = None) -> torch.Tensor:
+        """Rows of position's history in a run of per-frame features that starts at row 0: position,
+        position - snippet_frames, ... down to 0, at most history_snippets of them, oldest first."""
+        rows = torch.arange(position, -1, -self.snippet_frames, device=device)
+        return rows[: self.history_snippets].flip(0)
+
     def score(self, window: torch.Tensor) -> torch.Tensor:
         n = self.check_window(window)
         features = self.snippet_features(window)  # (B, N, D)
-        step, longest = self.snippet_frames, self.history_snippets
-        # Frame i's history inside the window: frames i, i - step, i - 2 * step, ... (oldest first).
-        index = [torch.arange(i, -1, -step, device=features.device)[:longest].flip(0) for i in range(n)]
+        index = [self.history_positions(i, features.device) for i in range(n)]  # history inside the window
         sequences = [features[b, idx] for b in range(features.shape[0]) for idx in index]
         return self.score_history(sequences).view(features.shape[0], n, -1).float()

@@ -83,14 +83,13 @@ def _score_histories(
     each from its whole history (frames t, t - stride, ... back to the first row, at most history_snippets):
     what the live worker computes with its Redis buffer, so offline and live scores agree however the video
     was cut into windows or chunks. Rows before `first` serve as history only."""
-    step, longest = method.snippet_frames, method.history_snippets
     stacked = torch.from_numpy(features).to(device)
     out = np.empty((len(features) - first, len(method.signal_names)), dtype=np.float32)
     chunk = 256  # sequences per forward pass
     with torch.inference_mode():
         for start in range(first, len(features), chunk):
             index = range(start, min(start + chunk, len(features)))
-            sequences = [stacked[torch.arange(j, -1, -step)[:longest].flip(0)] for j in index]
+            sequences = [stacked[method.history_positions(j)] for j in index]
             with _autocast(device):
                 out[start - first : index.stop - first] = method.score_history(sequences).float().cpu().numpy()
     return out
