@@ -27,8 +27,18 @@ def camera_seq_key(camera: str) -> str:
 
 def camera_next_frame_key(camera: str) -> str:
     """String: the frame number after the last scored frame any ingester published for this camera, written
-    with each window. An ingester taking the camera over numbers on from here, so frame numbers never restart."""
+    with each window. An ingester taking the camera over numbers on from here, so frame numbers never restart.
+    A file camera publishes a window only if it starts exactly here (compare-and-set), so no frame of a recording
+    goes out twice, whoever reads it."""
     return f"{PREFIX}:cam:{camera}:next_frame"
+
+
+def camera_playback_key(camera: str) -> str:
+    """Hash of a file camera's play-through of its recording: source (hash of url and target_fps), origin (the
+    frame number of the recording's first frame), stream (its WindowMsg.stream) and, once read to the end, end.
+    An ingester taking the camera over resumes the same play-through at `camera_next_frame_key` instead of
+    starting the file again; a changed url or fps starts a new one (numbered on from the camera's next frame)."""
+    return f"{PREFIX}:cam:{camera}:playback"
 
 
 # --- per-camera ordering and scoring state (owned by whichever worker holds the camera lock) ----------

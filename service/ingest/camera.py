@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 SpecResolver = Callable[[str], InputSpec]  # model ref -> the input spec on its card
 
 
+class _Resync(Exception):
+    """The publisher was refused a file camera's window: the reader re-reads the file from the camera's next frame."""
+
+
 class CameraRunner:
     """Runs one camera until `stop()`; `config` is immutable: a changed camera gets a new runner."""
 
@@ -48,6 +52,9 @@ class CameraRunner:
         self.resolve_spec = resolve_spec
         self.footage_root = footage_root
         self._sampler: WindowSampler | None = None
+        self._playback: topics.Playback | None = None  # a file camera's play-through, once opened
+        self._resync = threading.Event()  # set by the publisher when Redis refused a file window
+        self._resync_at = 0  # the camera's next frame as Redis had it then
         self._last_error = ""  # reason of the last error logged, so a retry loop logs it once
         self.state = StreamStateMachine(config.id)
         self.stop_event = threading.Event()
@@ -104,6 +111,7 @@ class CameraRunner:
             if done:  # a finished file reads as stopped only once its last window is on the bus
                 self.buffer.close()
                 self._threads[1].join()
+                self._mark_finished()
             self.write_status()
             if done or self.stop_event.is_set():
                 return
@@ -122,9 +130,15 @@ class CameraRunner:
                 last = sampler.flush()
                 if last is not None:  # frames decoded before the end or the drop are scored too
                     self._enqueue(last)
+        except _Resync as e:
+            self._resync.clear()
+            log.info("camera %s: %s", self.camera, e)
+            self.state.to("connecting", str(e))
+        except REDIS_ERRORS as e:  # a file camera reads where its play-through stands from Redis
+            self.state.to("connecting", f"waiting for Redis: {e}")
         except EndOfStream as e:
             if self.config.kind == "file":
-                self.state.to("stopped", f"finished: {e}")
+                self.state.to("stopped", self._finished(e))
                 return True
             self.state.to("connecting", f"stream ended, reconnecting: {e}")
         except StallError as e:
@@ -156,11 +170,58 @@ class CameraRunner:
 
         A new sampler (this ingester just took the camera, or the spec changed) numbers on from the camera's
         last published frame, so a camera's frame numbers never restart when another ingester takes over."""
+        if self.config.kind == "file":
+            return self._resume(spec)
         if self._sampler is None or self._sampler.spec != spec:
             self._sampler = WindowSampler(spec, self.settings.window_frames, self.config.target_fps)
             self._sampler.next_frame = topics.camera_next_frame(self.r, self.camera)
         self._sampler.reset()  # the frames before a reconnect are no context for the frames after it
         return self._sampler
+
+    def _resume(self, spec: InputSpec) -> WindowSampler:
+        """A file camera's sampler at the next frame of its play-through, as Redis has it (at every open).
+
+        Frames are numbered from the play-through's origin, so frame origin + k is the k-th (sampled) frame of the
+        recording whoever reads it; the frames an earlier reader published (an ingester that was killed, an earlier
+        attempt) are decoded fast and skipped, the `context` frames before the next one are the warm-up."""
+        sampler = WindowSampler(spec, self.settings.window_frames, self.config.target_fps)
+        source = topics.playback_source(self.config.url, self.config.target_fps)
+        playback = topics.resume_playback(self.r, self.camera, source, spec.context, sampler.stream)
+        self._sampler, self._playback = sampler, playback
+        if playback.end is not None:
+            msg = f"{self.config.redacted_url} was read to the end before (frames up to {playback.end - 1})"
+            raise EndOfStream(msg)
+        sampler.stream, sampler.next_frame = playback.stream, playback.origin
+        sampler.skip_before = max(playback.origin, playback.next_frame - spec.context)
+        if playback.next_frame > playback.origin + spec.context:
+            log.info("camera %s: resuming at frame %d, published up to there before", self.camera, playback.next_frame)
+        return sampler
+
+    def _finished(self, end: EndOfStream) -> str:
+        """Why a file camera stopped: the end of its file, and why no frame was scored when none was."""
+        sampler, playback = self._sampler, self._playback
+        if sampler is None or playback is None or playback.end is not None:
+            return f"finished: {end}"
+        frames, context = sampler.next_frame - playback.origin, sampler.spec.context
+        if frames > context:
+            return f"finished: {end}; frames {playback.origin + context}-{sampler.next_frame - 1} scored"
+        reason = (
+            f"finished: {end}; no frame was scored: {self.config.model} scores a frame from the {context} frames "
+            f"before it, and the file gave {frames}"
+        )
+        log.warning("camera %s: %s", self.camera, reason)
+        return reason
+
+    def _mark_finished(self) -> None:
+        """Record that a file was read to the end and all of it is on the bus, so no new owner reads it again."""
+        playback = self._playback
+        if playback is None or playback.end is not None or self._sampler is None or self.state.state != "stopped":
+            return
+        try:
+            if topics.camera_next_frame(self.r, self.camera) >= self._sampler.next_frame:
+                topics.finish_playback(self.r, self.camera, self._sampler.next_frame)
+        except REDIS_ERRORS as e:  # a new owner then reads the file to its end again and publishes nothing
+            log.warning("camera %s: end of the file not recorded: %s", self.camera, e)
 
     def _options(self, spec: InputSpec) -> SourceOptions:
         return SourceOptions(
@@ -175,10 +236,14 @@ class CameraRunner:
         """Decode until the source ends or fails (raises); returns only when asked to stop."""
         with VideoSource(self.config.url, self._options(sampler.spec)) as source:
             sampler.set_source_fps(source.fps)
+            source.catching_up = sampler.next_frame < sampler.skip_before
             corrupt_seen = 0
             for frame in source:
                 if self.stop_event.is_set():
                     return
+                if self._resync.is_set():
+                    msg = f"re-reading from frame {self._resync_at}: Redis refused a window of this reader"
+                    raise _Resync(msg)
                 if self.state.state != "streaming":
                     self.state.to("streaming", f"decoding at {source.fps or 0:.1f} fps")
                     self._last_error = ""
@@ -192,6 +257,7 @@ class CameraRunner:
                     corrupt_seen = source.corrupt_packets
                 kept_before = sampler.frames_kept
                 window = sampler.push(frame)
+                source.catching_up = sampler.next_frame < sampler.skip_before
                 if sampler.frames_kept == kept_before:
                     metrics.FRAMES_DROPPED.labels(camera=self.camera, reason="decimation").inc()
                 if window is not None:
@@ -219,6 +285,8 @@ class CameraRunner:
             frames=window.frames,
         )
         while not self.stop_event.is_set():  # WAIT policy: block in short steps so stop() stays prompt
+            if self._resync.is_set():  # refused anyway: the reader re-reads from the camera's next frame
+                return
             try:
                 if self.buffer.put(msg, timeout=0.2):
                     return
@@ -241,7 +309,7 @@ class CameraRunner:
                 continue
             while True:  # retry this window until Redis takes it: a Redis restart loses nothing we hold
                 try:
-                    topics.publish_window(self.r, window)
+                    published = self._publish(window)
                 except redis.ResponseError as e:  # the server refused it (OOM, ...): retrying will not help
                     log.error("camera %s: Redis refused a window, dropping it: %s", self.camera, e)
                     metrics.ERRORS.labels(component="ingest", kind="publish").inc()
@@ -255,9 +323,30 @@ class CameraRunner:
                     backoff.sleep()
                     continue
                 backoff.reset()
-                self.windows_published += 1
-                metrics.WINDOWS_PUBLISHED.labels(camera=self.camera).inc()
+                if published:
+                    self.windows_published += 1
+                    metrics.WINDOWS_PUBLISHED.labels(camera=self.camera).inc()
                 break
+
+    def _publish(self, window: WindowMsg) -> bool:
+        """Put a window on the bus. A file camera's window goes only if it starts at the camera's next frame: when
+        it does not (another reader took over, or Redis lost writes), it is dropped and the reader re-reads."""
+        if self._playback is None:
+            topics.publish_window(self.r, window)
+            return True
+        seq, next_frame = topics.publish_file_window(self.r, window, self._playback)
+        if seq:
+            return True
+        if not self._resync.is_set():
+            log.warning(
+                "camera %s: frame %d is not the camera's next frame (%d); re-reading from there",
+                self.camera,
+                window.first_frame,
+                next_frame,
+            )
+        self._resync_at = next_frame
+        self._resync.set()
+        return False
 
     # --- status ---------------------------------------------------------------------------------------
 

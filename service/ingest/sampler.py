@@ -85,6 +85,9 @@ class WindowSampler:
         fps = target_fps if target_fps is not None else spec.fps  # the camera's wish first, else the model's
         self.decimator = FpsDecimator(fps, source_fps)
         self.next_frame = 0  # camera frame number of the next kept frame (the camera's ingester sets where it goes on)
+        # Kept frames numbered below this are only counted (not prepared, not windowed): a file camera resuming a
+        # play-through skips what an earlier reader published; the `context` frames before it are its warm-up.
+        self.skip_before = 0
         # Names this sampler's run of frames, so per-frame state kept elsewhere (the worker's snippet history) never
         # reaches across a handover between ingesters, where the video has a gap.
         self.stream = uuid.uuid4().hex[:12]
@@ -103,10 +106,13 @@ class WindowSampler:
             self.frames_skipped += 1
             return None
         self.frames_kept += 1
+        number = self.next_frame
+        self.next_frame += 1
+        if number < self.skip_before:
+            return None
         image = frame.image if frame.image.ndim == 3 else frame.image[:, :, None]
         self._frames.append(prepare(image[None], self.spec)[0])  # (h, w, C)
-        self._meta.append((self.next_frame, frame.pts, frame.capture_ts))
-        self.next_frame += 1
+        self._meta.append((number, frame.pts, frame.capture_ts))
         warmup = self.spec.context - len(self._context)  # frames still needed as context, not scored
         if len(self._frames) < warmup + self.window_frames:
             return None

@@ -115,6 +115,8 @@ class VideoSource:
         self.scheme = scheme_of(url)
         self.corrupt_packets = 0  # packets FFmpeg could not decode and we skipped
         self.frames_decoded = 0
+        # Set by the reader while it skips frames an earlier reader already published: they are not paced.
+        self.catching_up = False
         self._container: Any = None
         self._stream: Any = None
 
@@ -172,7 +174,10 @@ class VideoSource:
         pacer = _Pacer(self.options.realtime and self.scheme == "file")
         for av_frame in self._decoded():
             pts = _seconds(av_frame)
-            pacer.wait(pts)
+            if self.catching_up:
+                pacer.restart()
+            else:
+                pacer.wait(pts)
             image = _gray(av_frame) if self.options.pixel_format == "gray" else av_frame.to_ndarray(format="bgr24")
             frame = VideoFrame(image=image, index=self.frames_decoded, pts=pts, capture_ts=time.time())
             self.frames_decoded += 1
@@ -258,3 +263,7 @@ class _Pacer:
         delay = self._origin[1] + (pts - self._origin[0]) - now
         if delay > 0:
             time.sleep(delay)
+
+    def restart(self) -> None:
+        """The next frame is released at once and the pace goes on from it (after frames that were not paced)."""
+        self._origin = None

@@ -59,6 +59,7 @@ from service.bus.topics.scores import (
     stash_result,
 )
 from service.bus.topics.windows import (
+    Playback,
     WindowEntry,
     ack_windows,
     camera_backlog,
@@ -67,8 +68,12 @@ from service.bus.topics.windows import (
     decode_window,
     encode_window,
     ensure_window_group,
+    finish_playback,
+    playback_source,
+    publish_file_window,
     publish_window,
     read_windows,
+    resume_playback,
     window_backlog,
 )
 from service.errors import MessageError, SchemaVersionError  # what the readers raise
@@ -79,6 +84,7 @@ __all__ = [
     "Fields",
     "M",
     "MessageError",
+    "Playback",
     "SchemaVersionError",
     "WindowEntry",
     "ack_windows",
@@ -101,6 +107,7 @@ __all__ = [
     "encode_window",
     "ensure_window_group",
     "expire_job_stream",
+    "finish_playback",
     "get_alert",
     "get_alert_thumb",
     "get_camera",
@@ -116,6 +123,8 @@ __all__ = [
     "list_jobs",
     "load_results",
     "load_scoring_state",
+    "playback_source",
+    "publish_file_window",
     "publish_job_window",
     "publish_window",
     "put_camera",
@@ -127,6 +136,7 @@ __all__ = [
     "read_scores",
     "read_snippet_features",
     "read_windows",
+    "resume_playback",
     "save_alert_event",
     "save_scoring_state",
     "set_camera_status",

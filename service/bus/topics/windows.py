@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -31,6 +33,19 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
                       'v', ARGV[2], 'seq', seq, 'h', ARGV[3], 'f', ARGV[4])
 redis.call('SET', KEYS[3], ARGV[5])
 return {seq, id}
+"""
+
+# A file camera's window goes out only if it starts at the camera's next frame (compare-and-set), so a reader that
+# is behind (its lease taken over) or ahead (Redis lost its last writes) is refused instead of scoring a frame
+# twice or leaving a hole. The play-through is written with every window, so it outlives a Redis that lost it.
+_PUBLISH_FILE_WINDOW = """
+local next_frame = redis.call('GET', KEYS[3])
+if next_frame and tonumber(next_frame) ~= tonumber(ARGV[6]) then return {0, tonumber(next_frame)} end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'v', ARGV[2], 'seq', seq, 'h', ARGV[3], 'f', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[5])
+redis.call('HSET', KEYS[4], 'source', ARGV[7], 'origin', ARGV[8], 'stream', ARGV[9])
+return {seq, tonumber(ARGV[5])}
 """
 
 
@@ -94,6 +109,73 @@ def camera_next_frame(r: redis.Redis, camera: str) -> int:
     """Where a camera's frame numbering goes on: after the last scored frame published for it (0 if none)."""
     value = r.get(keys.camera_next_frame_key(camera))
     return int(cast(bytes, value)) if value is not None else 0
+
+
+# --- file cameras: one play-through of a recording, resumed by whichever ingester holds the camera -----------
+
+
+@dataclass(frozen=True)
+class Playback:
+    """A file camera's play-through: frame `origin + k` is the k-th (sampled) frame of the recording."""
+
+    source: str  # playback_source() of the camera config that started it
+    origin: int
+    stream: str  # the WindowMsg.stream of its windows: a resumed play-through goes on with the same history
+    next_frame: int  # the first frame not yet published (the camera's next_frame)
+    end: int | None = None  # set once every frame was published: nothing is left to read
+
+
+def playback_source(url: str, target_fps: float | None) -> str:
+    """What makes two play-throughs the same: the recording and how it is sampled (a hash: urls may hold secrets)."""
+    return hashlib.sha256(f"{url}\n{target_fps}".encode()).hexdigest()[:16]
+
+
+def resume_playback(r: redis.Redis, camera: str, source: str, context: int, new_stream: str) -> Playback:
+    """The camera's play-through of `source` where it stands, or a new one numbered on from the camera's next frame.
+
+    A new play-through records next_frame = origin + context (its warm-up frames are never scored), so that
+    the first window is the one the compare-and-set expects. Call it only while holding the camera's lease."""
+    raw = cast(dict[bytes, bytes], r.hgetall(keys.camera_playback_key(camera)))
+    stored = {k.decode(): v.decode() for k, v in raw.items()}
+    next_frame = camera_next_frame(r, camera)
+    if stored.get("source") == source:
+        origin = int(stored["origin"])
+        end = int(stored["end"]) if "end" in stored else None
+        playback = Playback(source, origin, stored["stream"], max(next_frame, origin + context), end)
+    else:
+        playback = Playback(source, next_frame, new_stream, next_frame + context)
+        fields = {"source": source, "origin": playback.origin, "stream": playback.stream}
+        pipe = r.pipeline(transaction=True)
+        pipe.delete(keys.camera_playback_key(camera))
+        pipe.hset(keys.camera_playback_key(camera), mapping=fields)  # type: ignore[arg-type]
+        pipe.execute()
+    if playback.next_frame != next_frame:
+        r.set(keys.camera_next_frame_key(camera), playback.next_frame)
+    return playback
+
+
+def finish_playback(r: redis.Redis, camera: str, end: int) -> None:
+    """Mark the play-through read to the end (frames up to `end` published): a new owner does not read it again."""
+    r.hset(keys.camera_playback_key(camera), "end", end)
+
+
+def publish_file_window(r: redis.Redis, window: WindowMsg, playback: Playback) -> tuple[int, int]:
+    """Publish a file camera's window if it starts at the camera's next frame; returns (seq, next frame).
+
+    seq 0: refused, another reader published up to the returned next frame (or Redis lost what this one wrote)."""
+    f = encode_window(window)
+    script = r.register_script(_PUBLISH_FILE_WINDOW)
+    stream_keys = [
+        keys.WINDOWS_STREAM,
+        keys.camera_seq_key(window.camera),
+        keys.camera_next_frame_key(window.camera),
+        keys.camera_playback_key(window.camera),
+    ]
+    end = window.first_frame + window.num_scored
+    args: list[bytes | str | int] = [keys.WINDOWS_MAXLEN, f["v"], f["h"], f["f"], end, window.first_frame]
+    args += [playback.source, playback.origin, playback.stream]
+    seq, next_frame = cast(list[Any], script(keys=stream_keys, args=args))
+    return int(seq), int(next_frame)
 
 
 def ensure_window_group(r: redis.Redis) -> None:
