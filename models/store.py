@@ -40,10 +40,10 @@ class ModelRef:
 
     @classmethod
     def parse(cls, ref: str) -> ModelRef:
-        name, _, selector = ref.partition("@")
+        name, at, selector = ref.partition("@")
         check_name("model name", name)
-        if selector:
-            check_name("version or alias", selector)
+        if at:  # `name@` names no version: refused rather than read as `name`
+            check_name("version or alias after '@'", selector)
         return cls(name, selector or None)
 
     def __str__(self) -> str:
@@ -105,7 +105,8 @@ class ModelStore:
         versions = {v.version: v for v in self.versions(parsed.name)}
         if not versions:
             known = ", ".join(self.names()) or "none (train one with `vigil train`)"
-            msg = f"no model named {parsed.name!r} in {self.root}; models: {known}"
+            # no path here: this message reaches API clients, who have no business knowing the server's folders
+            msg = f"no model named {parsed.name!r} in the registry (VIGIL_STORE__ROOT); models: {known}"
             raise ModelNotFoundError(msg)
         aliases = self.aliases(parsed.name)
         selector = parsed.selector

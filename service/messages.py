@@ -14,20 +14,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.store import ModelRef
+from service.urls import check_camera_url, mask_credentials
+
+__all__ = ["mask_credentials"]  # the one masking function (service/urls.py), re-exported where it always was
 
 SCHEMA_VERSION = 1
 CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_URL_RE = re.compile(r"^(rtsps?|https?|file)://\S+$")
-_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+CAMERA_URL_MAX_LENGTH = 2048
+MAX_ALERT_FRAMES = 1_000_000  # bound of alert durations and cooldowns: about 11 hours at 25 fps
 
 CameraKind = Literal["live", "file"]
 SourceKind = Literal["live", "file", "job"]
 StreamState = Literal["connecting", "streaming", "stalled", "error", "stopped"]
-
-
-def mask_credentials(text: str) -> str:
-    """`rtsp://user:pass@host/x` -> `rtsp://user:***@host/x` (any scheme, anywhere in the text)."""
-    return _CREDENTIALS_RE.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
 class _Message(BaseModel):
@@ -46,8 +44,8 @@ class AlertOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     threshold: float | None = Field(default=None, gt=0, lt=1)
     hysteresis: float | None = Field(default=None, ge=0, lt=1)
-    min_duration_frames: int | None = Field(default=None, ge=1)
-    cooldown_frames: int | None = Field(default=None, ge=0)
+    min_duration_frames: int | None = Field(default=None, ge=1, le=MAX_ALERT_FRAMES)
+    cooldown_frames: int | None = Field(default=None, ge=0, le=MAX_ALERT_FRAMES)
 
 
 class AlertParams(BaseModel):
@@ -56,8 +54,8 @@ class AlertParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     threshold: float = Field(gt=0, lt=1)
     hysteresis: float = Field(ge=0, lt=1)
-    min_duration_frames: int = Field(ge=1)
-    cooldown_frames: int = Field(ge=0)
+    min_duration_frames: int = Field(ge=1, le=MAX_ALERT_FRAMES)
+    cooldown_frames: int = Field(ge=0, le=MAX_ALERT_FRAMES)
 
     @classmethod
     def merge(cls, defaults: Any, overrides: AlertOverrides | None) -> AlertParams:
@@ -72,7 +70,7 @@ class CameraConfig(_Message):
     """A camera as stored in Redis. `url` may hold credentials: never log it or return it; use `public()`."""
 
     id: str
-    url: str = Field(repr=False)  # RTSP/HTTP(S) URL, file:// URL or absolute file path
+    url: str = Field(repr=False, max_length=CAMERA_URL_MAX_LENGTH)  # RTSP/HTTP(S) URL, file:// URL or absolute path
     model: str  # model ref: name, name@v3 or name@production
     enabled: bool = True
     kind: CameraKind = "live"  # live: drop oldest under backpressure; file: wait
@@ -91,10 +89,7 @@ class CameraConfig(_Message):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not (_URL_RE.match(v) or v.startswith("/")):
-            msg = "camera url must be rtsp://, rtsps://, http(s)://, file:// or an absolute file path"
-            raise ValueError(msg)
-        return v
+        return check_camera_url(v)
 
     @field_validator("model")
     @classmethod

@@ -21,6 +21,37 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 DEFAULT_FOLDER_FPS = 25.0  # frame folders carry no rate; Ped2's clips have none recorded either
 
 
+# Demuxers of self-contained video files. Playlists and lists (hls, concat, dash, imf, image2 patterns, ...) open
+# further files or URLs named inside them, which would read past any check made on the top file: refused.
+SELF_CONTAINED_FORMATS = (
+    "mov,matroska,avi,mpegts,mpeg,mpegvideo,m4v,flv,asf,h264,hevc,mjpeg,ogg,ivf,obu,nut,mxf,yuv4mpegpipe"
+)
+
+
+class NotSelfContainedError(DatasetError):
+    """A local file whose format would make FFmpeg open other files (a playlist, a concat list) or no video at all."""
+
+
+def open_local_container(
+    path: str | Path, timeout: float | tuple[float, float] | None = None
+) -> av.container.InputContainer:
+    """`av.open` of a local file that reads that one file: only the `file` protocol, only self-contained formats.
+
+    The one place a local video is opened (offline readers, file cameras, jobs). Raises NotSelfContainedError
+    for playlists, lists and other formats that reference further files; FFmpeg/OS errors otherwise.
+    """
+    options = {"protocol_whitelist": "file", "format_whitelist": SELF_CONTAINED_FORMATS}
+    try:
+        container: av.container.InputContainer = av.open(str(path), mode="r", options=options, timeout=timeout)
+    except av.error.ArgumentError as e:  # EINVAL: FFmpeg's "Format not on whitelist" (or no format at all)
+        msg = (
+            f"{Path(path).name} is not a self-contained video file: playlists (HLS .m3u8), concat lists and other "
+            "formats that open further files are refused; give an mp4, mkv, avi, mov or ts file"
+        )
+        raise NotSelfContainedError(msg) from e
+    return container
+
+
 @runtime_checkable
 class VideoReader(Protocol):
     """A finite video: frames are uint8 (H, W, 3) BGR, in display order."""
@@ -115,7 +146,7 @@ class VideoFile:
 
     def _open(self) -> av.container.InputContainer:
         try:
-            container = av.open(str(self.path), mode="r")
+            container = open_local_container(self.path)
         except (av.error.FFmpegError, OSError) as e:
             msg = f"cannot open video {self.path}: {e}"
             raise DatasetError(msg) from e

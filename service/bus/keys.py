@@ -142,9 +142,15 @@ def job_progress_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:progress"
 
 
+# Camera ids starting with this are reserved for jobs (the API refuses them for cameras), so a camera can never
+# share a job's keys. A prefix rather than a separate key space: jobs reuse the cameras' ordering, scores and
+# alerts unchanged, and a camera id can never contain the ':' a separate space would need.
+JOB_STREAM_PREFIX = "job-"
+
+
 def job_stream(job_id: str) -> str:
     """The camera id a job's windows and scores travel under, so ordering, EMA and alerts apply unchanged."""
-    return f"job-{job_id}"
+    return f"{JOB_STREAM_PREFIX}{job_id}"
 
 
 # --- alert thumbnails: worker -> API (live page) ------------------------------------------------------------

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
 
@@ -20,9 +19,10 @@ from service import metrics
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS, Backoff
 from service.errors import EndOfStream, SourceError
+from service.footage import FootageError, FootagePolicy, is_local, local_path
 from service.ingest.backpressure import BoundedBuffer, BufferClosed, Policy
 from service.ingest.sampler import Window, WindowSampler
-from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource, file_path, scheme_of
+from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource
 from service.ingest.state import StreamStateMachine
 from service.messages import CameraConfig, CameraStatus, WindowMsg
 from service.settings import IngestSettings
@@ -30,6 +30,7 @@ from service.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 SpecResolver = Callable[[str], InputSpec]  # model ref -> the input spec on its card
+UNCONFINED = FootagePolicy(None, dev=True)  # tests' default; the ingester passes FootagePolicy.of(settings)
 
 
 class _Resync(Exception):
@@ -46,11 +47,11 @@ class CameraRunner:
         r: redis.Redis,
         owner: str,
         resolve_spec: SpecResolver,
-        footage_root: Path | None = None,
+        footage: FootagePolicy = UNCONFINED,
     ) -> None:
         self.config, self.settings, self.r, self.owner = config, settings, r, owner
         self.resolve_spec = resolve_spec
-        self.footage_root = footage_root
+        self.footage = footage
         self._sampler: WindowSampler | None = None
         self._playback: topics.Playback | None = None  # a file camera's play-through, once opened
         self._resync = threading.Event()  # set by the publisher when Redis refused a file window
@@ -122,10 +123,10 @@ class CameraRunner:
     def _attempt(self, backoff: Backoff) -> bool:
         """One connection: open, stream until it ends or fails. True when the camera is done for good."""
         try:
-            self._check_footage()
+            url = self._source_url()
             sampler = self._sampler_for(self.resolve_spec(self.config.model))
             try:
-                self._stream(sampler, backoff)
+                self._stream(url, sampler, backoff)
             finally:
                 last = sampler.flush()
                 if last is not None:  # frames decoded before the end or the drop are scored too
@@ -157,13 +158,14 @@ class CameraRunner:
             self.state.to("error", f"internal error: {type(e).__name__}: {e}")
         return False
 
-    def _check_footage(self) -> None:
-        if self.footage_root is None or scheme_of(self.config.url) != "file":
-            return
-        path = file_path(self.config.url).resolve()
-        if not path.is_relative_to(self.footage_root.resolve()):
-            msg = f"{path} is outside the footage root {self.footage_root}; only files under it may be read"
-            raise SourceError(msg)
+    def _source_url(self) -> str:
+        """The url to open: for a file camera the real path the footage policy allows (checked at every open)."""
+        if not is_local(self.config.url):
+            return self.config.url
+        try:
+            return str(self.footage.resolve(local_path(self.config.url)))
+        except FootageError as e:
+            raise SourceError(str(e)) from e
 
     def _sampler_for(self, spec: InputSpec) -> WindowSampler:
         """The camera's sampler, kept across reconnects (frame numbers go on) unless the model's spec changed.
@@ -232,9 +234,9 @@ class CameraRunner:
             pixel_format="gray" if spec.channels == 1 else "bgr24",  # decode straight to what prepare() wants
         )
 
-    def _stream(self, sampler: WindowSampler, backoff: Backoff) -> None:
+    def _stream(self, url: str, sampler: WindowSampler, backoff: Backoff) -> None:
         """Decode until the source ends or fails (raises); returns only when asked to stop."""
-        with VideoSource(self.config.url, self._options(sampler.spec)) as source:
+        with VideoSource(url, self._options(sampler.spec)) as source:
             sampler.set_source_fps(source.fps)
             source.catching_up = sampler.next_frame < sampler.skip_before
             corrupt_seen = 0

@@ -26,6 +26,7 @@ from service import metrics
 from service.bus import keys, topics
 from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
 from service.errors import MessageError
+from service.footage import FootagePolicy
 from service.ingest.camera import CameraRunner
 from service.jobs.manager import JobManager
 from service.lifecycle import ServiceProcess
@@ -177,7 +178,7 @@ class Ingester(ServiceProcess):
 
     def _start_camera(self, config: CameraConfig) -> None:
         runner = CameraRunner(
-            config, self.settings.ingest, self._redis, self.id, self.specs, footage_root=self.settings.footage_root
+            config, self.settings.ingest, self._redis, self.id, self.specs, footage=FootagePolicy.of(self.settings)
         )
         self.runners[config.id] = runner
         runner.start()

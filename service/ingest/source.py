@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import unquote, urlparse
 
 import av
 import av.error
 import cv2
 import numpy as np
 
+from models.data.video import NotSelfContainedError, open_local_container
 from service.errors import EndOfStream, SourceConnectionError, SourceError
+from service.footage import local_path
 from service.messages import mask_credentials
 
 log = logging.getLogger(__name__)
@@ -79,17 +80,29 @@ def scheme_of(url: str) -> SourceScheme:
 
 
 def file_path(url: str) -> Path:
-    return Path(unquote(urlparse(url).path)) if url.lower().startswith("file://") else Path(url)
+    return Path(local_path(url))
+
+
+# What FFmpeg may open for a network source, nested opens included: never `file`, so a stream (an HLS playlist
+# served over HTTP, say) cannot make FFmpeg read local files. Local files open through open_local_container.
+_NETWORK_PROTOCOLS = {
+    "rtsp": "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy",
+    "http": "http,https,tcp,tls,crypto,httpproxy",
+}
 
 
 def _container_options(scheme: SourceScheme, options: SourceOptions) -> dict[str, str]:
-    """FFmpeg demuxer options; socket timeouts are in microseconds."""
+    """FFmpeg demuxer options of a network source; socket timeouts are in microseconds."""
     timeout_us = str(int(options.read_timeout_s * 1_000_000))
     if scheme == "rtsp":
-        return {"rtsp_transport": options.rtsp_transport, "timeout": timeout_us, "allowed_media_types": "video"}
-    if scheme == "http":
-        return {"rw_timeout": timeout_us, "reconnect": "0"}  # reconnecting is our job, with backoff and state
-    return {}
+        return {
+            "rtsp_transport": options.rtsp_transport,
+            "timeout": timeout_us,
+            "allowed_media_types": "video",
+            "protocol_whitelist": _NETWORK_PROTOCOLS["rtsp"],
+        }
+    # reconnecting is our job, with backoff and state
+    return {"rw_timeout": timeout_us, "reconnect": "0", "protocol_whitelist": _NETWORK_PROTOCOLS["http"]}
 
 
 def _describe_av_error(url: str, error: Exception) -> SourceError:
@@ -134,12 +147,15 @@ class VideoSource:
         if self.scheme == "file" and not Path(target).is_file():
             msg = f"{self.name}: no such file"
             raise SourceConnectionError(msg)
+        timeout = (self.options.open_timeout_s, self.options.read_timeout_s)
         try:
-            self._container = av.open(
-                target,
-                options=_container_options(self.scheme, self.options),
-                timeout=(self.options.open_timeout_s, self.options.read_timeout_s),
-            )
+            if self.scheme == "file":
+                self._container = open_local_container(target, timeout=timeout)
+            else:
+                options = _container_options(self.scheme, self.options)
+                self._container = av.open(target, options=options, timeout=timeout)
+        except NotSelfContainedError as e:
+            raise CorruptSourceError(str(e)) from e
         except (av.error.FFmpegError, OSError) as e:
             raise _describe_av_error(self.url, e) from e
         if not self._container.streams.video:

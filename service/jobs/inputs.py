@@ -1,4 +1,4 @@
-"""What a job may read: paths confined to the footage root (symlinks resolved), and videos PyAV can decode.
+"""What a job may read: videos PyAV can decode (paths are confined by service/footage.py, the one footage policy).
 
 No torch and no Redis here: the API calls these before it accepts a job, so a refused job leaves nothing behind.
 """
@@ -17,18 +17,6 @@ class JobInputError(VigilServiceError):
     """Base of the reasons a job's input is refused; the API maps each subclass to a 4xx status."""
 
 
-class FootageRootMissing(JobInputError):
-    """Path jobs need `Settings.footage_root`."""
-
-
-class OutsideFootageRoot(JobInputError):
-    """The path (after resolving `..` and symlinks) lies outside the footage root."""
-
-
-class FootageNotFound(JobInputError):
-    """The path is inside the footage root but names nothing."""
-
-
 class NotAVideo(JobInputError):
     """The file is not a video PyAV can decode (or a folder without frames)."""
 
@@ -39,30 +27,6 @@ class UploadTooLarge(JobInputError):
 
 class BadUpload(JobInputError):
     """A malformed multipart body, or one without the parts a job needs."""
-
-
-def resolve_footage(root: Path | None, given: str) -> Path:
-    """`given` (relative to the root, or absolute) -> the real path under the root; raises JobInputError.
-
-    Containment is checked on the fully resolved path (every symlink followed), before anything is opened,
-    so `../`, absolute paths elsewhere and links pointing out are refused without reading them.
-    """
-    if root is None:
-        msg = "jobs by path need a footage root: set VIGIL_FOOTAGE_ROOT=/path/to/footage (or upload the file instead)"
-        raise FootageRootMissing(msg)
-    if not given or "\x00" in given:
-        msg = "path must be a non-empty file or folder name under the footage root"
-        raise OutsideFootageRoot(msg)
-    real_root = root.resolve()
-    candidate = Path(given) if Path(given).is_absolute() else real_root / given
-    path = candidate.resolve()  # follows symlinks, also dangling ones as far as they go
-    if not path.is_relative_to(real_root):
-        msg = f"path {given!r} is outside the footage root; give a path under VIGIL_FOOTAGE_ROOT"
-        raise OutsideFootageRoot(msg)
-    if not path.exists():
-        msg = f"path {given!r} does not exist under the footage root"
-        raise FootageNotFound(msg)
-    return path
 
 
 @dataclass(frozen=True)

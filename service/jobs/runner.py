@@ -23,10 +23,11 @@ from models.errors import DatasetError
 from models.store import ModelStore
 from service.bus import keys, topics
 from service.bus.client import REDIS_ERRORS
+from service.footage import FootageError, FootagePolicy
 from service.ingest.camera import SpecResolver
 from service.ingest.sampler import FpsDecimator, Window, WindowSampler
 from service.ingest.source import VideoFrame
-from service.jobs.inputs import JobInputError, resolve_footage
+from service.jobs.inputs import JobInputError
 from service.jobs.results import JobFailed, write_results
 from service.messages import JobRecord, WindowMsg
 from service.settings import Settings
@@ -106,9 +107,9 @@ class JobRunner:
             spec = self.resolve_spec(self.job.model)
             path = Path(self.job.input)
             if self.job.source == "path":  # checked again here: a symlink may have been swapped in since
-                path = resolve_footage(self.settings.footage_root, self.job.input)
+                path = FootagePolicy.of(self.settings).resolve(self.job.input)
             reader = open_video(path)
-        except (ValueError, DatasetError, JobInputError) as e:
+        except (ValueError, DatasetError, JobInputError, FootageError) as e:
             raise JobFailed(str(e)) from e
         sampler = WindowSampler(spec, self.settings.ingest.window_frames)
         sampler.decimator = FpsDecimator(None, None)  # every frame, as `vigil score` scores them

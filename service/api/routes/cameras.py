@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.store import ModelStore
 from service.api.deps import AdminDep, RedisDep, SettingsDep, StoreDep, ViewerDep
 from service.api.errors import ConflictError, InvalidRequestError, NotFoundError
-from service.bus import topics
+from service.bus import keys, topics
+from service.footage import FootageError, FootagePolicy, is_local, local_path
 from service.messages import AlertOverrides, CameraConfig, CameraKind, CameraStatus, StreamState
 from service.settings import Settings
 
@@ -35,6 +35,17 @@ class CameraCreate(BaseModel):
     target_fps: float | None = Field(default=None, gt=0, le=240)
     realtime: bool = True
     alerts: AlertOverrides = AlertOverrides()
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_job(cls, v: str) -> str:
+        if v.startswith(keys.JOB_STREAM_PREFIX):
+            msg = (
+                f"camera ids starting with {keys.JOB_STREAM_PREFIX!r} are reserved for batch jobs (their scores and "
+                "alerts travel under job-<job id>); pick another id"
+            )
+            raise ValueError(msg)
+        return v
 
 
 class CameraPatch(BaseModel):
@@ -72,24 +83,16 @@ def _validated(data: dict[str, Any], settings: Settings, store: ModelStore) -> C
     except ValidationError as e:
         raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
     store.resolve(camera.model)  # ModelNotFoundError -> 404 naming the models that exist
-    if camera.url.startswith(("file://", "/")):
-        _check_footage(camera.url.removeprefix("file://"), settings)
-    return camera
-
-
-def _check_footage(path_text: str, settings: Settings) -> None:
-    path = Path(path_text).resolve()
-    root = settings.footage_root
-    if root is None:
-        if settings.env != "dev":
-            msg = "file cameras need VIGIL_FOOTAGE_ROOT: only files under it may be read"
+    if is_local(camera.url):
+        given = local_path(camera.url)
+        try:
+            path = FootagePolicy.of(settings).resolve(given)
+        except FootageError as e:
+            raise InvalidRequestError(f"url: {e}") from e
+        if not path.is_file():
+            msg = f"url: {given!r} is not a file; give a video file (a folder of frames is for jobs only)"
             raise InvalidRequestError(msg)
-    elif not path.is_relative_to(root.resolve()):
-        msg = f"url: {path} is outside the footage root {root}; put the file under it"
-        raise InvalidRequestError(msg)
-    if not path.is_file():
-        msg = f"url: no file at {path}"
-        raise InvalidRequestError(msg)
+    return camera
 
 
 def _out(camera: CameraConfig, status: CameraStatus | None) -> CameraOut:

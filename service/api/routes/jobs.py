@@ -25,17 +25,8 @@ from models.store import ModelRef, ModelStore
 from service.api.deps import AdminDep, RedisDep, SettingsDep, StoreDep, ViewerDep
 from service.api.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.bus import keys, topics
-from service.jobs.inputs import (
-    BadUpload,
-    FootageNotFound,
-    FootageRootMissing,
-    JobInputError,
-    NotAVideo,
-    OutsideFootageRoot,
-    UploadTooLarge,
-    probe_video,
-    resolve_footage,
-)
+from service.footage import FootageError, FootageNotFound, FootagePolicy, FootageRootMissing, OutsideFootageRoot
+from service.jobs.inputs import BadUpload, JobInputError, NotAVideo, UploadTooLarge, probe_video
 from service.jobs.results import RESULT_FILES
 from service.jobs.upload import FILE_PART, receive_upload
 from service.messages import Alert, JobRecord, JobState
@@ -45,7 +36,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="job id (16 hex digits)")]
 _REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}(@[a-z0-9][a-z0-9_.-]{0,63})?$"
 _MAX_JSON_BYTES = 64 * 1024
-_STATUS: dict[type[JobInputError], int] = {
+_STATUS: dict[type[JobInputError | FootageError], int] = {
     FootageRootMissing: 400,
     BadUpload: 400,
     OutsideFootageRoot: 403,
@@ -122,7 +113,7 @@ async def create_job(
                 request, content_type, job_id, folder, settings.jobs.max_upload_bytes, store, model
             )
         elif content_type.startswith("application/json"):
-            job = await _from_path(request, job_id, settings.footage_root, store)
+            job = await _from_path(request, job_id, FootagePolicy.of(settings), store)
             folder.mkdir(parents=True)  # where its results will go
         else:
             msg = "send multipart/form-data (a `model` field and a `file` part) or application/json {path, model}"
@@ -131,7 +122,7 @@ async def create_job(
         await run_in_threadpool(topics.announce_job, redis, job.id)
     except BaseException as e:
         shutil.rmtree(folder, ignore_errors=True)  # a refused job leaves nothing behind
-        if isinstance(e, JobInputError):
+        if isinstance(e, JobInputError | FootageError):
             raise HTTPException(_STATUS[type(e)], str(e)) from e
         raise
     response.headers["Location"] = f"/jobs/{job_id}"
@@ -168,7 +159,7 @@ async def _from_upload(
     )
 
 
-async def _from_path(request: Request, job_id: str, root: Path | None, store: ModelStore) -> JobRecord:
+async def _from_path(request: Request, job_id: str, footage: FootagePolicy, store: ModelStore) -> JobRecord:
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -178,7 +169,7 @@ async def _from_path(request: Request, job_id: str, root: Path | None, store: Mo
         spec = JobFromPath.model_validate_json(body)
     except ValidationError as e:
         raise RequestValidationError(e.errors(include_url=False, include_context=False)) from e
-    path = resolve_footage(root, spec.path)
+    path = footage.resolve(spec.path)
     ref, context = _resolve_model(store, spec.model)
     probe = await run_in_threadpool(probe_video, path, spec.path)
     return JobRecord(
@@ -256,7 +247,7 @@ def _result_file(settings: SettingsDep, redis: RedisDep, job_id: str, kind: str)
         raise ConflictError(f"job {job_id} has no results: {why}")
     path = settings.jobs.dir.resolve() / job_id / RESULT_FILES[kind]
     if not path.is_file():
-        raise NotFoundError(f"job {job_id} is done but its {RESULT_FILES[kind]} is missing from {settings.jobs.dir}")
+        raise NotFoundError(f"job {job_id} is done but its {RESULT_FILES[kind]} is missing from the job's folder")
     return path
 
 
