@@ -27,6 +27,8 @@ from service.messages import mask_credentials
 
 log = logging.getLogger(__name__)
 
+_TIMED_OUT = 0.95  # a blocking call that lasted this share of its timeout ran into it (clocks differ a little)
+
 SourceScheme = Literal["rtsp", "http", "file"]
 PixelFormat = Literal["gray", "bgr24"]
 
@@ -105,10 +107,19 @@ def _container_options(scheme: SourceScheme, options: SourceOptions) -> dict[str
     return {"rw_timeout": timeout_us, "reconnect": "0", "protocol_whitelist": _NETWORK_PROTOCOLS["http"]}
 
 
-def _describe_av_error(url: str, error: Exception) -> SourceError:
-    """Map an FFmpeg/OS error to the SourceError subclass the state machine acts on, with a clear reason."""
+def _describe_av_error(url: str, error: Exception, waited_s: float = 0.0, limit_s: float | None = None) -> SourceError:
+    """Map an FFmpeg/OS error to the SourceError subclass the state machine acts on, with a clear reason.
+
+    `waited_s` of `limit_s`: how long the failed call blocked. A network open that fails once its timeout ran
+    out timed out, whatever FFmpeg calls it ("Invalid data found" for RTSP, "Immediate exit requested" for HTTP).
+    """
     where = mask_credentials(url)
     text = mask_credentials(str(error))
+    if limit_s is not None and waited_s >= limit_s * _TIMED_OUT and scheme_of(url) != "file":
+        return SourceConnectionError(
+            f"{where}: no answer within {limit_s:g} s (ingest.open_timeout_s); check that the camera is reachable "
+            "and that this is its stream URL"
+        )
     if isinstance(error, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError) or "401" in text:
         return SourceAuthError(f"{where}: the server refused the credentials ({text}); check user and password")
     if isinstance(error, av.error.HTTPNotFoundError) or "404" in text:
@@ -143,6 +154,7 @@ class VideoSource:
         return float(rate) if rate else None
 
     def open(self) -> VideoSource:
+        started = time.monotonic()
         target = str(file_path(self.url)) if self.scheme == "file" else self.url
         if self.scheme == "file" and not Path(target).is_file():
             msg = f"{self.name}: no such file"
@@ -157,7 +169,8 @@ class VideoSource:
         except NotSelfContainedError as e:
             raise CorruptSourceError(str(e)) from e
         except (av.error.FFmpegError, OSError) as e:
-            raise _describe_av_error(self.url, e) from e
+            waited = time.monotonic() - started
+            raise _describe_av_error(self.url, e, waited, self.options.open_timeout_s) from e
         if not self._container.streams.video:
             self.close()
             msg = f"{self.name}: has no video stream"
@@ -201,15 +214,25 @@ class VideoSource:
         if self.frames_decoded == 0:
             msg = f"{self.name}: the stream ended before its first frame could be decoded"
             raise CorruptSourceError(msg)
+        if self.scheme == "rtsp":  # a camera's stream has no end: the server went away or dropped us
+            msg = f"{self.name}: the server closed the stream after {self.frames_decoded} frames"
+            raise SourceConnectionError(msg)
         raise EndOfStream(f"{self.name}: end of stream after {self.frames_decoded} frames")
 
     def _decoded(self) -> Iterator[Any]:
         """Decoded av.VideoFrames; undecodable packets are skipped and counted, a run of them is fatal."""
         consecutive = 0
+        silent = 0.0  # seconds spent waiting for packets since the last decoded frame
         packets = self._container.demux(self._stream)
         while True:
             try:
+                waited = time.monotonic()
                 packet = next(packets)
+                silent += time.monotonic() - waited
+                # Checked before decoding: when its read timeout fires, FFmpeg's RTSP demuxer hands back a packet
+                # it held and only fails on the next read, which doubled the stall time.
+                if silent >= self.options.read_timeout_s * _TIMED_OUT and self.scheme != "file":
+                    raise StallError(f"{self.name}: no data for {self.options.read_timeout_s:g} s")
                 frames = packet.decode()
             except StopIteration:
                 return
@@ -229,7 +252,7 @@ class VideoSource:
                     raise StallError(msg) from e
                 raise _describe_av_error(self.url, e) from e
             if frames:
-                consecutive = 0
+                consecutive, silent = 0, 0.0
             yield from frames
 
 
