@@ -62,8 +62,9 @@ class WorkerSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_batch: int = Field(default=8, ge=1, le=1024)  # windows per forward pass
     max_wait_ms: float = Field(default=20.0, ge=0)  # how long to wait to fill a batch
-    heartbeat_ttl_s: float = Field(default=10.0, gt=0)
-    claim_idle_ms: int = Field(default=30_000, ge=1000)  # pending windows older than this are taken over
+    # A worker whose heartbeat is this old is dead: the others take over its windows (its cameras wait this long).
+    heartbeat_ttl_s: float = Field(default=5.0, gt=0)
+    claim_idle_ms: int = Field(default=30_000, ge=1000)  # windows pending this long on a live (stuck) worker move
     # bf16/fp16 autocast on CUDA. Off by default: scores are calibrated in fp32, and bf16 moved calibrated FFP
     # scores by up to 0.17 (mean 0.015) in a CPU-autocast check; turn on only for models calibrated under AMP.
     amp: bool = False

@@ -1,9 +1,15 @@
 """The worker process: read windows through the consumer group, batch, score, publish in order, ack.
 
-One loop iteration: housekeeping (heartbeat, claiming windows of dead workers, sweeping stashed results,
-queue gauges), then collect up to `max_batch` windows waiting at most `max_wait_ms`, score them per model
-and shape, hand the raw signals to `OrderedPublisher`, and XACK. Redis outages are retried with backoff;
-a lost consumer group (Redis restarted empty) is recreated.
+One loop iteration: housekeeping (taking over the windows of dead workers, sweeping stashed results, queue
+gauges), then collect up to `max_batch` windows waiting at most `max_wait_ms`, score them per model and shape,
+hand the raw signals to `OrderedPublisher`, and XACK. Redis outages are retried with backoff, then the windows
+this worker held are read again at once; a lost consumer group (Redis restarted empty) is recreated.
+
+A heartbeat thread keeps the worker's heartbeat key fresh while the loop makes progress (a long batch or model
+load does not let it lapse; a loop stuck for `claim_idle_ms` does). A worker whose key is gone is dead: the
+others take its pending windows within a second instead of waiting `claim_idle_ms`, so a dead worker holds a
+live camera back about `heartbeat_ttl_s`. A window scored twice (a worker that was only slow) is dropped by the
+ordering, so nothing is published twice.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from service.worker.thumbnails import alert_event_handler, store_thumbs
 log = logging.getLogger(__name__)
 _GAUGE_INTERVAL_S = 1.0
 _SWEEP_INTERVAL_S = 0.5
+_RESCUE_INTERVAL_S = 0.5  # how often the group is checked for consumers whose heartbeat is gone
+_RESCUE_MIN_IDLE_MS = 1000  # so two workers rescuing the same dead one do not both score its windows
 _CAMERA_REFRESH_S = 5.0
 
 
@@ -78,6 +86,9 @@ class Worker(ServiceProcess):
         self._due: dict[str, float] = defaultdict(float)  # housekeeping task -> next monotonic time
         self._alert_params: dict[str, tuple[AlertParams, float]] = {}
         self.webhook: WebhookSender | None = None  # setup() may fail before it is created; teardown() copes
+        self._progress_at = time.monotonic()  # the loop's last sign of life, read by the heartbeat thread
+        self._reread_own = True  # read the windows still pending on this consumer (a restart, a Redis outage)
+        self._beat: threading.Thread | None = None
 
     def setup(self) -> None:
         self.device = resolve_device(self.cfg.device)
@@ -98,6 +109,9 @@ class Worker(ServiceProcess):
                 self.r, self.settings.alerts.retention_s, self.webhook.send if self.webhook else None
             ),
         )
+        self._heartbeat()  # before the first read: a consumer holding windows always has a heartbeat
+        self._beat = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.worker_id}", daemon=True)
+        self._beat.start()
         if self.serve_metrics:
             start_metrics_server(self.cfg.metrics_port)
         log.info(
@@ -116,6 +130,7 @@ class Worker(ServiceProcess):
                 self.step()
                 backoff.reset()
             except REDIS_ERRORS as e:
+                self._reread_own = True  # what this worker read may still be pending on it when Redis is back
                 self._on_error("redis", f"Redis unavailable ({e}); retrying", backoff)
             except redis.ResponseError as e:
                 if "NOGROUP" in str(e):  # Redis restarted without our group: recreate it, claim what is left
@@ -139,6 +154,8 @@ class Worker(ServiceProcess):
         if self.webhook is not None:
             self.webhook.close()
         r: redis.Redis | None = getattr(self, "r", None)  # absent when setup() failed before connecting
+        if self._beat is not None:  # stopped first, so it cannot write the heartbeat again after it is cleared
+            self._beat.join(self.cfg.heartbeat_ttl_s)
         if r is not None:
             with contextlib.suppress(*REDIS_ERRORS):  # otherwise it expires on its own TTL
                 topics.clear_heartbeat(r, "worker", self.worker_id)
@@ -147,8 +164,10 @@ class Worker(ServiceProcess):
     # --- one iteration -------------------------------------------------------------------------------
 
     def step(self) -> None:
+        self._progress_at = time.monotonic()
         self._housekeeping()
-        entries = self._collect()
+        entries = self._collect_own() if self._reread_own else []
+        entries = entries or self._collect()
         if entries:
             self.activity = "scoring"
             self.process(entries)
@@ -163,8 +182,8 @@ class Worker(ServiceProcess):
         return True
 
     def _housekeeping(self) -> None:
-        if self._every("heartbeat", self.cfg.heartbeat_ttl_s / 3):
-            self._heartbeat()
+        if self._every("rescue", _RESCUE_INTERVAL_S):
+            self._rescue()
         if self._every("claim", self.cfg.claim_idle_ms / 2000):
             self._claim()
         if self._every("sweep", _SWEEP_INTERVAL_S):
@@ -184,8 +203,39 @@ class Worker(ServiceProcess):
         topics.write_heartbeat(self.r, hb, self.cfg.heartbeat_ttl_s)
         HEARTBEAT.labels(self.worker_id).set(hb.ts)
 
+    def _beat_loop(self) -> None:
+        """Write the heartbeat every ttl/3 while the loop shows progress within `claim_idle_ms`."""
+        while not self.stop_event.wait(self.cfg.heartbeat_ttl_s / 3):
+            if time.monotonic() - self._progress_at > self.cfg.claim_idle_ms / 1000:
+                continue  # stuck: let the heartbeat lapse, so health checks and the other workers see it
+            try:
+                self._heartbeat()
+            except REDIS_ERRORS as e:  # the loop reports the outage; the next beat tries again
+                log.debug("heartbeat not written: %s", e)
+
+    def _collect_own(self) -> list[topics.WindowEntry]:
+        """Windows delivered to this worker and never acknowledged (it restarted, or Redis went away mid-batch)."""
+        entries = topics.read_own_pending(self.r, self.worker_id, self.cfg.max_batch)
+        if entries:
+            log.info("reading %d windows again that were pending on this worker", len(entries))
+        else:
+            self._reread_own = False
+        return entries
+
+    def _rescue(self) -> None:
+        """Take over at once the windows of workers whose heartbeat is gone: they died holding them."""
+        for dead, pending in topics.dead_consumers(self.r, self.worker_id):
+            if not pending:
+                topics.forget_consumer(self.r, dead)
+                continue
+            entries = topics.claim_windows_of(self.r, dead, self.worker_id, _RESCUE_MIN_IDLE_MS, self.cfg.max_batch)
+            if entries:
+                WINDOWS_CLAIMED.inc(len(entries))
+                log.warning("worker %s is gone (no heartbeat); took over %d of its windows", dead, len(entries))
+                self.process(entries)
+
     def _claim(self) -> None:
-        """Take over windows another (dead) worker read but never acknowledged."""
+        """Take over windows another worker read but never acknowledged within `claim_idle_ms` (it is stuck)."""
         while not self.should_stop():
             entries = topics.claim_stale_windows(self.r, self.worker_id, self.cfg.claim_idle_ms, self.cfg.max_batch)
             if not entries:
@@ -298,6 +348,7 @@ class Worker(ServiceProcess):
     def _forward(self, model: LoadedModel, batch: list[tuple[Job, np.ndarray]]) -> np.ndarray:
         """(B, N, S) raw signals; a history model (VadCLIP) also reads and extends its cameras' snippet history."""
         frames = [frames for _, frames in batch]
+        self._progress_at = time.monotonic()  # a loop scoring batch after batch is alive
         if isinstance(model.method, SnippetHistoryMethod):
             windows = [job.window for job, _ in batch]
             return score_with_history(self.r, model, windows, frames, self.device, self.cfg.amp, self.cfg.history_ttl_s)

@@ -225,6 +225,54 @@ def claim_stale_windows(r: redis.Redis, consumer: str, min_idle_ms: int, count: 
             return out
 
 
+def read_own_pending(r: redis.Redis, consumer: str, count: int) -> list[WindowEntry]:
+    """The oldest windows delivered to `consumer` and not yet acknowledged (XREADGROUP 0): what a worker held when
+    Redis went away comes back to it at once, instead of after `claim_idle_ms`. Trimmed entries are acknowledged."""
+    resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.WINDOWS_STREAM: "0"}, count=count)
+    entries = resp[0][1] if resp else []
+    trimmed = [entry_id for entry_id, fields in entries if fields is None]
+    if trimmed:
+        log.warning("%d windows pending on %s were trimmed before they were scored", len(trimmed), consumer)
+        r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *trimmed)
+    return _decode_entries(entries)
+
+
+def dead_consumers(r: redis.Redis, me: str) -> list[tuple[str, int]]:
+    """(name, pending) of the workers' consumers, other than `me`, whose heartbeat key is gone: they are dead."""
+    consumers: Any = r.xinfo_consumers(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)
+    named = [(_text(c["name"]), int(c["pending"])) for c in consumers]
+    named = [(name, pending) for name, pending in named if name != me]
+    if not named:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for name, _ in named:
+        pipe.exists(keys.heartbeat_key("worker", name))
+    alive = cast(list[int], pipe.execute())
+    return [c for c, live in zip(named, alive, strict=True) if not live]
+
+
+def claim_windows_of(r: redis.Redis, dead: str, consumer: str, min_idle_ms: int, count: int) -> list[WindowEntry]:
+    """Take over the windows pending on the consumer `dead` (XCLAIM). `min_idle_ms` keeps two rescuers from both
+    taking them: the first claim makes them fresh again, so the second finds nothing idle enough."""
+    pending: Any = r.xpending_range(
+        keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, min="-", max="+", count=count, consumername=dead
+    )
+    ids = [p["message_id"] for p in pending]
+    if not ids:
+        return []
+    claimed: Any = r.xclaim(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, consumer, min_idle_ms, ids)
+    return _decode_entries(claimed)
+
+
+def forget_consumer(r: redis.Redis, name: str) -> None:
+    """Remove a dead worker with nothing pending from the group, so the group's consumer list does not grow."""
+    r.xgroup_delconsumer(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, name)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def ack_windows(r: AnyRedis, entry_ids: Sequence[str]) -> None:
     if entry_ids:
         r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *entry_ids)

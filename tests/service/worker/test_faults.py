@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,11 +35,16 @@ def _worker_env(redis_url: str, store_root: str) -> dict[str, str]:
         # which gives the test a window of time to kill it mid-stream, without racing the scoring loop.
         VIGIL_WORKER__MAX_BATCH="16",
         VIGIL_WORKER__MAX_WAIT_MS="5000",
-        VIGIL_WORKER__CLAIM_IDLE_MS="1000",
-        VIGIL_WORKER__GAP_TIMEOUT_S="30",
+        VIGIL_WORKER__CLAIM_IDLE_MS="30000",
+        VIGIL_WORKER__GAP_TIMEOUT_S="60",
+        VIGIL_WORKER__HEARTBEAT_TTL_S="3",
         VIGIL_WORKER__METRICS_PORT="0",
     )
     return env
+
+
+def _consumers(r: redis.Redis) -> list[str]:
+    return [c["name"].decode() for c in r.xinfo_consumers(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)]
 
 
 def _pending_of(r: redis.Redis, consumer: str) -> int:
@@ -49,6 +55,8 @@ def _pending_of(r: redis.Redis, consumer: str) -> int:
 
 
 def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, trained_store, clip_frames, tmp_path):
+    """The windows a killed worker held are taken over once its heartbeat is gone (heartbeat_ttl_s, 3 s here), not
+    after claim_idle_ms (30 s, the default): that wait is how long its cameras' scores stand still."""
     r = redis.Redis.from_url(redis_url)
     frames = np.concatenate([clip_frames] * 3)  # 192 frames, 24 windows per camera
     cameras = ("k1", "k2")
@@ -70,6 +78,7 @@ def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, tr
         wait_for(lambda: _pending_of(r, "doomed") == 8, 4, "the next windows to be read")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        killed = time.monotonic()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -78,8 +87,12 @@ def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, tr
     publish(windows[12:])
     claimed_before = REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") or 0.0
 
-    with running_worker(worker_settings(redis_url, trained_store.root, claim_idle_ms=1000, gap_timeout_s=30)):
+    with running_worker(worker_settings(redis_url, trained_store.root, claim_idle_ms=30_000, gap_timeout_s=60)):
         wait_for(lambda: all(r.xlen(keys.score_stream_key(c)) >= len(frames) - 4 for c in cameras), 60, "all scores")
+        held_s = time.monotonic() - killed
+        wait_for(lambda: "doomed" not in _consumers(r), 5, "the dead worker to leave the group")
+    print(f"a worker killed holding 8 windows held their cameras back {held_s:.1f} s (heartbeat_ttl_s 3)")
+    assert held_s < 10  # was claim_idle_ms: 30 s
 
     assert REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") == claimed_before + 8
     for camera in cameras:
@@ -87,11 +100,15 @@ def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, tr
     assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
 
 
-def _start_redis(port: int) -> subprocess.Popen[bytes]:
+def _start_redis(port: int, folder: Path | None = None) -> subprocess.Popen[bytes]:
+    """A redis-server on `port`; with `folder`, append-only with every write synced, so a kill loses nothing."""
     exe = shutil.which("redis-server")
     assert exe is not None
+    persistence = ["--appendonly", "no"]
+    if folder is not None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)]
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -141,3 +158,37 @@ def test_worker_recovers_from_redis_restart(trained_store, clip_frames):
         _stop_redis(server)
     errors_after = REGISTRY.get_sample_value("vigil_errors_total", {"component": "worker", "kind": "redis"})
     assert errors_after > errors_before
+
+
+def test_after_a_redis_restart_the_worker_reads_the_windows_it_held_at_once(trained_store, clip_frames, tmp_path):
+    """Redis (with its append-only file) restarts while the worker holds windows it read but had not acknowledged:
+    they are still pending on it, and it reads them again at once instead of claiming them from itself after
+    claim_idle_ms (30 s, the default)."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    # A batch of 16 that waits up to 5 s to fill: the 8 windows published are read, then held pending.
+    settings = worker_settings(url, trained_store.root, max_batch=16, max_wait_ms=5000)
+    settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"claim_idle_ms": 30_000})})
+    windows = make_windows("cam", clip_frames, 4)
+    server = _start_redis(port, tmp_path)
+    r = redis.Redis.from_url(url)
+    try:
+        with running_worker(settings, worker_id="survivor"):
+            wait_for(lambda: r.exists(keys.heartbeat_key("worker", "survivor")) == 1, 30, "the worker to start")
+            for w in windows:
+                topics.publish_window(r, w)
+            wait_for(lambda: _pending_of(r, "survivor") == 8, 4, "the worker to hold the windows")
+            server.kill()
+            server.wait(10)
+            server = _start_redis(port, tmp_path)  # the same data: the windows are still pending on the worker
+            restarted = time.monotonic()
+            assert _pending_of(r, "survivor") == 8
+            wait_for(lambda: r.xlen(keys.score_stream_key("cam")) == 60, 20, "the held windows to be scored")
+            back_s = time.monotonic() - restarted
+        print(f"windows held across a Redis restart were scored {back_s:.1f} s after it came back")
+        assert back_s < 10  # was claim_idle_ms: 30 s
+        assert [s.frame for s in all_scores(r, "cam")] == list(range(4, 64))
+        assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+    finally:
+        r.close()
+        _stop_redis(server)
