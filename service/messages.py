@@ -214,10 +214,6 @@ class Alert(_Message):
     peak_frame: int
     updated_ts: float = Field(default_factory=time.time)
 
-    @property
-    def frame_range(self) -> tuple[int, int | None]:
-        return self.start_frame, self.end_frame
-
 
 class AlertEvent(_Message):
     kind: Literal["opened", "updated", "closed"]

@@ -1,7 +1,7 @@
 """Every Prometheus metric of vigil, defined once (ingest, worker, alerts, API); other modules import them.
 
 Names follow `vigil_<component>_<what>_<unit>`. Labels are bounded: camera ids and model refs yes,
-frame or window ids never. Each process serves its own registry: `start_metrics_server(port)` for
+frame or window ids never. Each process serves its own registry: `start_metrics_server(port, host)` for
 ingest/worker, `render_latest()` for the API's `/metrics` route.
 """
 
@@ -72,10 +72,12 @@ API_REQUEST_SECONDS = Histogram(
 API_WEBSOCKETS = Gauge("vigil_api_websocket_clients", "Connected WebSocket clients", ["topic"])  # scores|alerts
 
 
-def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
-    """Serve this process's metrics on http://addr:port/metrics (a daemon thread); port 0 = disabled."""
+def start_metrics_server(port: int, host: str) -> None:
+    """Serve this process's metrics on http://host:port/metrics (a daemon thread); port 0 = disabled.
+
+    `host` is the operator's `metrics_host` (loopback by default): the page lists camera ids."""
     if port:
-        _start_http_server(port, addr=addr)
+        _start_http_server(port, addr=host)
 
 
 def render_latest() -> tuple[bytes, str]:

@@ -15,14 +15,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.calibration.camera import CalibrationParams
+
 
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (writes without an admin key are allowed there in dev)."""
     return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
+# Errors name the setting and what is wrong but never echo the value: the Redis url, API keys and webhook url
+# may hold secrets, and `vigil api`/`vigil worker` print these errors.
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class RedisSettings(_Section):
@@ -56,6 +60,9 @@ class IngestSettings(_Section):
     heartbeat_ttl_s: float = Field(default=10.0, gt=0)  # ingester heartbeat key; refreshed every ttl/3
     status_interval_s: float = Field(default=1.0, gt=0)  # how often a camera's status (fps, counters) is written
     metrics_port: int = Field(default=9101, ge=0, le=65535)  # Prometheus /metrics of the ingester; 0 = off
+    # Address /metrics listens on (it lists camera ids): loopback unless the operator opens it, e.g. 0.0.0.0 in a
+    # container that Prometheus scrapes from another one.
+    metrics_host: str = "127.0.0.1"
 
 
 class WorkerSettings(_Section):
@@ -69,6 +76,7 @@ class WorkerSettings(_Section):
     # scores by up to 0.17 (mean 0.015) in a CPU-autocast check; turn on only for models calibrated under AMP.
     amp: bool = False
     metrics_port: int = Field(default=9101, ge=0, le=65535)  # this worker's /metrics; 0 = off
+    metrics_host: str = "127.0.0.1"  # address of this worker's /metrics: loopback unless set (0.0.0.0 in containers)
     gap_timeout_s: float = Field(default=60.0, gt=0)  # a missing window seq is skipped (and counted) after this
     alias_refresh_s: float = Field(default=5.0, gt=0)  # how often model aliases are re-resolved
     # Seconds a snippet feature of a history model (VadCLIP) stays in Redis as history for its camera's later
@@ -89,19 +97,34 @@ class WorkerSettings(_Section):
 
 
 class AlertSettings(_Section):
-    threshold: float = Field(default=0.95, gt=0, lt=1)
-    hysteresis: float = Field(default=0.05, ge=0, lt=1)  # alert ends below threshold - hysteresis
-    min_duration_frames: int = Field(default=5, ge=1)
-    cooldown_frames: int = Field(default=25, ge=0)
+    # Scores are 0.5 - 0.1 log10(rises per hour of the camera's normal footage to that level): a threshold of 0.5
+    # alerts on levels that normal footage reaches about once an hour; the hysteresis of 0.1 keeps an alert open
+    # down to levels reached 10x as often. Chosen on held-out normal footage (docs/RESULTS.md, "Alert defaults").
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    hysteresis: float = Field(default=0.1, ge=0, lt=1)  # alert ends below threshold - hysteresis
+    min_duration_frames: int = Field(default=5, ge=1, le=1_000_000)  # bound: about 11 hours at 25 fps
+    cooldown_frames: int = Field(default=25, ge=0, le=1_000_000)
     retention_s: int = Field(default=7 * 24 * 3600, ge=60)
     webhook_url: str | None = None
+
+
+class CalibrationSettings(CalibrationParams):
+    """How each camera learns its own normal reference (models/calibration/camera.py), and how long its per-frame
+    signals are kept for replays, feedback and relearning from a time range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # About 33 bytes per frame (one-signal models) plus 80 per window: 24 h at 10 fps about 30 MB per camera.
+    replay_retention_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
 
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     viewer_keys: list[SecretStr] = Field(default_factory=list)  # may read; empty = reads are open
+    operator_keys: list[SecretStr] = Field(default_factory=list)  # may also give alert feedback and recalibrate
     admin_keys: list[SecretStr] = Field(default_factory=list)  # may change state
+    # Request bodies beyond this get 413 before anything parses them (job uploads have jobs.max_upload_bytes).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
 class JobSettings(_Section):
@@ -116,7 +139,9 @@ class JobSettings(_Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", hide_input_in_errors=True
+    )
 
     env: Literal["dev", "prod"] = "dev"
     redis: RedisSettings = RedisSettings()
@@ -124,6 +149,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     worker: WorkerSettings = WorkerSettings()
     alerts: AlertSettings = AlertSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
     footage_root: Path | None = None  # only paths under it may be read by jobs and file cameras

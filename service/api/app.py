@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from models.store import ModelStore
+from service.api import docs
 from service.api.errors import register_exception_handlers
+from service.api.middleware import BodyLimit, RequestMetrics, WebSocketKeyFromQuery
 from service.api.routes import alerts, cameras, health, jobs, models, scores, ui, ws
 from service.bus.client import connect
 from service.settings import Settings, get_settings
@@ -37,11 +39,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Real-time video anomaly detection: cameras in, calibrated per-frame scores and alerts out.",
         lifespan=lifespan,
+        docs_url=None,  # served by service/api/docs.py from local assets, so the pages work offline
+        redoc_url=None,
     )
+    # Added last = outermost: metrics see every answer, the 413s of the body limit included.
+    app.add_middleware(WebSocketKeyFromQuery)
+    app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
+    app.add_middleware(RequestMetrics)
     app.state.settings = settings
     app.state.store = ModelStore(settings.store.root)
     register_exception_handlers(app)
     app.include_router(jobs.router)  # batch re-scoring jobs (service/jobs/)
     for router in (health.router, cameras.router, scores.router, alerts.router, ws.router, models.router, ui.router):
         app.include_router(router)
+    docs.mount(app)
     return app

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -67,21 +67,52 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return _json(503, "redis is unavailable; retry in a few seconds", {"Retry-After": "2"})
 
 
-def _masked(value: Any) -> Any:
+# What a 422 echoes of the input is bounded: a few errors, short strings, shallow containers. The request itself is
+# bounded too (body limit, max_length everywhere), but the echo must stay cheap and small whatever came in.
+_ECHO_ERRORS = 20
+_ECHO_CHARS = 200
+_ECHO_ITEMS = 10
+_ECHO_DEPTH = 3
+
+
+def _echo(value: Any, depth: int = 0) -> Any:
+    """A short, JSON-safe, credential-masked copy of an input (NaN and Infinity become strings)."""
+    if isinstance(value, bytes):
+        value = value[: _ECHO_CHARS * 4].decode("utf-8", "replace")
     if isinstance(value, str):
-        return mask_credentials(value)
+        masked = mask_credentials(value)  # masked whole first: a cut could split a URL before its '@'
+        return masked if len(masked) <= _ECHO_CHARS else f"{masked[:_ECHO_CHARS]}... ({len(value)} characters)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= _ECHO_DEPTH:
+        return "..."
     if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
+        items = list(value.items())[:_ECHO_ITEMS]
+        return {str(_echo(k, _ECHO_DEPTH - 1)): _echo(v, depth + 1) for k, v in items}
     if isinstance(value, list | tuple):
-        return [_masked(v) for v in value]
-    return value
+        return [_echo(v, depth + 1) for v in value[:_ECHO_ITEMS]]
+    return _echo(str(value), depth)
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
-    # FastAPI echoes each invalid input back; a camera URL may hold a password, so mask it like everywhere else.
+    # FastAPI echoes each invalid input back; a camera URL may hold a password, so it is masked like everywhere else,
+    # and bounded, so a hostile input costs the event loop nothing.
     assert isinstance(exc, RequestValidationError)
-    errors = [{k: _masked(v) for k, v in err.items() if k != "ctx"} for err in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+    found = exc.errors()
+    errors = [
+        {
+            "type": str(err.get("type", "")),
+            "loc": [_echo(part, _ECHO_DEPTH - 1) for part in err.get("loc", ())][:_ECHO_ITEMS],
+            "msg": _echo(str(err.get("msg", ""))),
+            "input": _echo(err.get("input")),
+        }
+        for err in found[:_ECHO_ERRORS]
+    ]
+    if len(found) > _ECHO_ERRORS:
+        errors.append({"type": "too_many_errors", "loc": [], "msg": f"{len(found) - _ECHO_ERRORS} more errors"})
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 def register_exception_handlers(app: FastAPI) -> None:

@@ -95,10 +95,6 @@ class BoundedBuffer(Generic[T]):
             self._cond.notify_all()
             return item
 
-    def peek(self) -> T | None:
-        with self._cond:
-            return self._items[0] if self._items else None
-
     def close(self) -> None:
         """Wake everyone: producers get BufferClosed, consumers drain what is left and then get None."""
         with self._cond:

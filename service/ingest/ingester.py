@@ -87,8 +87,9 @@ class Ingester(ServiceProcess):
     def setup(self) -> None:
         self.r = connect(self.settings.redis)
         wait_for_redis(self.r, self.settings.redis.startup_wait_s, self.stop_event)
-        metrics.start_metrics_server(self.settings.ingest.metrics_port)
-        log.info("ingester %s up (metrics port %d)", self.id, self.settings.ingest.metrics_port)
+        ingest = self.settings.ingest
+        metrics.start_metrics_server(ingest.metrics_port, ingest.metrics_host)
+        log.info("ingester %s up (metrics on %s:%d)", self.id, ingest.metrics_host, ingest.metrics_port)
 
     def run_loop(self) -> None:
         backoff = Backoff(0.2, 5.0)

@@ -113,7 +113,7 @@ class Worker(ServiceProcess):
         self._beat = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.worker_id}", daemon=True)
         self._beat.start()
         if self.serve_metrics:
-            start_metrics_server(self.cfg.metrics_port)
+            start_metrics_server(self.cfg.metrics_port, self.cfg.metrics_host)
         log.info(
             "worker %s on %s: max_batch=%d max_wait_ms=%.0f store=%s",
             self.worker_id,

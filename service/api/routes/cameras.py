@@ -14,22 +14,26 @@ from service.api.deps import AdminDep, RedisDep, SettingsDep, StoreDep, ViewerDe
 from service.api.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.bus import keys, topics
 from service.footage import FootageError, FootagePolicy, is_local, local_path
-from service.messages import AlertOverrides, CameraConfig, CameraKind, CameraStatus, StreamState
+from service.messages import CAMERA_URL_MAX_LENGTH, AlertOverrides, CameraConfig, CameraKind, CameraStatus, StreamState
 from service.settings import Settings
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-CameraId = Annotated[str, PathParam(pattern=CAMERA_ID_PATTERN, description="camera id")]
+CAMERA_ID_MAX = 64  # every string the API takes has a max_length, checked before any pattern
+MODEL_REF_MAX = 129  # name@selector, 64 characters each
+CameraId = Annotated[str, PathParam(max_length=CAMERA_ID_MAX, pattern=CAMERA_ID_PATTERN, description="camera id")]
 
 
 class CameraCreate(BaseModel):
     """A new camera. `url`: rtsp(s)://, http(s)://, file:// or an absolute path under VIGIL_FOOTAGE_ROOT."""
 
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=CAMERA_ID_PATTERN, examples=["entrance"])
-    url: str = Field(examples=["rtsp://user:password@10.0.0.5:554/stream1"])
-    model: str = Field(description="model ref: name, name@v3 or name@production", examples=["ffp"])
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    id: str = Field(max_length=CAMERA_ID_MAX, pattern=CAMERA_ID_PATTERN, examples=["entrance"])
+    url: str = Field(max_length=CAMERA_URL_MAX_LENGTH, examples=["rtsp://user:password@10.0.0.5:554/stream1"])
+    model: str = Field(
+        max_length=MODEL_REF_MAX, description="model ref: name, name@v3 or name@production", examples=["ffp"]
+    )
     enabled: bool = True
     kind: CameraKind = "live"
     target_fps: float | None = Field(default=None, gt=0, le=240)
@@ -52,9 +56,9 @@ class CameraPatch(BaseModel):
     """Fields to change; absent fields keep their value. `alerts` merges key by key (JSON merge patch): a key
     left out keeps its override, a key set to null drops it (back to the service default)."""
 
-    model_config = ConfigDict(extra="forbid")
-    url: str | None = None
-    model: str | None = None
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    url: str | None = Field(default=None, max_length=CAMERA_URL_MAX_LENGTH)
+    model: str | None = Field(default=None, max_length=MODEL_REF_MAX)
     enabled: bool | None = None
     kind: CameraKind | None = None
     target_fps: float | None = Field(default=None, gt=0, le=240)

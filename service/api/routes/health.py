@@ -6,9 +6,9 @@ import time
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from service import metrics as prometheus
 from service.api.deps import RedisDep, SettingsDep
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS
@@ -55,4 +55,5 @@ def _not_ready(body: Readiness) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = prometheus.render_latest()
+    return Response(body, media_type=content_type)

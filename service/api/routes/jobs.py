@@ -33,7 +33,7 @@ from service.messages import Alert, JobRecord, JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="job id (16 hex digits)")]
+JobId = Annotated[str, PathParam(max_length=16, pattern=r"^[0-9a-f]{16}$", description="job id (16 hex digits)")]
 _REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}(@[a-z0-9][a-z0-9_.-]{0,63})?$"
 _MAX_JSON_BYTES = 64 * 1024
 _STATUS: dict[type[JobInputError | FootageError], int] = {
@@ -51,7 +51,7 @@ class JobFromPath(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     path: str = Field(min_length=1, max_length=4096, examples=["ped2/test/01.mp4"])
-    model: str = Field(pattern=_REF_PATTERN, description="model ref: name, name@v3 or name@production")
+    model: str = Field(max_length=129, pattern=_REF_PATTERN, description="model ref: name, name@v3 or name@production")
 
 
 class JobOut(BaseModel):
@@ -101,7 +101,7 @@ async def create_job(
     store: StoreDep,
     redis: RedisDep,
     _: AdminDep,
-    model: Annotated[str | None, Query(pattern=_REF_PATTERN, description="model ref (uploads)")] = None,
+    model: Annotated[str | None, Query(max_length=129, pattern=_REF_PATTERN, description="model ref (uploads)")] = None,
 ) -> JobOut:
     """Queue a job: a multipart upload (`model` field, then `file`) or JSON `{"path", "model"}`."""
     content_type = request.headers.get("content-type", "")

@@ -33,8 +33,10 @@ class ModelDetail(BaseModel):
 
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: str = Field(pattern=_REF_PATTERN, description="version or alias to promote, e.g. 'v3'", examples=["v1"])
-    alias: str = Field(default=DEFAULT_ALIAS, pattern=_NAME_PATTERN, description="alias to point at it")
+    version: str = Field(
+        max_length=129, pattern=_REF_PATTERN, description="version or alias to promote, e.g. 'v3'", examples=["v1"]
+    )
+    alias: str = Field(default=DEFAULT_ALIAS, max_length=64, pattern=_NAME_PATTERN, description="alias to point at it")
 
 
 @router.get("", response_model=list[ModelSummary])
@@ -53,14 +55,16 @@ def list_models(store: StoreDep, _: ViewerDep) -> list[ModelSummary]:
 
 
 @router.get("/{ref}", response_model=ModelDetail)
-def show_model(ref: Annotated[str, Path(pattern=_REF_PATTERN)], store: StoreDep, _: ViewerDep) -> ModelDetail:
+def show_model(
+    ref: Annotated[str, Path(max_length=129, pattern=_REF_PATTERN)], store: StoreDep, _: ViewerDep
+) -> ModelDetail:
     version = store.resolve(ref)
     return ModelDetail(ref=version.ref, aliases=store.aliases(version.name), card=version.card())
 
 
 @router.post("/{name}/promote", response_model=ModelDetail)
 def promote_model(
-    name: Annotated[str, Path(pattern=_NAME_PATTERN)], body: PromoteRequest, store: StoreDep, _: AdminDep
+    name: Annotated[str, Path(max_length=64, pattern=_NAME_PATTERN)], body: PromoteRequest, store: StoreDep, _: AdminDep
 ) -> ModelDetail:
     """Point an alias (default `production`) at a version; workers following the alias reload."""
     target = ModelRef.parse(body.version)

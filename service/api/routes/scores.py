@@ -19,7 +19,9 @@ router = APIRouter(prefix="/cameras", tags=["scores"])
 _BOUND_PATTERN = r"^\(?(\d{1,13}(-\d{1,19})?|\d{1,10}\.\d{1,6})$"
 Bound = Annotated[
     str | None,
-    Query(pattern=_BOUND_PATTERN, description="unix seconds (publish time) or a stream id; '(' = exclusive"),
+    Query(
+        max_length=40, pattern=_BOUND_PATTERN, description="unix seconds (publish time) or a stream id; '(' = exclusive"
+    ),
 ]
 
 

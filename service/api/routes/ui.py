@@ -27,7 +27,7 @@ _CSP = (
     "default-src 'self'; img-src 'self' blob:; connect-src 'self' ws: wss:; "
     "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 )
-AlertId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="alert id")]
+AlertId = Annotated[str, PathParam(max_length=128, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="alert id")]
 # Browsers cannot set headers on a WebSocket, and a key in the query string ends up in access logs. The page
 # offers the subprotocols ["vigil", "key.<base64url of the key>"]; the server picks "vigil" (a browser drops a
 # connection whose server picks none of the offered ones) and reads the key from the other.
@@ -60,7 +60,7 @@ def live_page() -> FileResponse:
 
 
 @router.get("/ui/{asset}", include_in_schema=False)
-def live_page_asset(asset: str) -> FileResponse:
+def live_page_asset(asset: Annotated[str, PathParam(max_length=64)]) -> FileResponse:
     media_type = _ASSETS.get(asset)
     if media_type is None:
         msg = f"no UI asset {asset!r}; the live page is at /ui"

@@ -18,7 +18,8 @@ from anyio import CancelScope
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from redis import Redis
 
-from service.api.routes.cameras import CAMERA_ID_PATTERN
+from service import metrics
+from service.api.routes.cameras import CAMERA_ID_MAX, CAMERA_ID_PATTERN
 from service.api.routes.ui import subprotocol_key
 from service.api.security import AuthError, Role, authorize
 from service.bus import topics
@@ -31,6 +32,7 @@ router = APIRouter(tags=["live"])
 BLOCK_MS = 1000
 FEED_THREADS = 256  # concurrent WebSocket feeds reading at once; more clients wait for a free thread
 POLICY_VIOLATION = 1008
+CameraQuery = Annotated[str | None, Query(max_length=CAMERA_ID_MAX, pattern=CAMERA_ID_PATTERN)]
 
 
 async def _accept(websocket: WebSocket) -> Redis | None:
@@ -73,19 +75,22 @@ async def _until_disconnect(websocket: WebSocket, scope: CancelScope) -> None:
         scope.cancel()
 
 
-async def _serve(websocket: WebSocket, pump: Callable[[], Awaitable[None]]) -> None:
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_disconnect, websocket, tg.cancel_scope)
-        # RuntimeError: a send after the close was already seen by the receiving task.
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await pump()
-        tg.cancel_scope.cancel()
+async def _serve(websocket: WebSocket, topic: str, pump: Callable[[], Awaitable[None]]) -> None:
+    clients = metrics.API_WEBSOCKETS.labels(topic=topic)
+    clients.inc()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_until_disconnect, websocket, tg.cancel_scope)
+            # RuntimeError: a send after the close was already seen by the receiving task.
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await pump()
+            tg.cancel_scope.cancel()
+    finally:
+        clients.dec()
 
 
 @router.websocket("/ws/scores")
-async def ws_scores(
-    websocket: WebSocket, camera: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN)] = None
-) -> None:
+async def ws_scores(websocket: WebSocket, camera: CameraQuery = None) -> None:
     """Every new score (ScoreMsg JSON, one per message) of `camera`, or of every camera when it is omitted."""
     redis = await _accept(websocket)
     if redis is None:
@@ -116,13 +121,11 @@ async def ws_scores(
                 last_ids[cam] = entry_id
                 await websocket.send_text(score.model_dump_json())
 
-    await _serve(websocket, pump)
+    await _serve(websocket, "scores", pump)
 
 
 @router.websocket("/ws/alerts")
-async def ws_alerts(
-    websocket: WebSocket, camera: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN)] = None
-) -> None:
+async def ws_alerts(websocket: WebSocket, camera: CameraQuery = None) -> None:
     """Every new alert event (AlertEvent JSON: opened, updated, closed), optionally of one camera."""
     redis = await _accept(websocket)
     if redis is None:
@@ -146,4 +149,4 @@ async def ws_alerts(
                 if camera is None or event.alert.camera == camera:
                     await websocket.send_text(event.model_dump_json())
 
-    await _serve(websocket, pump)
+    await _serve(websocket, "alerts", pump)
