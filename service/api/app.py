@@ -53,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, cameras.router, scores.router, alerts.router, ws.router, models.router, ui.router):
         app.include_router(router)
     docs.mount(app)
+    docs.document_errors(app)
     return app

@@ -8,6 +8,7 @@ under /docs/assets, with a CSP that refuses anything from elsewhere.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI
@@ -23,6 +24,25 @@ _CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
 )
+
+
+def document_errors(app: FastAPI) -> None:
+    """Say in the schema what a 422 holds: field errors (a list), or one message for a request that is valid JSON but
+    asks for something impossible (InvalidRequestError, service/api/errors.py: an unknown model, a file outside the
+    footage root). FastAPI documents only the list."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            errors = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+            if errors is not None:
+                listed = {k: v for k, v in errors["properties"]["detail"].items() if k != "title"}
+                errors["properties"]["detail"] = {"title": "Detail", "anyOf": [listed, {"type": "string"}]}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def mount(app: FastAPI) -> None:

@@ -112,7 +112,22 @@ def _existing(redis: RedisDep, camera_id: str) -> CameraConfig:
     return camera
 
 
-@router.post("", response_model=CameraOut, status_code=201)
+# OpenAPI links: what a client (and the stateful fuzz test) can do next with the camera it created.
+_CAMERA_LINKS = {
+    name: {
+        "operationRef": f"#/paths/~1cameras~1{{camera_id}}{suffix}/{method}",
+        "parameters": {"camera_id": "$response.body#/id"},
+    }
+    for name, suffix, method in (
+        ("ShowCamera", "", "get"),
+        ("UpdateCamera", "", "patch"),
+        ("DeleteCamera", "", "delete"),
+        ("CameraStatus", "~1status", "get"),
+    )
+}
+
+
+@router.post("", response_model=CameraOut, status_code=201, responses={201: {"links": _CAMERA_LINKS}})
 def create_camera(
     body: CameraCreate, redis: RedisDep, store: StoreDep, settings: SettingsDep, _: AdminDep
 ) -> CameraOut:
