@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import torch
 
     from models.base import AnomalyMethod
-    from models.card import ModelCard
+    from models.card import ModelCard, Precision
     from models.data.datasets import LabeledVideo
     from models.evaluate.protocols import EvalResult, VideoSignals
     from models.store import ModelStore, ModelVersion
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     videos = open_dataset(args.dataset, "test")
     if args.split:
         videos = _split_test_videos(videos, args.split)
-    signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device)
+    signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device, card.precision)
     result, scores = evaluate(
         signals, method.input_spec.context, list(method.signal_names), card.calibration, version.ref, str(args.dataset)
     )
@@ -76,9 +76,15 @@ def _split_test_videos(videos: list[LabeledVideo], split: str) -> list[LabeledVi
 
 
 def _score_test_set(
-    method: AnomalyMethod, videos: list[LabeledVideo], dataset: Path, ref: str, batch_size: int, device: torch.device
+    method: AnomalyMethod,
+    videos: list[LabeledVideo],
+    dataset: Path,
+    ref: str,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
 ) -> list[VideoSignals]:
-    """Raw signals of every labelled test video, with one progress bar over all scored frames."""
+    """Raw signals of every labelled test video in the card's precision, with one progress bar over all frames."""
     from tqdm import tqdm
 
     from models.errors import DatasetError
@@ -97,7 +103,9 @@ def _score_test_set(
     signals = []
     with tqdm(total=sum(max(v.num_frames - context, 0) for v in videos), unit="frame", desc=f"eval {ref}") as bar:
         for v, labels in labelled:
-            _, raw = score_video(method, v.reader, batch_size=batch_size, device=device, progress=bar.update)
+            _, raw = score_video(
+                method, v.reader, batch_size=batch_size, device=device, progress=bar.update, precision=precision
+            )
             signals.append(VideoSignals(v.name, raw, labels))  # raw: (N - context, S)
     return signals
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 CARD_SCHEMA_VERSION = 1
+
+# Numeric precision of a forward pass: plain fp32, or autocast to bf16 / fp16 (models.inference.autocast).
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 class SignalCalibration(BaseModel):
@@ -51,6 +54,9 @@ class ModelCard(BaseModel):
     input_spec: dict[str, Any]
     signal_names: list[str]
     calibration: Calibration | None = None
+    # The precision the calibration's raw signals were computed in. Every scorer of this version (the worker,
+    # `vigil score`, `vigil eval`, batch jobs) runs in it: bf16 moves calibrated scores. Cards without it: fp32.
+    precision: Precision = "fp32"
     metrics: dict[str, Any] = Field(default_factory=dict)
     data_fingerprint: str = ""
     code_version: str = ""

@@ -1,14 +1,16 @@
 """The one scoring loop: frames -> windows -> method -> per-frame raw signals (and calibrated scores).
 
 Shared by trainer calibration, `vigil eval`, `vigil score` and the API's batch jobs, so every path
-produces the same numbers for the same frames.
+produces the same numbers for the same frames. `forward_windows` and `forward_histories` are the forward pass
+itself, in the precision the model card names (the one its calibration was fitted in): the live worker calls
+them too, so live and offline scores never differ by precision.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 
 from models.base import AnomalyMethod, SnippetHistoryMethod
 from models.calibration import calibrate
-from models.card import ModelCard
+from models.card import ModelCard, Precision
 from models.data.transforms import prepare, to_tensor
 from models.data.video import VideoReader, open_video
 from models.scored import ScoredVideo
@@ -52,15 +54,54 @@ def resolve_device(device: str | torch.device | None, method: AnomalyMethod | No
     return resolved
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[object]:
+    """The forward pass in `precision`. fp32 is plain fp32 on every device (TF32 off on CUDA, so a GPU computes
+    what a CPU computes); bf16 and fp16 are torch autocast (on CUDA, or on the CPU)."""
+    if precision == "fp32":
+        return _exact_fp32() if device.type == "cuda" else contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+@contextlib.contextmanager
+def _exact_fp32() -> Iterator[None]:
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = False  # both are process-wide: restored when the pass is done
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+def forward_windows(method: AnomalyMethod, window: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """(B, T, C, H, W) float32 frames in [0, 1] -> float32 (B, N, S) raw signals, or (B, N, D) snippet features of
+    a SnippetHistoryMethod. The forward pass of every scorer, offline and live."""
+    with torch.inference_mode(), autocast(window.device, precision):
+        if isinstance(method, SnippetHistoryMethod):  # noqa: SIM108 (mypy narrows only in a plain if)
+            out = method.snippet_features(window)  # (B, N, D)
+        else:
+            out = method.score(window)  # (B, N, S)
+    return out.float()
+
+
+def forward_histories(
+    method: SnippetHistoryMethod, sequences: Sequence[torch.Tensor], precision: Precision
+) -> torch.Tensor:
+    """(L_i, D) snippet-feature histories, oldest first -> float32 (M, S) raw signals of their newest frames."""
+    device = sequences[0].device if sequences else torch.device("cpu")
+    with torch.inference_mode(), autocast(device, precision):
+        return method.score_history(list(sequences)).float()
 
 
 def _score_batch(
-    method: AnomalyMethod, frames: np.ndarray, ranges: list[tuple[int, int]], device: torch.device
+    method: AnomalyMethod,
+    frames: np.ndarray,
+    ranges: list[tuple[int, int]],
+    device: torch.device,
+    precision: Precision,
 ) -> np.ndarray:
     """Windows of equal length -> (B * N, S) raw signals (or, for a SnippetHistoryMethod, (B * N, D) snippet
     features), in window order."""
@@ -68,16 +109,16 @@ def _score_batch(
     clips = np.stack([frames[a:b] for a, b in ranges])  # (B, T, h, w, C) uint8
     b, _, h, w, c = clips.shape
     window = to_tensor(clips.reshape(b * t, h, w, c)).view(b, t, c, h, w).to(device, non_blocking=True)
-    with _autocast(device):
-        if isinstance(method, SnippetHistoryMethod):  # noqa: SIM108 (mypy narrows only in a plain if)
-            out = method.snippet_features(window)  # (B, N, D)
-        else:
-            out = method.score(window)  # (B, N, S)
-    return out.float().reshape(-1, out.shape[-1]).cpu().numpy()
+    out = forward_windows(method, window, precision)
+    return out.reshape(-1, out.shape[-1]).cpu().numpy()
 
 
 def _score_histories(
-    method: SnippetHistoryMethod, features: np.ndarray, device: torch.device, first: int = 0
+    method: SnippetHistoryMethod,
+    features: np.ndarray,
+    device: torch.device,
+    first: int = 0,
+    precision: Precision = "fp32",
 ) -> np.ndarray:
     """(M, D) snippet features of consecutive scored frames -> (M - first, S) raw signals of frames first..M-1,
     each from its whole history (frames t, t - stride, ... back to the first row, at most history_snippets):
@@ -86,12 +127,10 @@ def _score_histories(
     stacked = torch.from_numpy(features).to(device)
     out = np.empty((len(features) - first, len(method.signal_names)), dtype=np.float32)
     chunk = 256  # sequences per forward pass
-    with torch.inference_mode():
-        for start in range(first, len(features), chunk):
-            index = range(start, min(start + chunk, len(features)))
-            sequences = [stacked[method.history_positions(j)] for j in index]
-            with _autocast(device):
-                out[start - first : index.stop - first] = method.score_history(sequences).float().cpu().numpy()
+    for start in range(first, len(features), chunk):
+        index = range(start, min(start + chunk, len(features)))
+        sequences = [stacked[method.history_positions(j)] for j in index]
+        out[start - first : index.stop - first] = forward_histories(method, sequences, precision).cpu().numpy()
     return out
 
 
@@ -102,11 +141,15 @@ def score_frames(
     window: int = 16,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
+    precision: Precision = "fp32",
 ) -> np.ndarray:
-    """Prepared uint8 (N, h, w, C) frames -> raw signals float32 (N - context, S) for frames context..N-1."""
+    """Prepared uint8 (N, h, w, C) frames -> raw signals float32 (N - context, S) for frames context..N-1,
+    computed in `precision` (a card's `precision` when it is scored for its calibration)."""
     dev = resolve_device(device, method)
-    out = _window_outputs(method, frames, batch_size, window, dev, progress)
-    return _score_histories(method, out, dev) if isinstance(method, SnippetHistoryMethod) else out
+    out = _window_outputs(method, frames, batch_size, window, dev, progress, precision)
+    if isinstance(method, SnippetHistoryMethod):
+        return _score_histories(method, out, dev, precision=precision)
+    return out
 
 
 def _window_outputs(
@@ -116,6 +159,7 @@ def _window_outputs(
     window: int,
     dev: torch.device,
     progress: Progress | None,
+    precision: Precision = "fp32",
 ) -> np.ndarray:
     """Frames cut into windows -> (N - context, S) raw signals, or (N - context, D) snippet features of a
     SnippetHistoryMethod (scored from their histories by the caller)."""
@@ -138,15 +182,14 @@ def _window_outputs(
     for r in ranges:
         groups.setdefault(r[1] - r[0], []).append(r)
     out = np.empty((len(frames) - spec.context, num_signals), dtype=np.float32)
-    with torch.inference_mode():
-        for group in groups.values():
-            for i in range(0, len(group), batch_size):
-                batch = group[i : i + batch_size]
-                signals = _score_batch(method, frames, batch, dev)
-                first = batch[0][0]  # windows in a group are consecutive, so their scored frames are too
-                out[first : first + len(signals)] = signals
-                if progress is not None:
-                    progress(len(signals))
+    for group in groups.values():
+        for i in range(0, len(group), batch_size):
+            batch = group[i : i + batch_size]
+            signals = _score_batch(method, frames, batch, dev, precision)
+            first = batch[0][0]  # windows in a group are consecutive, so their scored frames are too
+            out[first : first + len(signals)] = signals
+            if progress is not None:
+                progress(len(signals))
     return out
 
 
@@ -158,6 +201,7 @@ def score_video(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
     chunk_frames: int = 512,
+    precision: Precision = "fp32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode, prepare and score a video in bounded memory -> (pts (N,), raw signals (N - context, S)).
 
@@ -182,12 +226,12 @@ def score_video(
         nonlocal carry, buffer, history
         prepared = np.concatenate([carry, prepare(np.stack(buffer), spec)])
         if isinstance(method, SnippetHistoryMethod):  # histories reach back across chunks, as live
-            features = _window_outputs(method, prepared, batch_size, window, dev, progress)
+            features = _window_outputs(method, prepared, batch_size, window, dev, progress, precision)
             joined = features if history is None else np.concatenate([history, features])
-            parts.append(_score_histories(method, joined, dev, first=len(joined) - len(features)))
+            parts.append(_score_histories(method, joined, dev, len(joined) - len(features), precision))
             history = joined[max(0, len(joined) - (method.history_snippets - 1) * method.snippet_frames) :]
         else:
-            parts.append(score_frames(method, prepared, batch_size, window, dev, progress))
+            parts.append(score_frames(method, prepared, batch_size, window, dev, progress, precision))
         carry = prepared[len(prepared) - spec.context :] if spec.context else prepared[:0]
         buffer = []
 
@@ -211,8 +255,9 @@ def score_reader(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> ScoredVideo:
-    """One video -> per-frame raw signals and calibrated scores (online protocol, EMA from the video's start)."""
-    pts, raw = score_video(method, reader, batch_size, window, device, progress)
+    """One video -> per-frame raw signals and calibrated scores (online protocol, EMA from the video's start),
+    in the card's precision."""
+    pts, raw = score_video(method, reader, batch_size, window, device, progress, precision=card.precision)
     context = min(method.input_spec.context, len(pts))
     full_raw = np.full((len(pts), raw.shape[1]), np.nan, dtype=np.float32)
     full_raw[context:] = raw

@@ -70,9 +70,6 @@ class WorkerSettings(_Section):
     # A worker whose heartbeat is this old is dead: the others take over its windows (its cameras wait this long).
     heartbeat_ttl_s: float = Field(default=5.0, gt=0)
     claim_idle_ms: int = Field(default=30_000, ge=1000)  # windows pending this long on a live (stuck) worker move
-    # bf16/fp16 autocast on CUDA. Off by default: scores are calibrated in fp32, and bf16 moved calibrated FFP
-    # scores by up to 0.17 (mean 0.015) in a CPU-autocast check; turn on only for models calibrated under AMP.
-    amp: bool = False
     metrics_port: int = Field(default=9101, ge=0, le=65535)  # this worker's /metrics; 0 = off
     metrics_host: str = "127.0.0.1"  # address of this worker's /metrics: loopback unless set (0.0.0.0 in containers)
     gap_timeout_s: float = Field(default=60.0, gt=0)  # a missing window seq is skipped (and counted) after this

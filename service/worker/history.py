@@ -17,9 +17,10 @@ import redis
 import torch
 
 from models.base import SnippetHistoryMethod
+from models.inference import forward_histories, forward_windows
 from service.bus import topics
 from service.messages import WindowMsg
-from service.worker.inference import autocast, finish_batch, window_tensor
+from service.worker.inference import finish_batch, window_tensor
 from service.worker.models import LoadedModel
 
 Features = dict[tuple[str, str, int], np.ndarray]  # (camera, stream, frame) -> (D,) float32 snippet feature
@@ -31,7 +32,6 @@ def score_with_history(
     windows: list[WindowMsg],
     frames: list[np.ndarray],
     device: torch.device,
-    amp: bool,
     ttl_s: int,
 ) -> np.ndarray:
     """Windows and their fitted (T, H, W, C) uint8 frames -> (B, N, S) float64 raw signals, like `score_frames`."""
@@ -40,8 +40,7 @@ def score_with_history(
         msg = f"{model.ref} is a {type(method).__name__}, not a SnippetHistoryMethod"
         raise TypeError(msg)
     started = time.perf_counter()
-    with torch.inference_mode(), autocast(device, amp):
-        features = method.snippet_features(window_tensor(frames, device)).float().cpu().numpy()  # (B, N, D)
+    features = forward_windows(method, window_tensor(frames, device), model.card.precision).cpu().numpy()  # (B, N, D)
     known: Features = {
         (w.camera, w.stream, w.first_frame + i): row
         for w, f in zip(windows, features, strict=True)
@@ -55,8 +54,7 @@ def score_with_history(
         topics.write_snippet_features(r, w.camera, w.stream, model.ref, w.first_frame, f, ttl_s)
     sequences = [_sequence(method, known, w, t) for w in windows for t in _scored(w)]
     stacked = torch.from_numpy(np.concatenate(sequences)).to(device)  # one copy to the device, then views
-    with torch.inference_mode(), autocast(device, amp):
-        raw = method.score_history(list(torch.split(stacked, [len(s) for s in sequences])))  # (B * N, S)
+    raw = forward_histories(method, torch.split(stacked, [len(s) for s in sequences]), model.card.precision)  # (B*N, S)
     return finish_batch(model, raw.reshape(features.shape[0], features.shape[1], -1), started)
 
 

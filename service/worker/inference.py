@@ -1,4 +1,4 @@
-"""Batch windows by model and shape, and run one forward pass per batch (CUDA + autocast when present).
+"""Batch windows by model and shape, and run one forward pass per batch, in the precision of the model's card.
 
 Windows of different cameras that go to the same resolved model version and have the same number of
 frames stack into one (B, T, C, H, W) tensor; everything else forms separate batches.
@@ -6,7 +6,6 @@ frames stack into one (B, T, C, H, W) tensor; everything else forms separate bat
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.inference import forward_windows
 from service.errors import ModelUnavailableError
 from service.messages import WindowMsg
 from service.metrics import BATCH_SIZE, INFERENCE_SECONDS, WINDOWS_SCORED
@@ -55,14 +55,6 @@ def make_batches(jobs: list[tuple[Job, np.ndarray]], max_batch: int) -> list[lis
     return [group[i : i + max_batch] for group in by_shape.values() for i in range(0, len(group), max_batch)]
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on CUDA when supported (fp16 otherwise); nothing on CPU."""
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 def window_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
     """Stack windows for a forward pass: list of (T, H, W, C) uint8 -> (B, T, C, H, W) float32 in [0, 1] on `device`."""
     batch = torch.from_numpy(np.stack(frames))  # (B, T, H, W, C) uint8, converted on the device
@@ -83,10 +75,8 @@ def finish_batch(model: LoadedModel, raw: torch.Tensor, started: float) -> np.nd
     return out
 
 
-def score_frames(model: LoadedModel, frames: list[np.ndarray], device: torch.device, amp: bool) -> np.ndarray:
-    """Stack windows and score them: list of (T, H, W, C) uint8 -> (B, N, S) float64 raw signals."""
+def score_frames(model: LoadedModel, frames: list[np.ndarray], device: torch.device) -> np.ndarray:
+    """Stack windows and score them in the card's precision: list of (T, H, W, C) uint8 -> (B, N, S) float64."""
     started = time.perf_counter()
-    window = window_tensor(frames, device)
-    with torch.inference_mode(), autocast(device, amp):
-        raw = model.method.score(window)  # (B, N, S)
+    raw = forward_windows(model.method, window_tensor(frames, device), model.card.precision)  # (B, N, S)
     return finish_batch(model, raw, started)

@@ -351,8 +351,8 @@ class Worker(ServiceProcess):
         self._progress_at = time.monotonic()  # a loop scoring batch after batch is alive
         if isinstance(model.method, SnippetHistoryMethod):
             windows = [job.window for job, _ in batch]
-            return score_with_history(self.r, model, windows, frames, self.device, self.cfg.amp, self.cfg.history_ttl_s)
-        return score_frames(model, frames, self.device, self.cfg.amp)
+            return score_with_history(self.r, model, windows, frames, self.device, self.cfg.history_ttl_s)
+        return score_frames(model, frames, self.device)  # in the precision of the model's card
 
 
 def _scored(window: WindowMsg, model: str, raw: np.ndarray | None, error: str | None = None) -> ScoredWindow:

@@ -123,10 +123,23 @@ def test_score_file_calibrates_scored_frames(synthetic_video: tuple[Path, np.nda
 
 
 @pytest.mark.gpu
-def test_cuda_autocast_matches_cpu(synthetic_video: tuple[Path, np.ndarray]) -> None:
+def test_cuda_scores_in_the_precision_asked_for(synthetic_video: tuple[Path, np.ndarray]) -> None:
     method = DiffMethod().eval()
     frames = prepare(open_video(synthetic_video[0]).read_all()[:40], method.input_spec)
     cpu = score_frames(method, frames, device="cpu")
-    cuda = score_frames(method.to("cuda"), frames, device="cuda")  # bf16/fp16 autocast
-    assert cuda.dtype == np.float32
-    np.testing.assert_allclose(cuda, cpu, rtol=5e-2, atol=5e-3)
+    fp32 = score_frames(method.to("cuda"), frames, device="cuda")  # the default: plain fp32, TF32 off
+    bf16 = score_frames(method, frames, device="cuda", precision="bf16")
+    assert fp32.dtype == bf16.dtype == np.float32
+    np.testing.assert_allclose(fp32, cpu, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bf16, cpu, rtol=5e-2, atol=5e-3)
+    assert not np.array_equal(bf16, fp32)
+
+
+def test_cpu_scores_in_the_precision_asked_for(synthetic_video: tuple[Path, np.ndarray]) -> None:
+    """bf16 autocast on the CPU too: a card calibrated in bf16 is scored in bf16 wherever it runs."""
+    method = DiffMethod().eval()
+    frames = prepare(open_video(synthetic_video[0]).read_all()[:40], method.input_spec)
+    fp32 = score_frames(method, frames, device="cpu")
+    bf16 = score_frames(method, frames, device="cpu", precision="bf16")
+    np.testing.assert_allclose(bf16, fp32, rtol=5e-2, atol=5e-3)
+    assert not np.array_equal(bf16, fp32)

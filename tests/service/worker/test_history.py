@@ -69,7 +69,7 @@ def _stream(model: LoadedModel, frames: np.ndarray, camera: str) -> list[WindowM
 
 def _score(r: redis.Redis, model: LoadedModel, windows: list[WindowMsg]) -> np.ndarray:
     frames = [w.frames for w in windows]
-    return score_with_history(r, model, windows, frames, torch.device("cpu"), amp=False, ttl_s=600)
+    return score_with_history(r, model, windows, frames, torch.device("cpu"), ttl_s=600)
 
 
 # --- the Redis buffer -------------------------------------------------------------------------------------

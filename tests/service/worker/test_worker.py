@@ -146,17 +146,16 @@ def test_diverged_model_windows_are_passed_over_not_retried_forever(redis_url, t
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("amp", [False, True])
-def test_cuda_worker_matches_cpu_scores(redis_url, trained_store, clip_frames, amp):
-    """On a CUDA host: the worker on the GPU publishes every frame, and without AMP the scores match CPU's."""
+def test_cuda_worker_matches_cpu_scores(redis_url, trained_store, clip_frames):
+    """On a CUDA host: the worker on the GPU publishes every frame, and in the card's precision (fp32, TF32 off) the
+    scores match CPU's."""
     r = redis.Redis.from_url(redis_url)
     _publish(r, make_windows("gpu", clip_frames, trained_store.method.input_spec.context))
-    with running_worker(worker_settings(redis_url, trained_store.root, device="cuda", amp=amp, max_batch=8)) as worker:
+    with running_worker(worker_settings(redis_url, trained_store.root, device="cuda", max_batch=8)) as worker:
         wait_for(lambda: r.xlen(keys.score_stream_key("gpu")) >= 60, 60, "scores")
         assert worker.device.type == "cuda"
     scores = all_scores(r, "gpu")
     assert [s.frame for s in scores] == list(range(4, 64))
     offline, _ = calibrate(trained_store.calibration, offline_raw(trained_store.method, clip_frames))
-    if not amp:
-        np.testing.assert_allclose([s.score for s in scores], offline, atol=1e-2)
+    np.testing.assert_allclose([s.score for s in scores], offline, atol=1e-3)
     assert REGISTRY.get_sample_value("vigil_worker_gpu_memory_bytes", {"kind": "allocated"}) is not None
