@@ -14,27 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _exit_with_parent() -> None:
-    """SIGINT ourselves (uvicorn's graceful stop) once the parent is gone, so a killed supervisor leaves no orphan."""
-    import os
-    import signal
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
+    from service.lifecycle import exit_with_parent
     from service.settings import get_settings
 
     settings = get_settings()
@@ -43,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         settings = type(settings).model_validate(settings.model_dump())
     app = create_app(settings)
     if args.exit_with_parent:
-        _exit_with_parent()
+        exit_with_parent()  # SIGTERM: uvicorn's graceful stop
     uvicorn.run(
         app,
         host=settings.api.host,

@@ -13,12 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-port", type=int, default=None, help="Prometheus port (default: VIGIL_INGEST__METRICS_PORT, 9101)"
     )
     parser.add_argument("--registry", default=None, help="model registry dir (default: VIGIL_STORE__ROOT)")
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the parent process dies (for supervisors)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from service.ingest.ingester import Ingester
+    from service.lifecycle import exit_with_parent
     from service.logging import setup_logging
     from service.settings import get_settings
 
@@ -37,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= settings.ingest.metrics_port <= 65535:
         logging.getLogger("vigil.ingest").error("--metrics-port must be 0..65535 (0 = no metrics server)")
         return 2
+    if args.exit_with_parent:
+        exit_with_parent()
     return Ingester(settings, ingester_id=args.id).run()

@@ -1,7 +1,9 @@
 """`vigil up`: api + ingest + worker as child processes on one machine, plus a local redis-server if needed.
 
 Shutdown follows STYLE.md rule 13: consumers stop before producers (api, worker, then ingest, then the Redis
-this command started), each escalating SIGINT + wait -> terminate -> kill.
+this command started), each escalating SIGINT + wait -> terminate -> kill. Every child, Redis included, gets
+SIGTERM from the kernel if `vigil up` dies without stopping them (SIGKILL): `service.lifecycle.exit_with_parent`.
+The local Redis keeps an append-only file in `vigil up`'s working directory, so cameras survive its restart.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Literal
+
+from service.lifecycle import exit_with
 
 log = logging.getLogger("vigil.up")
 
@@ -75,6 +79,8 @@ class Stack:
     # a free port each (tests: consecutive ports may be taken), or None for none. Chosen ports: `child_ports`.
     metrics_port: int | Literal["auto"] | None = None
     log_path: Path | None = None  # children's stdout/stderr go here (appended); None = inherit ours
+    # Where a Redis this stack starts keeps its append-only file (`<dir>/vigil-redis/`); None = no persistence.
+    redis_dir: Path | None = None
     grace_s: float = 10.0
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -113,14 +119,14 @@ class Stack:
     def _spawn(self, name: str, component: str, metrics_port: int) -> None:
         argv = [sys.executable, "-m", "cli.main", component]
         if component == "api":
-            argv += ["--host", self.api_host, "--port", str(self.api_port), "--exit-with-parent"]
+            argv += ["--host", self.api_host, "--port", str(self.api_port)]
         else:
             argv += ["--metrics-port", str(metrics_port)]
-        if component == "worker":
-            argv.append("--exit-with-parent")  # no orphan worker if `vigil up` itself is SIGKILLed
         out = self.log_path.open("ab") if self.log_path else None
         try:  # own session: a terminal's Ctrl-C reaches only `vigil up`, which then stops the children in order
-            proc = subprocess.Popen(argv, env=self.env, start_new_session=True, stdout=out, stderr=out)
+            proc = subprocess.Popen(
+                argv, env=self.env, start_new_session=True, stdout=out, stderr=out, preexec_fn=exit_with(os.getpid())
+            )
         finally:
             if out is not None:
                 out.close()  # the child holds its own copy of the descriptor
@@ -136,9 +142,14 @@ class Stack:
             msg = f"no Redis answers at the configured URL (VIGIL_REDIS__URL); {hint} or point VIGIL_REDIS__URL at one"
             raise RuntimeError(msg)
         port = free_port()
-        # No persistence: this Redis lives and dies with `vigil up`.
-        argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.redis_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
+        argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        if self.redis_dir is None:
+            argv += ["--appendonly", "no"]
+        else:  # cameras, jobs and pending windows survive a restart of this Redis or of `vigil up`
+            argv += ["--dir", str(self.redis_dir.resolve()), "--appendonly", "yes", "--appenddirname", "vigil-redis"]
+        self.redis_proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, start_new_session=True, preexec_fn=exit_with(os.getpid())
+        )
         self.redis_url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while not redis_reachable(self.redis_url, 0.2):
@@ -147,7 +158,8 @@ class Stack:
                 msg = f"redis-server on port {port} did not start within 10 s"
                 raise RuntimeError(msg)
             time.sleep(0.05)
-        log.info("started a local redis-server at %s (pid %d)", self.redis_url, self.redis_proc.pid)
+        kept = f"its data in {self.redis_dir.resolve() / 'vigil-redis'}" if self.redis_dir else "its data not persisted"
+        log.info("started a local redis-server at %s (pid %d), %s", self.redis_url, self.redis_proc.pid, kept)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Block until /readyz says ready (Redis answers, a worker heartbeat is fresh); raise if a child exits.
@@ -216,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         ingesters=args.ingesters,
         start_redis=not args.no_local_redis,
         metrics_port=args.metrics_port or None,
+        redis_dir=Path.cwd(),
     )
     signal.signal(signal.SIGINT, _record)
     signal.signal(signal.SIGTERM, _record)

@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"vigil worker: invalid option: {e}")
         return 2
 
+    from service.lifecycle import exit_with_parent
     from service.worker.main import Worker
 
-    return Worker(settings, worker_id=args.id, watch_parent=args.exit_with_parent).run()
+    if args.exit_with_parent:
+        exit_with_parent()
+    return Worker(settings, worker_id=args.id).run()

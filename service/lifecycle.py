@@ -1,21 +1,47 @@
 """The lifecycle every long-running vigil process follows: setup -> run_loop until stopped -> teardown.
 
 Signal handlers only record the signal and set the stop event; the loop notices it. A child started by a
-supervisor (`vigil up`) ignores SIGINT (the parent owns shutdown) and stops when its parent dies.
+supervisor (`vigil up`) ignores SIGINT (the parent owns shutdown). Children leave with their parent by one
+mechanism, `exit_with_parent`: the kernel sends them SIGTERM when the parent dies, however it dies.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import final
 
 from service.errors import VigilServiceError
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+try:  # loaded here, not in a forked child: a child before exec must not import or allocate
+    _prctl: Callable[..., int] | None = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: children of a killed supervisor are left running
+    _prctl = None
+
+
+def exit_with_parent(parent: int | None = None) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), so it stops cleanly
+    even when the parent was SIGKILLed. `parent`: the pid it must have now; if the parent died already, exit.
+
+    `vigil up` runs it in each child between fork and exec (`subprocess.Popen(preexec_fn=...)`, where it survives
+    the exec); `vigil api|ingest|worker --exit-with-parent` run it at start for other supervisors."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if parent is not None and os.getppid() != parent:  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exit_with(parent: int) -> Callable[[], None]:
+    """A `preexec_fn` for children of the process `parent` (see `exit_with_parent`)."""
+    return lambda: exit_with_parent(parent)
 
 
 class ServiceProcess:
@@ -32,15 +58,10 @@ class ServiceProcess:
 
     component = "process"
 
-    def __init__(
-        self, stop_event: threading.Event | None = None, is_child: bool = False, watch_parent: bool | None = None
-    ) -> None:
+    def __init__(self, stop_event: threading.Event | None = None, is_child: bool = False) -> None:
         self.stop_event = stop_event or threading.Event()
         self.is_child = is_child  # ignore SIGINT: the supervisor owns shutdown
-        # Stop when the parent dies (a supervisor killed with SIGKILL leaves no orphans); default: is_child.
-        self.watch_parent = is_child if watch_parent is None else watch_parent
         self.received_signal: int | None = None
-        self._parent_pid = os.getppid()
 
     def setup(self) -> None:
         """Open connections and load what the loop needs. Raising here ends `run()` with exit code 1."""
@@ -55,13 +76,7 @@ class ServiceProcess:
         self.stop_event.set()
 
     def should_stop(self) -> bool:
-        if self.stop_event.is_set():
-            return True
-        if self.watch_parent and os.getppid() != self._parent_pid:
-            log.warning("%s: parent process %d is gone; stopping", self.component, self._parent_pid)
-            self.stop_event.set()
-            return True
-        return False
+        return self.stop_event.is_set()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # Only record: logging or I/O inside a handler can deadlock on locks the interrupted code holds.

@@ -75,9 +75,8 @@ class Worker(ServiceProcess):
         stop_event: threading.Event | None = None,
         is_child: bool = False,
         serve_metrics: bool = True,
-        watch_parent: bool | None = None,
     ) -> None:
-        super().__init__(stop_event, is_child, watch_parent)
+        super().__init__(stop_event, is_child)
         self.settings, self.cfg = settings, settings.worker
         self.worker_id = worker_id or default_worker_id()
         self.serve_metrics = serve_metrics

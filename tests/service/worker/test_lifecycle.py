@@ -68,12 +68,18 @@ def test_failure_exits_1_and_still_tears_down(stage, traceback, caplog):
     assert ("Traceback" in caplog.text) is traceback
 
 
-@pytest.mark.parametrize(("kw", "watches"), [({"is_child": True}, True), ({"watch_parent": True}, True), ({}, False)])
-def test_stops_when_its_parent_is_gone_if_asked(kw, watches):
-    proc = _Recorder(**kw)
-    assert proc.should_stop() is False
-    proc._parent_pid = -1  # what os.getppid() no longer matches once the parent died
-    assert proc.should_stop() is watches
+def test_exit_with_parent_has_the_kernel_stop_a_child_whose_parent_was_killed(tmp_path):
+    """The one mechanism for every child: PR_SET_PDEATHSIG, a SIGTERM the child's handler turns into a clean stop."""
+    pid_file, ready = tmp_path / "pid", tmp_path / "ready"
+    child = "from service.lifecycle import exit_with_parent; import time; exit_with_parent(); "
+    child += f"open('{ready}', 'w'); time.sleep(60)"
+    shell = subprocess.Popen(["sh", "-c", f'{sys.executable} -c "{child}" & echo $! > {pid_file}; wait'])
+    wait_for(lambda: ready.exists() and pid_file.read_text().strip() != "", 10, "the child to start")
+    child_pid = int(pid_file.read_text())
+    assert _alive(child_pid)
+    shell.kill()
+    shell.wait(10)
+    wait_for(lambda: not _alive(child_pid), 10, "the orphaned child to get SIGTERM")
 
 
 @pytest.mark.slow
