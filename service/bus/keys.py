@@ -108,6 +108,11 @@ CONTROL_CHANNEL = f"{PREFIX}:control"  # pub/sub: ControlMsg JSON when a camera 
 CAMERA_STATUS_HASH = f"{PREFIX}:camera_status"  # hash camera id -> CameraStatus JSON (ingester writes)
 
 
+# Set once (SET NX) to a random id and never changed: when it is gone, Redis lost its data (restarted without
+# persistence, or flushed). Ingesters then restore the camera registry from their copy and say what was lost.
+DATASET_EPOCH = f"{PREFIX}:epoch"
+
+
 def camera_lease_key(camera: str) -> str:
     """String holding the owning ingester id, with TTL `Settings.ingest.lease_ttl_s` (SET NX PX, renewed)."""
     return f"{PREFIX}:cam:{camera}:lease"

@@ -3,7 +3,8 @@
 Every tick it writes its heartbeat, re-reads the camera registry, renews the lease of each camera it runs
 (SET NX PX, renewed at ttl/3) and tries to take cameras nobody holds, so a dead ingester's cameras move
 to a live one once its leases expire. Control messages (camera added, changed, removed) trigger a tick at
-once. A Redis outage is waited out: cameras keep decoding (live ones drop their oldest windows).
+once. A Redis outage is waited out: cameras keep decoding (live ones drop their oldest windows). A Redis that
+comes back without its data (no persistence) gets the camera registry back from the ingester's copy, loudly.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Ingester(ServiceProcess):
         self.id = ingester_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.specs = ModelSpecs(ModelStore(settings.store.root))
         self.runners: dict[str, CameraRunner] = {}
+        self.registry: dict[str, CameraConfig] = {}  # every camera as last read: restored if Redis loses its data
+        self._epoch: str | None = None  # the id of the data Redis held at the last tick (topics.dataset_epoch)
         self.stopping: dict[str, threading.Thread] = {}  # cameras whose runner is shutting down
         self.r: redis.Redis | None = None
         self._pubsub: Any = None
@@ -139,7 +142,7 @@ class Ingester(ServiceProcess):
         """Heartbeat, then bring the running cameras in line with the registry and the leases."""
         r = self._redis
         topics.write_heartbeat(r, self._heartbeat(), self.settings.ingest.heartbeat_ttl_s)
-        wanted = {c.id: c for c in topics.list_cameras(r) if c.enabled}
+        wanted = {c.id: c for c in self._read_registry(r) if c.enabled}
         for camera, runner in list(self.runners.items()):
             config = wanted.get(camera)
             if config is None:
@@ -155,6 +158,26 @@ class Ingester(ServiceProcess):
                 self._start_camera(config)
         metrics.CAMERAS_OWNED.labels(ingester=self.id).set(len(self.runners))
         self.jobs.tick(r)  # batch jobs: same leases, same tick
+
+    def _read_registry(self, r: redis.Redis) -> list[CameraConfig]:
+        """The cameras in Redis; if Redis lost its data since the last tick, first the ones this ingester knew."""
+        epoch = topics.dataset_epoch(r)
+        lost, self._epoch = self._epoch is not None and epoch != self._epoch, epoch
+        if lost and self.registry:
+            restored = topics.restore_cameras(r, self.registry.values())
+            metrics.ERRORS.labels(component="ingest", kind="redis_data_lost").inc()
+            log.error(
+                "Redis lost its data (restarted without persistence, or flushed). Restored %d camera(s) from this "
+                "ingester's copy of the registry: %s. Lost for good: the scores, alerts and camera statuses so far, "
+                "windows not yet scored, job records and progress (jobs %s). Give Redis persistence "
+                "(appendonly yes) to keep them.",
+                len(restored),
+                ", ".join(restored) or "none missing",
+                ", ".join(self.jobs.running()) or "none running here",
+            )
+        cameras = topics.list_cameras(r)
+        self.registry = {c.id: c for c in cameras}
+        return cameras
 
     def _on_control(self, data: bytes) -> None:
         try:

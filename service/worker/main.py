@@ -133,7 +133,10 @@ class Worker(ServiceProcess):
                 self._on_error("redis", f"Redis unavailable ({e}); retrying", backoff)
             except redis.ResponseError as e:
                 if "NOGROUP" in str(e):  # Redis restarted without our group: recreate it, claim what is left
-                    log.warning("consumer group missing (Redis restarted?); recreating it")
+                    log.error(
+                        "Redis lost its data (the workers' consumer group is gone: restarted without persistence, "
+                        "or flushed); windows that were queued or being scored are lost. Recreating the group."
+                    )
                     topics.ensure_window_group(self.r)
                     self._due.clear()
                     continue

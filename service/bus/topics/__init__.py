@@ -19,6 +19,7 @@ from service.bus.topics.alerts import (
 )
 from service.bus.topics.cameras import (
     clear_heartbeat,
+    dataset_epoch,
     decode_control,
     delete_camera,
     get_camera,
@@ -27,6 +28,7 @@ from service.bus.topics.cameras import (
     list_cameras,
     put_camera,
     read_heartbeats,
+    restore_cameras,
     set_camera_status,
     subscribe_control,
     write_heartbeat,
@@ -102,6 +104,7 @@ __all__ = [
     "claim_stale_windows",
     "claim_windows_of",
     "clear_heartbeat",
+    "dataset_epoch",
     "dead_consumers",
     "decode_control",
     "decode_json",
@@ -144,6 +147,7 @@ __all__ = [
     "read_scores",
     "read_snippet_features",
     "read_windows",
+    "restore_cameras",
     "resume_playback",
     "save_alert_event",
     "save_scoring_state",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterable
 from typing import cast
 
 import redis
@@ -52,6 +54,25 @@ def list_cameras(r: redis.Redis) -> list[CameraConfig]:
         except MessageError as e:
             log.error("skipping camera %s: %s", cid.decode(), e)
     return out
+
+
+def dataset_epoch(r: redis.Redis) -> str:
+    """The id of the data Redis holds (keys.DATASET_EPOCH), created if missing; a new id means the data was lost."""
+    r.set(keys.DATASET_EPOCH, uuid.uuid4().hex, nx=True)
+    return cast(bytes, r.get(keys.DATASET_EPOCH)).decode()
+
+
+def restore_cameras(r: redis.Redis, cameras: Iterable[CameraConfig]) -> list[str]:
+    """Write back cameras the registry lost (HSETNX: one that exists again is left as it is) and tell the
+    ingesters; returns the ids written."""
+    cameras = list(cameras)
+    pipe = r.pipeline(transaction=False)
+    for camera in cameras:
+        pipe.hsetnx(keys.CAMERAS_HASH, camera.id, encode_json(camera))
+    written = [c.id for c, new in zip(cameras, cast(list[int], pipe.execute()), strict=True) if new]
+    for camera_id in written:
+        r.publish(keys.CONTROL_CHANNEL, encode_json(ControlMsg(op="put", camera=camera_id)))
+    return written
 
 
 def subscribe_control(r: redis.Redis) -> redis.client.PubSub:

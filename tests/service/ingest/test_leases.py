@@ -147,11 +147,16 @@ def test_the_ingester_survives_a_redis_restart(
     model_store: Path,
     own_redis: tuple[int, list[subprocess.Popen[bytes]]],
     start_ingester: Callable[..., Ingester],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Redis comes back empty (no persistence, as a Redis without appendonly does): the camera registry comes back
+    from the ingester's copy, with an error that says what was lost; cameras used to stop, to be added by hand."""
     port, procs = own_redis
     r = redis.Redis(port=port)
     camera = CameraConfig(id="yard", url=str(long_clip), model=MODEL, kind="live")
+    disabled = CameraConfig(id="spare", url=str(long_clip), model=MODEL, kind="live", enabled=False)
     topics.put_camera(r, camera)
+    topics.put_camera(r, disabled)
     # a backlog of 2 windows: while Redis is down the live camera must drop its oldest windows
     ingester = start_ingester(make_settings(f"redis://127.0.0.1:{port}/0", model_store, live_queue_windows=2))
     wait_for(lambda: len(windows(r, "yard")) >= 2, 20, "windows before the restart")
@@ -161,9 +166,13 @@ def test_the_ingester_survives_a_redis_restart(
     time.sleep(2.0)  # Redis down: the camera keeps decoding (25 fps = 6 windows/s), the publisher retries
     assert ingester.runners["yard"].frames_dropped >= 4
     assert (REGISTRY.get_sample_value(DROPPED, {"camera": "yard", "reason": "backpressure"}) or 0) >= dropped + 4
-    procs.append(_redis_server(port))  # a fresh, empty Redis (no persistence): the registry is re-created
-    topics.put_camera(r, camera)
+    procs.append(_redis_server(port))  # a fresh, empty Redis (no persistence): nothing is re-created by hand
     wait_for(lambda: len(windows(r, "yard")) >= 2, 20, "windows after the restart")
+    wait_for(lambda: {c.id: c for c in topics.list_cameras(r)} == {"yard": camera, "spare": disabled}, 10, "cameras")
+    lost = [rec for rec in caplog.records if rec.levelname == "ERROR" and "Redis lost its data" in rec.getMessage()]
+    assert len(lost) == 1
+    assert "Restored 2 camera(s)" in lost[0].getMessage()
+    assert "Lost for good: the scores, alerts" in lost[0].getMessage()
     wait_for(lambda: lease_owner(r, "yard") == ingester.id, 10, "the lease to be taken back")
     wait_for(lambda: (s := status(r, "yard")) and s.state == "streaming", 10, "the status to be written again")
     assert list(ingester.runners) == ["yard"]
