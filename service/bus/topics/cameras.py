@@ -35,6 +35,7 @@ def delete_camera(r: redis.Redis, camera_id: str) -> bool:
     """Remove a camera and its status; returns False when it did not exist."""
     removed = int(r.hdel(keys.CAMERAS_HASH, camera_id))
     r.hdel(keys.CAMERA_STATUS_HASH, camera_id)
+    r.delete(keys.camera_playback_key(camera_id))  # a file camera added again plays its file again
     if removed:
         r.publish(keys.CONTROL_CHANNEL, encode_json(ControlMsg(op="delete", camera=camera_id)))
     return bool(removed)

@@ -58,6 +58,31 @@ def test_file_camera_windows_have_the_right_frames_pts_seq_and_context(
     assert time.time() - capture[0] < 60
 
 
+def test_a_finished_file_camera_is_not_read_again_until_it_is_added_again(
+    synthetic_video: tuple[Path, np.ndarray],
+    settings: Settings,
+    rclient: redis.Redis,
+    start_ingester: Callable[..., object],
+) -> None:
+    """A changed camera (or a new owner) resumes the play-through, which is over; deleted and added again, it
+    plays the file again, numbered on from its last frame."""
+    path, _ = synthetic_video
+    start_ingester(settings)
+    topics.put_camera(rclient, file_camera("clip", path))
+    wait_for(state_is(rclient, "clip", "stopped"), 30, "the file camera to finish")
+    assert len(windows(rclient, "clip")) == 16
+    topics.put_camera(rclient, file_camera("clip", path, target_fps=None, alerts={"threshold": 0.9}))  # a change
+    wait_for(lambda: (s := status(rclient, "clip")) and "read to the end before" in s.reason, 30, "the restart")
+    assert len(windows(rclient, "clip")) == 16
+    topics.delete_camera(rclient, "clip")
+    wait_for(lambda: status(rclient, "clip") is None or status(rclient, "clip").state == "stopped", 10, "the stop")
+    time.sleep(0.5)
+    topics.put_camera(rclient, file_camera("clip", path))
+    wait_for(lambda: len(windows(rclient, "clip")) == 32, 30, "the file to play again")
+    again = windows(rclient, "clip")[16:]
+    assert [w.first_frame for w in again] == [64 + SPEC.context + 4 * k for k in range(16)]
+
+
 def test_realtime_file_is_paced_at_its_frame_rate(synthetic_video: tuple[Path, np.ndarray]) -> None:
     path, _ = synthetic_video
     with VideoSource(str(path), SourceOptions(realtime=True)) as source:
