@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from tests.service.worker.models_util import TrainedModel
 
 ANOMALY_SPAN = (40, 52)  # [start, end) of the anomalous frames in `synthetic_video`
+REPO = Path(__file__).resolve().parents[1]
+# UCSD Ped2: VIGIL_PED2, else ../shared/datasets/ucsd_ped2 beside the repository. Tests that need it skip without it.
+PED2 = Path(os.environ.get("VIGIL_PED2", REPO.parent / "shared" / "datasets" / "ucsd_ped2"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

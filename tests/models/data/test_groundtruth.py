@@ -9,9 +9,9 @@ import pytest
 
 from models.data.groundtruth import intervals_to_labels, load_labels, read_m_intervals, read_mat_intervals
 from models.errors import DatasetError
+from tests.conftest import PED2
 
-PED2 = Path("/work/shared/datasets/ucsd_ped2")
-needs_ped2 = pytest.mark.skipif(not (PED2 / "ped2.mat").is_file(), reason="UCSD Ped2 is not on this machine")
+needs_ped2 = pytest.mark.skipif(not (PED2 / "ped2.mat").is_file(), reason=f"UCSD Ped2 is not at {PED2}; set VIGIL_PED2")
 
 
 def test_intervals_are_one_based_inclusive() -> None:

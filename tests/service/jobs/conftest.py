@@ -19,12 +19,13 @@ from models.store import ModelStore
 from service.api.app import create_app
 from service.ingest.ingester import Ingester
 from service.settings import Settings
+from tests.conftest import PED2
 from tests.service.processes import running
 from tests.service.worker.helpers import FAST_WORKER, running_worker
 from tests.service.worker.models_util import MODEL, TrainedModel, register_version
 from tests.synthetic import write_video
 
-PED2_CLIP = Path("/work/shared/datasets/ucsd_ped2/testing/frames/01")
+PED2_CLIP = PED2 / "testing" / "frames" / "01"
 MODEL_REF = f"{MODEL}@production"
 
 
