@@ -18,6 +18,14 @@ from tests.rtsp import rtsp_server_factory  # noqa: F401  (fixture)
 from tests.service.worker.models_util import TrainedModel
 
 CONTEXT = 4  # FFP tiny predicts frame t from t-4..t-1: the first 4 frames of a stream get no score
+FAULT_REPORT: list[str] = []  # what the fault tests measured (live gaps, frames lost/duplicated), shown at the end
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FAULT_REPORT:
+        terminalreporter.section("fault costs measured")
+        for line in FAULT_REPORT:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
