@@ -17,7 +17,9 @@ PREFIX = "vigil"
 # --- windows: ingester -> workers -------------------------------------------------------------------
 WINDOWS_STREAM = f"{PREFIX}:windows"  # one entry per window (fields: v, seq, h, f); see topics/windows.py
 WINDOWS_GROUP = "workers"  # the consumer group every worker reads through (each window to one worker)
-WINDOWS_MAXLEN = 20_000  # approximate cap; at 8 frames of 64x64 gray per window about 0.7 GB worst case
+# Approximate cap on windows not yet scored (workers delete the ones they acknowledge); at 8 frames of 64x64 gray per
+# window about 0.7 GB worst case.
+WINDOWS_MAXLEN = 20_000
 
 
 def camera_seq_key(camera: str) -> str:

@@ -274,12 +274,16 @@ def _text(value: bytes | str) -> str:
 
 
 def ack_windows(r: AnyRedis, entry_ids: Sequence[str]) -> None:
+    """Acknowledge scored windows and delete them: nothing reads a window again once it is scored, and kept until
+    the stream cap trimmed it, the stream held WINDOWS_MAXLEN windows of frames (a soak's Redis grew ~12 MB/min)."""
     if entry_ids:
         r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *entry_ids)
+        r.xdel(keys.WINDOWS_STREAM, *entry_ids)
 
 
 def window_backlog(r: redis.Redis) -> tuple[int, int, int]:
-    """(entries in WINDOWS_STREAM, lag = not yet delivered to any worker, pending = delivered, not acked)."""
+    """(entries in WINDOWS_STREAM, i.e. not yet scored; lag = not yet delivered to any worker; pending = delivered,
+    not acknowledged)."""
     length = int(r.xlen(keys.WINDOWS_STREAM))
     groups: Any = r.xinfo_groups(keys.WINDOWS_STREAM)
     for group in groups:

@@ -64,6 +64,8 @@ def test_stale_windows_are_claimed_by_another_consumer(r):
         topics.publish_window(r, _window("a"))
     taken = topics.read_windows(r, "dead", count=3, block_ms=None)
     topics.ack_windows(r, [taken[0][0]])
+    assert r.xlen(keys.WINDOWS_STREAM) == 2  # a scored window leaves the stream: no frames kept until the cap
+    assert topics.window_backlog(r) == (2, 0, 2)
     assert topics.claim_stale_windows(r, "alive", min_idle_ms=60_000) == []  # not idle long enough
     time.sleep(0.05)
     claimed = topics.claim_stale_windows(r, "alive", min_idle_ms=20)
