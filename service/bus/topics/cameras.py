@@ -78,7 +78,7 @@ def restore_cameras(r: redis.Redis, cameras: Iterable[CameraConfig]) -> list[str
 
 def subscribe_control(r: redis.Redis) -> redis.client.PubSub:
     """A pub/sub subscribed to CONTROL_CHANNEL; pass each message's data to `decode_control`."""
-    pubsub: redis.client.PubSub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub: redis.client.PubSub = r.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.CONTROL_CHANNEL)
     return pubsub
 
