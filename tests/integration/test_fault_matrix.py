@@ -156,7 +156,7 @@ def test_file_cameras_and_jobs_lose_and_duplicate_nothing_through_worker_ingeste
     footage = tmp_path / "footage"
     footage.mkdir()
     recording = loop_clip(synthetic_video[0], footage / "recording.mp4", 24)  # 640 frames, 25.6 s in real time
-    long_job = loop_clip(synthetic_video[0], footage / "job.mp4", 120)  # 3008 frames, read as fast as scored
+    long_job = loop_clip(synthetic_video[0], footage / "job.mp4", 240)  # 6016 frames, read as fast as scored
     server = rtsp_server_factory(synthetic_video[0], duration_s=120)
     env = stack_env(
         synced_redis.url,
@@ -182,22 +182,19 @@ def test_file_cameras_and_jobs_lose_and_duplicate_nothing_through_worker_ingeste
             {"id": "file", "url": str(recording), "model": MODEL, "kind": "file"},
         ):
             assert httpx.post(f"{api}/cameras", json=body, timeout=10).status_code == 201
+        _wait(lambda: len(_scores(r, "file")) >= 25 and len(_scores(r, "live")) >= 25, 60, "first scores")
         created = httpx.post(f"{api}/jobs", json={"path": long_job.name, "model": MODEL}, timeout=30)
         assert created.status_code == 201, created.text
-        job = keys.job_stream(created.json()["id"])
-        _wait(lambda: len(_scores(r, "file")) >= 50 and len(_scores(r, "live")) >= 50, 60, "first scores")
+        job_url, job = f"{api}/jobs/{created.json()['id']}", keys.job_stream(created.json()["id"])
 
-        # 1. A worker dies holding windows (read, not acknowledged): a batch of 16 that waits 5 s to fill.
-        procs.start("worker", "doomed", VIGIL_WORKER__MAX_BATCH="16", VIGIL_WORKER__MAX_WAIT_MS="5000")
-        _wait(lambda: "live" in _pending_cameras(r, "doomed"), 60, "the doomed worker to hold a live window")
-        procs.kill("doomed")
-        killed = time.time()
-        _wait(lambda: max(s.published_ts for s in _scores(r, "live")) > killed + 2, 30, "live scores after it")
-        gap = _longest_wait(_scores(r, "live"), killed - 1, time.time())
-        report.append(f"worker SIGKILLed holding windows: live camera waited {gap:.1f} s (heartbeat_ttl_s 5)")
-        assert gap < 10  # was claim_idle_ms: 30 s
+        def job_running(fault: str) -> None:
+            state = httpx.get(job_url, timeout=10).json()["state"]
+            assert state == "running", f"the job was {state} before the {fault} fault: give it more frames"
 
-        # 2. The ingesters reading the file camera and the job die (SIGKILL); a fresh one takes both over.
+        _wait(lambda: int(r.get(keys.camera_seq_key(job)) or 0) >= 4, 30, "the job's first windows")
+
+        # 1. The ingesters reading the file camera and the job die (SIGKILL); a fresh one takes both over.
+        job_running("ingester")
         procs.start("ingest", "ing-c")
         owners = {_owner(r, "file"), _owner(r, job)}
         live_owner = _owner(r, "live")
@@ -210,19 +207,30 @@ def test_file_cameras_and_jobs_lose_and_duplicate_nothing_through_worker_ingeste
         gap = _longest_wait(_scores(r, "live"), killed - 1, time.time())
         owned = "its ingester" if live_owner in owners else "another ingester"
         report.append(f"ingester SIGKILLed (lease_ttl_s 2): live camera waited {gap:.1f} s ({owned} was killed)")
-        assert httpx.get(f"{api}/jobs/{created.json()['id']}", timeout=10).json()["state"] == "running"
 
-        # 3. Redis dies (SIGKILL) and comes back a second later with its append-only file.
+        # 2. Redis dies (SIGKILL) and comes back a second later with its append-only file.
+        job_running("Redis")
         synced_redis.kill()
         killed = time.time()
         time.sleep(1.0)
         synced_redis.start()
-        _wait(lambda: max(s.published_ts for s in _scores(r, "live")) > killed + 5, 60, "live scores after it")
+        _wait(lambda: max(s.published_ts for s in _scores(r, "live")) > killed + 3, 60, "live scores after it")
         gap = _longest_wait(_scores(r, "live"), killed - 1, time.time())
         report.append(f"Redis SIGKILLed and restarted 1 s later (appendonly, fsync always): live waited {gap:.1f} s")
 
+        # 3. A worker dies holding windows (read, not acknowledged): a batch of 16 that waits 5 s to fill.
+        procs.start("worker", "doomed", VIGIL_WORKER__MAX_BATCH="16", VIGIL_WORKER__MAX_WAIT_MS="5000")
+        _wait(lambda: "live" in _pending_cameras(r, "doomed"), 60, "the doomed worker to hold a live window")
+        job_running("worker")
+        procs.kill("doomed")
+        killed = time.time()
+        _wait(lambda: max(s.published_ts for s in _scores(r, "live")) > killed + 2, 30, "live scores after it")
+        gap = _longest_wait(_scores(r, "live"), killed - 1, time.time())
+        report.append(f"worker SIGKILLed holding windows: live camera waited {gap:.1f} s (heartbeat_ttl_s 5)")
+        assert gap < 10  # was claim_idle_ms: 30 s
+
         done = wait_http(
-            lambda: httpx.get(f"{api}/jobs/{created.json()['id']}", timeout=10),
+            lambda: httpx.get(job_url, timeout=10),
             lambda x: x.json()["state"] in ("done", "failed"),
             240,
             "the job to end",
