@@ -1,8 +1,11 @@
 """`python -m cli.demo` (`make demo`): train a small model if needed, bring vigil up, stream a clip with an anomaly
 through it, print live scores from the WebSocket and the alerts from GET /alerts, then stop everything.
 
+The camera is new to vigil, so it first learns its own normal reference from its first LEARN_S seconds (scores flow,
+alerts are held back), then scores every frame on that reference; the clip's anomaly comes after that.
 Needs no dataset and no GPU: footage is synthetic unless VIGIL_PED2 points at UCSD Ped2 (then the model trains on
-its training split and the demo streams test clip 02). A few minutes on 2 CPU cores.
+its training split and the camera streams training clips 01-02, to learn from, then test clip 02). A few minutes on
+2 CPU cores.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ DEMO_MODEL = "ffp-demo"
 CAMERA = "demo"
 FPS = 25
 SIZE = (64, 64)
-ANOMALY = (150, 175)  # [start, end) frames of the demo clip where a bright block races across the scene
+CLIP_FRAMES = 750  # 30 s
+ANOMALY = (500, 525)  # [start, end) frames of the demo clip where a bright block races across the scene
+LEARN_S = 10  # the demo camera learns from its first 10 s (the service default is VIGIL_CALIBRATION__LEARN_S, 180 s)
+LINE_FRAMES = 25  # one timeline line per second of footage
 BARS = " ▁▂▃▄▅▆▇█"
 
 
@@ -125,23 +131,29 @@ def demo_clip(work: Path, ped2: Path | None) -> tuple[Path, tuple[int, int] | No
     """The clip the camera streams and its anomalous span (None when unknown)."""
     footage = work / "footage"
     footage.mkdir(parents=True, exist_ok=True)
-    if ped2 is not None:  # test clip 02 of Ped2: a cyclist from frame 95 on (ped2.mat, 1-based 95..180)
+    if ped2 is not None:  # training clips 01-02 (270 normal frames), then test clip 02: a cyclist from its frame 95 on
         import cv2
 
-        paths = sorted((ped2 / "testing" / "frames" / "02").glob("*.jpg"))
+        folders = [
+            ped2 / "training" / "frames" / "01",
+            ped2 / "training" / "frames" / "02",
+            ped2 / "testing" / "frames" / "02",
+        ]
+        paths = [p for folder in folders for p in sorted(folder.glob("*.jpg"))]
         frames = np.stack([np.asarray(cv2.imread(str(p)), dtype=np.uint8) for p in paths])
-        return write_video(footage / "ped2_test02.mp4", frames), (94, 180)
-    return write_video(footage / "demo.mp4", render_frames(250, ANOMALY, seed=7)), ANOMALY
+        return write_video(footage / "ped2_train01-02_test02.mp4", frames), (270 + 94, 270 + 180)
+    return write_video(footage / "demo.mp4", render_frames(CLIP_FRAMES, ANOMALY, seed=7)), ANOMALY
 
 
 def timeline_line(scores: list[dict[str, Any]], span: tuple[int, int] | None, threshold: float) -> str:
-    """One compact line per window: frame range, a bar per frame, the max score, and markers."""
+    """One compact line per second: frame range, a bar per frame, the max score, and markers."""
     first, last = scores[0]["frame"], scores[-1]["frame"]
     bars = "".join(BARS[min(int(s["score"] * (len(BARS) - 1) + 0.5), len(BARS) - 1)] for s in scores)
     peak = max(s["score"] for s in scores)
+    learning = any((s.get("calibration") or {}).get("state") == "learning" for s in scores)
     truth = " <- anomaly in the clip" if span and first < span[1] and last >= span[0] else ""
-    flag = " ALERT-LEVEL" if peak >= threshold else ""
-    return f"frames {first:4d}-{last:4d} |{bars:<8}| max {peak:.3f}{flag}{truth}"
+    flag = " learning (alerts held back)" if learning else " ALERT-LEVEL" if peak >= threshold else ""
+    return f"frames {first:4d}-{last:4d} |{bars:<{LINE_FRAMES}}| max {peak:.3f}{flag}{truth}"
 
 
 def stream_scores(api_url: str, headers: dict[str, str], expected: int, timeout_s: float) -> Iterator[dict[str, Any]]:
@@ -176,6 +188,21 @@ def add_camera(api_url: str, headers: dict[str, str], clip: Path, model: str) ->
         msg = f"POST /cameras answered {r.status_code}: {r.text}"
         raise RuntimeError(msg)
     print(f"added camera {CAMERA!r}: {r.json()['url']} scored by {model}")
+
+
+def print_calibration(api_url: str, headers: dict[str, str]) -> None:
+    """What the camera learned (GET /cameras/demo/calibration)."""
+    import httpx
+
+    view = httpx.get(f"{api_url}/cameras/{CAMERA}/calibration", headers=headers, timeout=10).json()
+    for name, profile in view.get("profiles", {}).items():
+        print(
+            f"\ncamera {CAMERA!r}: reference v{view['version']} ({name} profile) learned from {profile['source']}; "
+            f"threshold {view['threshold']:g} = levels its normal footage reaches about "
+            f"{view['threshold_rises_per_hour']:g} time(s) an hour"
+        )
+    if not view.get("profiles"):
+        print(f"\ncamera {CAMERA!r}: still {view.get('state')} (the clip ended before it had learned)")
 
 
 def print_alerts(api_url: str, headers: dict[str, str], span: tuple[int, int] | None, since_ts: float) -> int:
@@ -216,7 +243,12 @@ def run_demo(args: argparse.Namespace) -> int:
     model = args.model or ensure_model(store_root, work, ped2, args.steps)
     clip, span = demo_clip(work, ped2)
     headers = {"X-API-Key": settings.api.admin_keys[0].get_secret_value()} if settings.api.admin_keys else {}
-    env = {**os.environ, "VIGIL_STORE__ROOT": str(store_root), "VIGIL_FOOTAGE_ROOT": str(clip.parent)}
+    env = {
+        **os.environ,
+        "VIGIL_STORE__ROOT": str(store_root),
+        "VIGIL_FOOTAGE_ROOT": str(clip.parent),
+        "VIGIL_CALIBRATION__LEARN_S": str(LEARN_S),
+    }
     log_path = work / "services.log"
     # A private redis-server when one is installed, so the demo never touches the cameras of a running deployment.
     private = shutil.which("redis-server") is not None
@@ -230,15 +262,19 @@ def run_demo(args: argparse.Namespace) -> int:
         next(feed)  # WebSocket open before the camera exists
         started = time.time()
         add_camera(stack.api_url, headers, clip, model)
-        print(f"live scores (one line per 8 frames; bars = score 0..1, alert threshold {settings.alerts.threshold}):")
+        print(
+            f"live scores (one line per {LINE_FRAMES} frames = 1 s; bars = score 0..1, alert threshold "
+            f"{settings.alerts.threshold}; the camera learns its reference from its first {LEARN_S} s):"
+        )
         window: list[dict[str, Any]] = []
         for score in feed:
             window.append(score)
-            if len(window) == 8:
+            if len(window) == LINE_FRAMES:
                 print(timeline_line(window, span, settings.alerts.threshold), flush=True)
                 window = []
         if window:
             print(timeline_line(window, span, settings.alerts.threshold))
+        print_calibration(stack.api_url, headers)
         found = print_alerts(stack.api_url, headers, span, started)
         print("\nstopping: api, worker, ingest, then redis (if the demo started it)")
     print("done." if found else "no alert was raised; see the services log above for why.")
@@ -250,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", type=Path, help="model registry (default VIGIL_STORE__ROOT, ./registry)")
     parser.add_argument("--model", help=f"score with this model ref instead of {DEMO_MODEL} (trained if missing)")
     parser.add_argument("--steps", type=int, default=150, help="training steps when the demo model is missing")
-    parser.add_argument("--frames", type=int, default=246, help="stop after this many scored frames")
-    parser.add_argument("--timeout", type=float, default=180, help="stop streaming after this many seconds")
+    parser.add_argument("--frames", type=int, default=CLIP_FRAMES - 4, help="stop after this many scored frames")
+    parser.add_argument("--timeout", type=float, default=240, help="stop streaming after this many seconds")
     parser.add_argument("--port", type=int, help="API port (default: a free one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

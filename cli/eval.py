@@ -1,4 +1,11 @@
-"""`vigil eval MODEL --dataset PATH`: score every test video, report both protocols (JSON + PNG), optionally record."""
+"""`vigil eval MODEL --dataset PATH`: score every test video, report frame AUCs and what an operator sees.
+
+Frame level: the paper and online protocols (and the AUC of the published scores). Event level: the test videos go
+through the service's own camera calibration and alert machine (service/alerts/offline.py) at the service's alert
+settings, in `stream` mode (back to back as one camera) and `per-video` mode; the camera learns its reference from
+`--learn-from` (default: the dataset's training videos, footage marked normal), never from test labels.
+Writes eval.json, eval.png, events.png and signals.npz; `--record` stores the headline numbers in the card.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.calibration import add_calibration_options
 from cli.options import add_scoring_options
 
 if TYPE_CHECKING:
@@ -17,6 +25,7 @@ if TYPE_CHECKING:
     from models.data.datasets import LabeledVideo
     from models.evaluate.protocols import EvalResult, VideoSignals
     from models.store import ModelStore, ModelVersion
+    from service.alerts.offline import CameraRun
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "for models trained on some of the dataset's test videos (gcl, vadclip)",
     )
     add_scoring_options(parser, "eval")
+    add_calibration_options(parser, "train")
     parser.add_argument("--record", action="store_true", help="write the metrics into the model card")
 
 
 def run(args: argparse.Namespace) -> int:
     from models.data.datasets import open_dataset
     from models.evaluate.protocols import evaluate
-    from models.evaluate.report import save_signals, write_eval
+    from models.evaluate.report import plot_events, save_signals, write_eval
     from models.inference import resolve_device
     from models.io import load_model
     from models.store import ModelStore
@@ -51,14 +61,69 @@ def run(args: argparse.Namespace) -> int:
         signals, method.input_spec.context, list(method.signal_names), card.calibration, version.ref, str(args.dataset)
     )
     out = args.out or Path("runs") / "eval" / f"{version.name}-{version.version}"
+    stream = None
+    if card.calibration is not None:
+        result, stream = _camera_events(args, method, card, version.ref, signals, videos, result, device)
+        scores["camera"] = [r.scores for r in stream.recordings]
     json_path, png_path = write_eval(result, scores, [s.labels for s in signals], [s.name for s in signals], out)
     npz_path = save_signals(signals, out / "signals.npz")
     _print_table(result)
     print(f"wrote {json_path}, {png_path} and {npz_path}")
+    if stream is not None:
+        events_png = plot_events(result, stream, [s.labels[method.input_spec.context :] for s in signals], out)
+        print(f"wrote {events_png}")
     if args.record:
         _record(store, version, card, result, videos, args.dataset)
         print(f"recorded the metrics in the card of {version.ref}")
     return 0
+
+
+def _camera_events(
+    args: argparse.Namespace,
+    method: AnomalyMethod,
+    card: ModelCard,
+    ref: str,
+    signals: list[VideoSignals],
+    videos: list[LabeledVideo],
+    result: EvalResult,
+    device: torch.device,
+) -> tuple[EvalResult, CameraRun]:
+    """The test videos through the service's camera calibration and alert machine, in both modes."""
+    import numpy as np
+
+    from cli.calibration import calibration_params, footage_fps, learned_reference
+    from models.evaluate.events import Mode, event_metrics
+    from models.evaluate.protocols import scored_labels, summarize
+    from service.alerts.offline import Recording, run_camera
+    from service.messages import AlertParams
+    from service.settings import get_settings
+
+    assert card.calibration is not None  # checked by the caller
+    params = calibration_params(args)
+    alerts = AlertParams.merge(get_settings().alerts, None)
+    fps = footage_fps(args, card.calibration, videos[0])
+    reference = learned_reference(args.learn_from, method, card.calibration, ref, params, args, device, args.dataset)
+    context = method.input_spec.context
+    recordings = [Recording(s.name, s.raw, (context + np.arange(len(s.raw))) / fps) for s in signals]
+    labels = [scored_labels(s, context) for s in signals]
+    names = [s.name for s in signals]
+    events, stream = {}, None
+    modes: tuple[Mode, ...] = ("stream", "per-video")
+    for mode in modes:
+        run = run_camera(card.calibration, ref, recordings, params, alerts, mode, reference)
+        events[mode] = event_metrics(labels, run.spans, fps, mode, names)
+        stream = stream or run
+    assert stream is not None
+    camera = summarize("camera", names, labels, [r.scores for r in stream.recordings])
+    source = reference.profiles["colour"].source if reference is not None else f"the first {params.learn_s:g} s"
+    return result.model_copy(
+        update={
+            "camera": camera,
+            "events": events,
+            "alert_params": alerts.model_dump(),
+            "camera_calibration": source,
+        }
+    ), stream
 
 
 def _split_test_videos(videos: list[LabeledVideo], split: str) -> list[LabeledVideo]:
@@ -137,18 +202,28 @@ def _print_table(result: EvalResult) -> None:
     def fmt(value: Any) -> str:
         return "-" if value is None else f"{value:.4f}"
 
-    online = result.online
+    online, camera = result.online, result.camera
     rows = [
-        ("micro AUC", result.paper.micro_auc, online.micro_auc if online else None),
-        ("macro AUC", result.paper.macro_auc, online.macro_auc if online else None),
-        ("EER", result.paper.eer, online.eer if online else None),
+        (name, *(getattr(r, key) if r is not None else None for r in (result.paper, online, camera)))
+        for name, key in (("micro AUC", "micro_auc"), ("macro AUC", "macro_auc"), ("EER", "eer"))
     ]
     print(
         f"{result.model} on {result.dataset}: {result.paper.num_frames} scored frames, "
         f"{result.paper.num_anomalous} anomalous"
     )
-    print(f"{'':<10}  {'paper':>8}  {'online':>8}")
-    for name, paper, onl in rows:
-        print(f"{name:<10}  {fmt(paper):>8}  {fmt(onl):>8}")
+    print(f"{'':<10}  {'paper':>8}  {'online':>8}  {'camera':>8}")
+    for name, paper, onl, cam in rows:
+        print(f"{name:<10}  {fmt(paper):>8}  {fmt(onl):>8}  {fmt(cam):>8}")
     if online is None:
         print(f"online protocol skipped: {result.online_skipped}")
+    if result.events:
+        params = ", ".join(f"{k} {v:g}" for k, v in result.alert_params.items())
+        print(f"alerts ({params}; camera reference from {result.camera_calibration}):")
+    for mode, e in result.events.items():
+        per_hour = "-" if e.false_alerts_per_hour is None else f"{e.false_alerts_per_hour:.1f}"
+        print(
+            f"  {mode:<9} events {e.detected}/{e.events} (chance {fmt(e.chance_recall)}), alerts {e.alerts}, "
+            f"false {e.false_alerts} ({per_hour}/h of normal footage), normal time in alerts "
+            f"{fmt(e.normal_in_alerts)} (chance {fmt(e.chance_normal_in_alerts)}), "
+            f"delay median {fmt(e.delay_median_s)} s p90 {fmt(e.delay_p90_s)} s"
+        )

@@ -1,4 +1,10 @@
-"""`vigil score FILE_OR_FOLDER --model REF`: in-process batch scoring (no Redis) -> per-video CSV, JSON and PNG."""
+"""`vigil score FILE_OR_FOLDER --model REF`: in-process batch scoring (no Redis) -> per-video CSV, JSON, PNG, alerts.
+
+The scores are the ones a camera would publish for the same frames (service/alerts/offline.py): the camera's
+reference comes from `--learn-from` (default `card`: the model card's held-out normal frames, so every frame can
+alert; `first` learns from the input's first seconds as a new live camera does, alerts held back meanwhile), and
+the alerts are the service's alert machine at VIGIL_ALERTS__* (`vigil replay` tries other parameters on the output).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.calibration import add_calibration_options
 from cli.options import add_scoring_options
 
 if TYPE_CHECKING:
+    from models.base import AnomalyMethod
+    from models.card import ModelCard
     from models.scored import ScoredVideo
 
 
@@ -17,7 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input", type=Path, help="a video file, a folder of videos, a folder of frames, or a dataset root (test split)"
     )
     parser.add_argument("--model", required=True, help="model reference: name, name@v3 or name@production")
+    parser.add_argument(
+        "--mode",
+        choices=["per-video", "stream"],
+        default="per-video",
+        help="per-video: each video is its own camera session; stream: the videos back to back as one camera",
+    )
     add_scoring_options(parser, "score")
+    add_calibration_options(parser, "card")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,19 +54,72 @@ def run(args: argparse.Namespace) -> int:
     if card.calibration is None:
         print(f"warning: {version.ref} has no calibration; writing raw signals only, the score column stays empty")
     videos = open_dataset(args.input, "test")
-    out = args.out or Path("runs") / "score" / f"{version.name}-{version.version}"
+    out = args.out = args.out or Path("runs") / "score" / f"{version.name}-{version.version}"
     out.mkdir(parents=True, exist_ok=True)
     threshold = settings.alerts.threshold
     context = method.input_spec.context
     total = sum(max(v.num_frames - context, 0) for v in videos)
     with tqdm(total=total, unit="frame", desc=f"score {version.ref}") as bar:
-        for v in videos:
-            scored = score_reader(method, card, v.reader, args.batch_size, device=device, progress=bar.update)
-            write_scored(scored, out, version.ref)
-            plot_scored(scored, out / f"{scored.name}.png", threshold if scored.scores is not None else None)
-            bar.write(_summary(scored, threshold))
+        scored = [
+            score_reader(method, card, v.reader, args.batch_size, device=device, progress=bar.update) for v in videos
+        ]
+    if card.calibration is not None:
+        scored = _as_camera(args, method, card, version.ref, scored, device)
+    for one in scored:
+        write_scored(one, out, version.ref)
+        plot_scored(one, out / f"{one.name}.png", threshold if one.scores is not None else None)
+        print(_summary(one, threshold))
     print(f"wrote {len(videos)} video(s) to {out}")
     return 0
+
+
+def _as_camera(
+    args: argparse.Namespace,
+    method: AnomalyMethod,
+    card: ModelCard,
+    ref: str,
+    scored: list[ScoredVideo],
+    device: object,
+) -> list[ScoredVideo]:
+    """The videos through the camera calibration and alert machine; writes <video>.alerts.json beside the scores."""
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from cli.calibration import calibration_params, learned_reference
+    from service.alerts.offline import Recording, run_camera
+    from service.messages import AlertParams
+    from service.settings import get_settings
+
+    assert card.calibration is not None  # checked by the caller
+    params = calibration_params(args)
+    alerts = AlertParams.merge(get_settings().alerts, None)
+    reference = learned_reference(args.learn_from, method, card.calibration, ref, params, args, device)  # type: ignore[arg-type]
+    fps = [float(args.fps) if args.fps else s.fps for s in scored]
+    recordings = [
+        Recording(s.name, s.raw[s.context :].astype(np.float64), (s.context + np.arange(s.num_frames - s.context)) / f)
+        for s, f in zip(scored, fps, strict=True)
+    ]
+    run = run_camera(card.calibration, ref, recordings, params, alerts, args.mode, reference, camera="score")
+    out_dir = Path(args.out)
+    result = []
+    for s, camera in zip(scored, run.recordings, strict=True):
+        scores = np.full(s.num_frames, np.nan)
+        scores[s.context :] = camera.scores
+        alertable = np.zeros(s.num_frames, dtype=bool)
+        alertable[s.context :] = camera.alertable
+        result.append(dataclasses.replace(s, scores=scores, alertable=alertable))
+        local = [a.model_copy(update={k: getattr(a, k) + s.context for k in ("start_frame", "end_frame", "peak_frame")})
+                 for a in camera.alerts]  # fmt: skip
+        document = {
+            "video": s.name,
+            "model": ref,
+            "params": alerts.model_dump(),
+            "alerts": [a.model_dump(mode="json") for a in local],
+        }
+        (out_dir / f"{s.name}.alerts.json").write_text(json.dumps(document, indent=1))
+    return result
 
 
 def _summary(scored: ScoredVideo, threshold: float) -> str:

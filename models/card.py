@@ -40,6 +40,12 @@ class Calibration(BaseModel):
     quantiles: list[float]
     num_frames: int = Field(ge=1)  # normal validation frames the statistics came from
     source: str = ""  # which videos, e.g. "ped2 training videos 14-16 (held out)"
+    # The held-out frames' combined (standardised, unsmoothed) values in time order, cut into their videos, and
+    # the footage's frame rate: a camera that has not learned its own reference yet is scored against these
+    # (models.calibration.camera.card_reference), with the camera's smoothing. Empty in cards of older versions.
+    normal_values: list[float] = Field(default_factory=list)
+    normal_segments: list[int] = Field(default_factory=list)
+    normal_fps: float | None = Field(default=None, gt=0)
 
 
 class ModelCard(BaseModel):

@@ -27,6 +27,7 @@ class ScoredVideo:
     scores: np.ndarray | None  # (N,) float64, first `context` entries NaN
     signal_names: tuple[str, ...]
     context: int
+    alertable: np.ndarray | None = None  # (N,) bool: the frame could open or extend an alert (camera scores only)
 
     @property
     def num_frames(self) -> int:
@@ -39,7 +40,10 @@ class ScoredVideo:
             scored = i >= self.context
             score = float(self.scores[i]) if scored and self.scores is not None else None
             raw = {n: float(v) for n, v in zip(self.signal_names, self.raw[i], strict=True)} if scored else None
-            out.append({"frame": i, "pts": float(self.pts[i]), "score": score, "raw": raw})
+            record: dict[str, object] = {"frame": i, "pts": float(self.pts[i]), "score": score, "raw": raw}
+            if self.alertable is not None:
+                record["alertable"] = bool(self.alertable[i]) if scored else None
+            out.append(record)
         return out
 
 
@@ -49,13 +53,16 @@ def write_scored(scored: ScoredVideo, out: Path, model_ref: str) -> tuple[Path, 
     csv_path = out / f"{scored.name}.csv"
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["frame", "pts", "score", *scored.signal_names])
+        flags = ["alertable"] if scored.alertable is not None else []
+        writer.writerow(["frame", "pts", "score", *flags, *scored.signal_names])
         for r in records:
             raw = r["raw"]
             names = scored.signal_names
             values = [f"{raw[n]:.7g}" for n in names] if isinstance(raw, dict) else [""] * len(names)  # float32 digits
             score = r["score"]
-            writer.writerow([r["frame"], f"{r['pts']:.6f}", "" if score is None else f"{score:.6f}", *values])
+            alertable = [{None: "", True: "1", False: "0"}[r["alertable"]]] if flags else []  # type: ignore[index]
+            text = "" if score is None else f"{score:.6f}"
+            writer.writerow([r["frame"], f"{r['pts']:.6f}", text, *alertable, *values])
     json_path = out / f"{scored.name}.json"
     document = {
         "video": scored.name,

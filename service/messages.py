@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.calibration.camera import CalibState, CameraReference, FrameState
 from models.store import ModelRef
 from service.urls import check_camera_url, mask_credentials
 
@@ -183,8 +184,21 @@ class WindowMsg(_Message):
         return int(self.frames.shape[0]) - self.context
 
 
+class ScoreCalibration(BaseModel):
+    """Which calibration produced a score (models/calibration/camera.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: int = Field(ge=0)  # the camera's reference version; 0 = none learned yet (the model card's frames)
+    profile: str  # scene profile: "colour" (day) or "mono" (IR / grey)
+    state: FrameState  # ready | learning | settling (after a profile switch); only ready frames can alert
+
+
 class ScoreMsg(_Message):
-    """The calibrated score of one frame, as published on the camera's score stream."""
+    """The calibrated score of one frame, as published on the camera's score stream.
+
+    `score` is 0.5 - 0.1 * log10(how often per hour the camera's normal footage reaches this level): 0.5 = about
+    once an hour, 0.6 = once in 10 hours (models/calibration/reference.py).
+    """
 
     camera: str
     frame: int  # frame index in the camera's stream
@@ -197,6 +211,23 @@ class ScoreMsg(_Message):
     published_ts: float
     source: SourceKind = "live"
     job_id: str | None = None
+    calibration: ScoreCalibration | None = None
+    alertable: bool = True  # False: held back (learning, settling): scored, but never opens or extends an alert
+
+
+Verdict = Literal["false_alarm", "confirmed"]
+
+
+class AlertFeedback(BaseModel):
+    """An operator's verdict on an alert: a false alarm's frames join the camera's normal reference."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    verdict: Verdict
+    note: str = Field(default="", max_length=1000)
+    role: str  # the role of the key that gave it (operator or admin)
+    ts: float = Field(default_factory=time.time)
+    frames: int = 0  # frames that joined the reference (false alarms)
+    reference_version: int | None = None  # the camera reference version it produced
 
 
 class Alert(_Message):
@@ -212,11 +243,13 @@ class Alert(_Message):
     end_ts: float | None = None
     peak_score: float
     peak_frame: int
+    opened_frame: int | None = None  # the frame that completed min_duration_frames: when the alert fired
     updated_ts: float = Field(default_factory=time.time)
+    feedback: AlertFeedback | None = None  # an operator's verdict (POST /alerts/{id}/feedback)
 
 
 class AlertEvent(_Message):
-    kind: Literal["opened", "updated", "closed"]
+    kind: Literal["opened", "updated", "closed", "feedback"]
     alert: Alert
 
 
@@ -278,14 +311,24 @@ class ScoringState(_Message):
     """Per-camera scoring state kept in Redis, so any worker can score any camera's next window."""
 
     next_seq: int = 1  # the next window sequence number to publish
-    ema: float | None = None  # EMA state of models.calibration.calibrate
-    ema_model: str | None = None  # resolved model whose EMA `ema` is; a new model restarts the EMA
+    # Written by versions before per-camera calibration (the card's EMA); read and ignored so such states decode.
+    ema: float | None = None
+    ema_model: str | None = None
     gap_since: float | None = None  # unix time we started waiting for `next_seq` while later ones wait
     skipped: int = 0  # sequence numbers given up on so far
     track: AlertTrack = AlertTrack()
+    calib: CalibState = CalibState()  # the camera calibration's per-frame state (smoothing, profile, drift, learning)
+    calib_version: int = 0  # the camera reference version the state goes with (0 = none learned)
+
+
+class CameraReferenceDoc(_Message):
+    """The stored form of a camera's learned reference (keys.camera_reference_key)."""
+
+    reference: CameraReference
 
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+JOB_CALIBRATION_PATTERN = r"^(card|learn|camera:[a-z0-9][a-z0-9_-]{0,63})$"
 JOB_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -311,6 +354,7 @@ class JobRecord(_Message):
     frames_scored: int = 0  # final count once done; while running the API counts the job's score stream
     context: int = Field(default=0, ge=0)
     alerts: int = 0  # alerts found (final count once done)
+    calibration: str = Field(default="card", pattern=JOB_CALIBRATION_PATTERN)  # the reference it was scored on
 
     @field_validator("id")
     @classmethod

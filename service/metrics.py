@@ -58,7 +58,16 @@ GPU_MEMORY_BYTES = Gauge("vigil_worker_gpu_memory_bytes", "CUDA memory in use", 
 CAMERA_SCORE = Gauge("vigil_camera_score", "Latest calibrated score of a camera", ["camera"])
 
 # --- alerts ---------------------------------------------------------------------------------------------
-ALERTS = Counter("vigil_alerts_total", "Alert events", ["camera", "event"])  # opened|updated|closed
+ALERTS = Counter("vigil_alerts_total", "Alert events", ["camera", "event"])  # opened|updated|closed|feedback
+ALERT_FEEDBACK = Counter("vigil_alert_feedback_total", "Operator verdicts on alerts", ["camera", "verdict"])
+CALIBRATION_LEARNED = Counter(
+    "vigil_calibration_learned_total",
+    "References a camera learned (a scene profile finished learning)",
+    ["camera", "profile"],
+)
+CALIBRATION_VERSION = Gauge(
+    "vigil_calibration_version", "The camera's current reference version (0 = learning)", ["camera"]
+)
 ALERTS_OPEN = Gauge("vigil_alerts_open", "Alerts open now", ["camera"])
 WEBHOOK_DELIVERIES = Counter(
     "vigil_alerts_webhook_deliveries_total", "Webhook deliveries by result", ["result"]

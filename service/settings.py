@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.calibration.camera import CalibrationParams
+
 
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (writes without an admin key are allowed there in dev)."""
@@ -92,18 +94,31 @@ class WorkerSettings(_Section):
 
 
 class AlertSettings(_Section):
-    threshold: float = Field(default=0.95, gt=0, lt=1)
-    hysteresis: float = Field(default=0.05, ge=0, lt=1)  # alert ends below threshold - hysteresis
+    # Scores are 0.5 - 0.1 log10(rises per hour of the camera's normal footage to that level): a threshold of 0.5
+    # alerts on levels that normal footage reaches about once an hour; the hysteresis of 0.1 keeps an alert open
+    # down to levels reached 10x as often. Chosen on held-out normal footage (docs/RESULTS.md, "Alert defaults").
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    hysteresis: float = Field(default=0.1, ge=0, lt=1)  # alert ends below threshold - hysteresis
     min_duration_frames: int = Field(default=5, ge=1, le=1_000_000)  # bound: about 11 hours at 25 fps
     cooldown_frames: int = Field(default=25, ge=0, le=1_000_000)
     retention_s: int = Field(default=7 * 24 * 3600, ge=60)
     webhook_url: str | None = None
 
 
+class CalibrationSettings(CalibrationParams):
+    """How each camera learns its own normal reference (models/calibration/camera.py), and how long its per-frame
+    signals are kept for replays, feedback and relearning from a time range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # About 33 bytes per frame (one-signal models) plus 80 per window: 24 h at 10 fps about 30 MB per camera.
+    replay_retention_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     viewer_keys: list[SecretStr] = Field(default_factory=list)  # may read; empty = reads are open
+    operator_keys: list[SecretStr] = Field(default_factory=list)  # may also give alert feedback and recalibrate
     admin_keys: list[SecretStr] = Field(default_factory=list)  # may change state
     # Request bodies beyond this get 413 before anything parses them (job uploads have jobs.max_upload_bytes).
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -131,6 +146,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     worker: WorkerSettings = WorkerSettings()
     alerts: AlertSettings = AlertSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
     footage_root: Path | None = None  # only paths under it may be read by jobs and file cameras

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.calibration import calibrate
 from models.card import Calibration
+from models.evaluate.events import EventResult
 from models.evaluate.metrics import eer, macro_auc, per_video_auc, roc_auc, roc_curve
 
-Protocol = Literal["paper", "online"]
+# paper: per-video min-max (test statistics); online: the card's calibration; camera: what the service publishes
+# (the camera's own learned reference, models/calibration/camera.py), scored by vigil eval over the videos as a stream.
+Protocol = Literal["paper", "online", "camera"]
 _EPS = 1e-12
 
 
@@ -61,6 +64,10 @@ class EvalResult(BaseModel):
     paper: ProtocolResult
     online: ProtocolResult | None
     online_skipped: str = ""  # why the online protocol did not run
+    camera: ProtocolResult | None = None  # frame AUC of the published scores (stream mode)
+    events: dict[str, EventResult] = Field(default_factory=dict)  # mode -> event-level metrics at `alert_params`
+    alert_params: dict[str, float] = Field(default_factory=dict)
+    camera_calibration: str = ""  # what the camera learned its reference from
 
     def summary(self) -> dict[str, float | None]:
         """The headline numbers, flat, for tables and the model card."""
@@ -71,6 +78,11 @@ class EvalResult(BaseModel):
             "online_micro_auc": self.online.micro_auc if self.online else None,
             "online_macro_auc": self.online.macro_auc if self.online else None,
             "online_eer": self.online.eer if self.online else None,
+            **{
+                f"{mode.replace('-', '_')}_{k}": getattr(e, k)
+                for mode, e in self.events.items()
+                for k in ("recall", "false_alerts_per_hour", "normal_in_alerts", "delay_median_s")
+            },
         }
 
 

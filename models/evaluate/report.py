@@ -13,21 +13,16 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from models.evaluate.events import anomalous_spans
 from models.evaluate.protocols import EvalResult, Protocol, VideoSignals
 
 if TYPE_CHECKING:
     from models.scored import ScoredVideo
+    from service.alerts.offline import CameraRun
 
 MAX_TIMELINES = 24  # a grid beyond this is unreadable; the JSON still has every video's AUC
-_COLOR: dict[Protocol, str] = {"paper": "tab:blue", "online": "tab:orange"}
-_LINESTYLE: dict[Protocol, str] = {"paper": "-", "online": "--"}
-
-
-def anomalous_spans(labels: np.ndarray) -> list[tuple[int, int]]:
-    """(N,) 0/1 labels -> [start, end) runs of 1s."""
-    padded = np.r_[0, np.asarray(labels).reshape(-1).astype(np.int8), 0]
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+_COLOR: dict[Protocol, str] = {"paper": "tab:blue", "online": "tab:orange", "camera": "tab:green"}
+_LINESTYLE: dict[Protocol, str] = {"paper": "-", "online": "--", "camera": "-"}
 
 
 def _shade(ax: Axes, labels: np.ndarray) -> None:
@@ -36,7 +31,7 @@ def _shade(ax: Axes, labels: np.ndarray) -> None:
 
 
 def _plot_roc(ax: Axes, result: EvalResult) -> None:
-    for res in (result.paper, result.online):
+    for res in (result.paper, result.online, result.camera):
         if res is None:
             continue
         label = f"{res.protocol}: micro AUC {res.micro_auc:.3f}, EER {res.eer:.3f}"
@@ -61,7 +56,7 @@ def plot_eval(
     fig = Figure(figsize=(4.2 * cols, 3.6 + 1.9 * rows), layout="constrained")
     grid = fig.add_gridspec(rows + 2, cols)
     _plot_roc(fig.add_subplot(grid[:2, :]), result)
-    per_video = {r.protocol: r.per_video_auc for r in (result.paper, result.online) if r is not None}
+    per_video = {r.protocol: r.per_video_auc for r in (result.paper, result.online, result.camera) if r is not None}
     for i in range(shown):
         ax = fig.add_subplot(grid[2 + i // cols, i % cols])
         _shade(ax, labels[i])
@@ -76,6 +71,46 @@ def plot_eval(
             ax.set_xlabel("frame", fontsize=7)
     if shown < len(names):
         fig.suptitle(f"timelines of the first {shown} of {len(names)} videos", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def plot_events(result: EvalResult, run: CameraRun, labels: list[np.ndarray], out_dir: Path) -> Path:
+    """events.png: the published scores of the test videos played back to back as one camera (stream mode), the
+    alert threshold and close level, the alerts (blue), the labelled events (red) and held-back frames (grey)."""
+    scores = np.concatenate([r.scores for r in run.recordings])
+    held = ~np.concatenate([r.alertable for r in run.recordings])
+    y = np.concatenate(labels)
+    fig = Figure(figsize=(14, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    _shade(ax, y)
+    for a in run.spans:
+        ax.axvspan(a.start - 0.5, a.end + 0.5, ymin=0.92, ymax=1.0, color="tab:blue", alpha=0.8, linewidth=0)
+    for start, end in anomalous_spans(held):
+        ax.axvspan(start - 0.5, end - 0.5, ymin=0.0, ymax=0.06, color="0.5", alpha=0.6, linewidth=0)
+    ax.plot(np.arange(len(scores)), scores, color=_COLOR["camera"], linewidth=0.9, label="published score")
+    threshold = result.alert_params.get("threshold")
+    if threshold is not None:
+        close = threshold - result.alert_params.get("hysteresis", 0.0)
+        ax.axhline(threshold, color="tab:red", linestyle=":", linewidth=0.9, label=f"threshold {threshold:g}")
+        ax.axhline(close, color="tab:purple", linestyle=":", linewidth=0.8, label=f"close level {close:g}")
+    offset = 0
+    for r in run.recordings:
+        ax.axvline(offset - 0.5, color="0.75", linewidth=0.6)
+        ax.text(offset, 1.01, r.name, fontsize=6, color="0.4", transform=ax.get_xaxis_transform())
+        offset += len(r.scores)
+    stream = result.events.get("stream")
+    title = f"{result.model}: test videos as one camera"
+    if stream is not None:
+        title += (
+            f" - events {stream.detected}/{stream.events}, alerts {stream.alerts} ({stream.false_alerts} false), "
+            f"normal time in alerts {stream.normal_in_alerts or 0:.1%}"
+        )
+    ax.set_title(title, fontsize=9)
+    ax.set(xlabel="scored frame (videos back to back)", ylabel="score", ylim=(-0.02, 1.05), xlim=(0, max(offset, 1)))
+    ax.legend(loc="upper left", fontsize=7, ncols=3)
+    path = out_dir / "events.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     return path

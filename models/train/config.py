@@ -24,6 +24,9 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     root: Path  # dataset root (models.data.open_dataset layouts); its *training* split is used
     num_val: int = Field(default=2, ge=1)  # training videos held out for calibration, never the test set
+    # Frame rate of the footage; None = the videos' own (frame folders carry none and read as 25 fps). It turns the
+    # held-out frames into hourly rates for the default camera reference (models.calibration.camera).
+    fps: float | None = Field(default=None, gt=0, le=240)
     # Weakly supervised methods (vadclip): a split YAML or a name under models/splits/ (e.g. ped2_weak) says which
     # videos train (with video-level labels), calibrate and test; None = the unsupervised frame-clip route.
     split: str | None = None

@@ -28,10 +28,11 @@ class ValidationData:
     frames: list[np.ndarray]  # uint8 (N, h, w, C) per video
     fingerprint: str  # of the whole training split the run read
     root: str
+    fps: float | None = None  # frame rate of the footage (DataConfig.fps, else the videos' own)
 
 
 def fit_on_videos(
-    method: AnomalyMethod, parts: list[np.ndarray], source: str, too_short: str
+    method: AnomalyMethod, parts: list[np.ndarray], source: str, too_short: str, fps: float | None = None
 ) -> tuple[Calibration, np.ndarray]:
     """The calibration of raw signals (N_i, S) of held-out normal videos, the EMA restarting at each video, with
     the method's own signal weights; also returns the signals concatenated. Videos with no signal are left out,
@@ -46,6 +47,7 @@ def fit_on_videos(
         weights=method.calibration_weights(raw),
         segments=[len(p) for p in parts],
         source=source,
+        fps=fps,
     )
     return calibration, raw
 
@@ -61,6 +63,7 @@ def calibrate_on(
         [score_frames(method, frames, device=device) for frames in val.frames],  # (N_i - context, S) each
         source=f"held-out training videos {', '.join(val.names)} of {val.root}",
         too_short=f"validation videos {val.names} are too short to score: each needs at least {need} frames",
+        fps=val.fps,
     )
     stats = {
         name: {

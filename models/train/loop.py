@@ -84,6 +84,7 @@ def _load_data(cfg: TrainConfig, method: AnomalyMethod) -> tuple[ClipDataset, Va
         frames=load_frames(val_videos, spec),
         fingerprint=dataset_fingerprint(videos),
         root=str(cfg.data.root),
+        fps=cfg.data.fps or val_videos[0].reader.fps,
     )
     return clips, val
 

@@ -12,7 +12,7 @@ from models.store import ModelStore
 from service.api.security import API_KEY_HEADER, Role, authorize
 from service.settings import Settings
 
-_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="viewer or admin key")
+_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="viewer, operator or admin key")
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -37,6 +37,10 @@ def require_viewer(settings: Annotated[Settings, Depends(get_settings_dep)], key
     return authorize(key, Role.VIEWER, settings.api)
 
 
+def require_operator(settings: Annotated[Settings, Depends(get_settings_dep)], key: _KeyDep) -> Role:
+    return authorize(key, Role.OPERATOR, settings.api)
+
+
 def require_admin(settings: Annotated[Settings, Depends(get_settings_dep)], key: _KeyDep) -> Role:
     return authorize(key, Role.ADMIN, settings.api)
 
@@ -45,4 +49,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 ViewerDep = Annotated[Role, Depends(require_viewer)]
+OperatorDep = Annotated[Role, Depends(require_operator)]
 AdminDep = Annotated[Role, Depends(require_admin)]

@@ -1,4 +1,5 @@
-"""API-key roles: viewer keys may read, admin keys may also change state; keys compared in constant time."""
+"""API-key roles: viewers read; operators also act on alerts and cameras' calibration (feedback, relearning);
+admins also change configuration (cameras, models, jobs). Keys are compared in constant time."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class Role(enum.IntEnum):
 
     NONE = 0
     VIEWER = 1
-    ADMIN = 2
+    OPERATOR = 2
+    ADMIN = 3
 
 
 class AuthError(Exception):
@@ -43,6 +45,8 @@ def role_of(key: str | None, settings: ApiSettings) -> Role:
         return Role.NONE
     if _matches(key, settings.admin_keys):
         return Role.ADMIN
+    if _matches(key, settings.operator_keys):
+        return Role.OPERATOR
     if _matches(key, settings.viewer_keys):
         return Role.VIEWER
     return Role.NONE
@@ -52,9 +56,10 @@ def required_role(needed: Role, settings: ApiSettings) -> Role:
     """What a request must present: nothing when no keys guard that role (dev), else the role itself.
 
     Reads are open while no key of any kind is configured, or only admin keys guard writes and no viewer keys
-    exist; writes are open only when no admin key exists, which `Settings` refuses outside VIGIL_ENV=dev.
+    exist; writes (operator and admin actions) are open only when no admin key exists, which `Settings` refuses
+    outside VIGIL_ENV=dev. With admin keys but no operator keys, operator actions need an admin key.
     """
-    if needed is Role.ADMIN and not settings.admin_keys:
+    if needed in (Role.ADMIN, Role.OPERATOR) and not settings.admin_keys:
         return Role.NONE
     if needed is Role.VIEWER and not settings.viewer_keys:
         return Role.NONE
@@ -67,12 +72,13 @@ def authorize(key: str | None, needed: Role, settings: ApiSettings) -> Role:
     have = role_of(key, settings)
     if have >= need:
         return have
-    role_name = "an admin" if need is Role.ADMIN else "a viewer or admin"
+    role_name = {Role.ADMIN: "an admin", Role.OPERATOR: "an operator or admin"}.get(need, "a viewer, operator or admin")
     if not key:
         msg = f"missing {API_KEY_HEADER} header: this endpoint needs {role_name} key"
         raise AuthError(msg, missing=True)
     if have is Role.NONE:
         msg = f"the {API_KEY_HEADER} header holds an unknown key: this endpoint needs {role_name} key"
         raise AuthError(msg, missing=True)
-    msg = f"the key in {API_KEY_HEADER} is a viewer key: this endpoint changes state and needs an admin key"
+    held = "an operator" if have is Role.OPERATOR else "a viewer"
+    msg = f"the key in {API_KEY_HEADER} is {held} key: this endpoint needs {role_name} key"
     raise AuthError(msg, missing=False)

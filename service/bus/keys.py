@@ -55,8 +55,28 @@ def camera_results_key(camera: str) -> str:
 
 
 def camera_lock_key(camera: str) -> str:
-    """SET NX PX lock held while a worker drains a camera's results in order."""
+    """SET NX PX lock held while a worker drains a camera's results in order (and while the API changes the
+    camera's calibration: feedback, relearning)."""
     return f"{PREFIX}:cam:{camera}:lock"
+
+
+# --- per-camera calibration (models/calibration/camera.py; worker/ordering.py, api/routes/calibration.py) ----
+def camera_reference_key(camera: str) -> str:
+    """String: the camera's learned CameraReference JSON (about 10 KB per scene profile), no TTL. Its version is
+    also in the scoring state (`calib_version`), so workers re-read it only when it changed."""
+    return f"{PREFIX}:cam:{camera}:reference"
+
+
+def camera_learning_key(camera: str, profile: str) -> str:
+    """String: float32 values a learning scene profile has collected so far (APPENDed in the drain transaction);
+    deleted once the profile's reference is fitted. At most `calibration.max_learn_frames` * 4 bytes."""
+    return f"{PREFIX}:cam:{camera}:learning:{profile}"
+
+
+def camera_signals_key(camera: str) -> str:
+    """Stream: the camera's per-frame record (raw signals, smoothed value, score, flags), one entry per published
+    window, trimmed to `calibration.replay_retention_s` by time: what replays, feedback and range learning read."""
+    return f"{PREFIX}:cam:{camera}:signals"
 
 
 CAMERA_LOCK_TTL_MS = 10_000  # a worker that dies holding the lock blocks the camera at most this long

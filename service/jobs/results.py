@@ -46,9 +46,10 @@ def write_results(job: JobRecord, r: redis.Redis, settings: Settings, store: Mod
     pts[: len(head_pts)] = head_pts
     raw = np.full((total, len(signal_names)), np.nan, dtype=np.float32)  # (N, S), unscored rows NaN
     scores = np.full(total, np.nan, dtype=np.float64)  # (N,)
+    alertable = np.zeros(total, dtype=bool)
     for _, s in topics.read_scores(r, keys.job_stream(job.id), count=None):
         if 0 <= s.frame < total:
-            raw[s.frame], scores[s.frame] = s.signals, s.score
+            raw[s.frame], scores[s.frame], alertable[s.frame] = s.signals, s.score, s.alertable
             if s.pts is not None:
                 pts[s.frame] = s.pts
     missing = int(np.isnan(scores[context:]).sum())
@@ -63,6 +64,7 @@ def write_results(job: JobRecord, r: redis.Redis, settings: Settings, store: Mod
         scores=scores,
         signal_names=signal_names,
         context=context,
+        alertable=alertable,
     )
     out = job_dir(settings, job.id)
     staging = out / ".results"  # write_scored names files after the video; they are renamed to fixed names

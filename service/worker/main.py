@@ -103,6 +103,8 @@ class Worker(ServiceProcess):
             alert_params=self._params_for,
             gap_timeout_s=self.cfg.gap_timeout_s,
             retention_s=self.settings.alerts.retention_s,
+            calib_params=self.settings.calibration,
+            replay_retention_s=self.settings.calibration.replay_retention_s,
             # Copies each alert's peak-frame thumbnail (live page), then hands the event to the webhook.
             on_event=alert_event_handler(
                 self.r, self.settings.alerts.retention_s, self.webhook.send if self.webhook else None
@@ -301,7 +303,7 @@ class Worker(ServiceProcess):
                 jobs.append(Job(entry_id, item))
         results = self._score(jobs)
         # Before publishing: an alert event of this batch may point at one of these frames.
-        store_thumbs(self.r, [j.window for j in jobs], results, self.models.calibration, self._threshold_for)
+        store_thumbs(self.r, [j.window for j in jobs], results, self.publisher.peak_candidates, self._threshold_for)
         if results:
             self.publisher.submit(results)
         topics.ack_windows(self.r, [entry_id for entry_id, _ in entries])

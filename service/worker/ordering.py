@@ -1,11 +1,12 @@
 """Per-camera order restored from window sequence numbers, then calibration, scores and alerts, exactly once.
 
 Workers keep no per-camera state. A scored window is stashed in the camera's results hash; then, under a
-short per-camera lock, whichever worker gets it drains the stash in seq order: calibrate with the camera's
-EMA state, publish per-frame scores, advance the alert machine, and save the new state, all in one MULTI
-transaction (so a crash leaves either everything or nothing). A seq below `next_seq` is a duplicate (a
-window scored twice after a claim) and is dropped. A missing seq is waited for `gap_timeout_s`, then
-skipped and counted, so a lost window cannot stall a camera forever.
+short per-camera lock, whichever worker gets it drains the stash in seq order: calibrate against the camera's
+own reference (models/calibration/camera.py: smoothing, scene profile, learning, drift), publish per-frame
+scores, advance the alert machine, archive the frames' signals for replays, and save the new state (and a newly
+learned reference), all in one MULTI transaction (so a crash leaves either everything or nothing). A seq below
+`next_seq` is a duplicate (a window scored twice after a claim) and is dropped. A missing seq is waited for
+`gap_timeout_s`, then skipped and counted, so a lost window cannot stall a camera forever.
 """
 
 from __future__ import annotations
@@ -14,26 +15,31 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import redis
 
-from models.calibration import calibrate
+from models.calibration.camera import CalibrationParams, CameraCalibrator, CameraReference, card_reference
+from models.calibration.reference import ProfileReference
 from models.card import Calibration
-from service.alerts.machine import FrameScore, advance
+from service.alerts.machine import ScoreRun, advance
 from service.bus import keys, topics
+from service.bus.topics.calibration import RedisLearnBuffer, encode_records, pack_flags
 from service.errors import ModelUnavailableError
-from service.messages import AlertEvent, AlertParams, ScoredWindow, ScoreMsg, ScoringState
+from service.messages import AlertEvent, AlertParams, ScoreCalibration, ScoredWindow, ScoreMsg, ScoringState
 from service.metrics import (
     ALERTS,
     ALERTS_OPEN,
+    CALIBRATION_LEARNED,
+    CALIBRATION_VERSION,
     CAMERA_SCORE,
     DUPLICATES,
     E2E_LATENCY_SECONDS,
     FRAMES_SCORED,
     SEQ_SKIPPED,
 )
+from service.worker.thumbnails import peak_candidates
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,19 @@ def plan_drain(state: ScoringState, stash: dict[int, ScoredWindow], now: float, 
     return Plan(ready=ready, next_seq=seq, gap_since=gap_since, skipped=skipped, stale=stale)
 
 
+@dataclass
+class Publication:
+    """Everything one drain writes in its transaction, besides the bookkeeping of `Plan`."""
+
+    state: ScoringState
+    buffer: RedisLearnBuffer
+    scores: list[ScoreMsg] = field(default_factory=list)
+    events: list[AlertEvent] = field(default_factory=list)
+    archive: list[tuple[str, int, bytes]] = field(default_factory=list)  # (model, signals, records) per window
+    reference: CameraReference | None = None  # a newly learned reference to store
+    learned: list[str] = field(default_factory=list)  # profiles whose learning finished
+
+
 class OrderedPublisher:
     """Stash scored windows and publish them per camera in seq order (see the module docstring)."""
 
@@ -87,12 +106,18 @@ class OrderedPublisher:
         retention_s: int,
         on_event: Callable[[AlertEvent], None] | None = None,
         lock_wait_s: float = 2.0,
+        calib_params: CalibrationParams | None = None,
+        replay_retention_s: int = 24 * 3600,
     ) -> None:
         self.r = client
         self.calibration, self.alert_params = calibration, alert_params
         self.gap_timeout_s, self.retention_s = gap_timeout_s, retention_s
         self.on_event, self.lock_wait_s = on_event, lock_wait_s
+        self.calib_params = calib_params or CalibrationParams()
+        self.replay_retention_s = replay_retention_s
         self._release = client.register_script(_RELEASE)
+        self._references: dict[str, CameraReference] = {}  # camera -> its stored reference, as last read
+        self._fallbacks: dict[str, ProfileReference] = {}  # model -> the card's held-out frames as a reference
 
     def submit(self, results: list[ScoredWindow]) -> None:
         """Stash results (one transaction), then drain each camera they belong to."""
@@ -135,48 +160,62 @@ class OrderedPublisher:
         state = topics.load_scoring_state(self.r, camera)
         stash = topics.load_results(self.r, camera)
         plan = plan_drain(state, stash, time.time(), self.gap_timeout_s)
-        state, scores, events = self._score(camera, state, plan.ready)
-        state = state.model_copy(
+        pub = self._score(camera, state, plan.ready)
+        state = pub.state.model_copy(
             update={"next_seq": plan.next_seq, "gap_since": plan.gap_since, "skipped": state.skipped + plan.skipped}
         )
         done = [str(w.seq) for w in plan.ready] + [str(s) for s in plan.stale]
         pipe = self.r.pipeline(transaction=True)
-        topics.add_scores(pipe, scores)
-        for event in events:
+        topics.add_scores(pipe, pub.scores)
+        for event in pub.events:
             topics.save_alert_event(pipe, event, self.retention_s)
+        for model, num_signals, records in pub.archive:
+            topics.append_signals(pipe, camera, model, num_signals, records, self.replay_retention_s)
+        pub.buffer.apply(pipe)
+        if pub.reference is not None:
+            topics.save_reference(pipe, camera, pub.reference)
         if done:
             pipe.hdel(keys.camera_results_key(camera), *done)
         topics.save_scoring_state(pipe, camera, state)
         if len(done) == len(stash):
             pipe.srem(keys.RESULTS_WAITING_SET, camera)
         pipe.execute()
-        self._after_publish(camera, plan, scores, events)
-        return len(scores)
+        if pub.reference is not None:
+            self._references[camera] = pub.reference
+        if pub.scores:
+            CALIBRATION_VERSION.labels(camera).set(state.calib_version)
+        for profile in pub.learned:
+            CALIBRATION_LEARNED.labels(camera, profile).inc()
+            log.info("camera %s: learned its %s reference (version %d)", camera, profile, state.calib_version)
+        self._after_publish(camera, plan, pub.scores, pub.events)
+        return len(pub.scores)
 
-    def _score(
-        self, camera: str, state: ScoringState, ready: list[ScoredWindow]
-    ) -> tuple[ScoringState, list[ScoreMsg], list[AlertEvent]]:
-        """Calibrate the ready windows in order and run the alert machine over their frames."""
-        scores: list[ScoreMsg] = []
-        events: list[AlertEvent] = []
+    def _score(self, camera: str, state: ScoringState, ready: list[ScoredWindow]) -> Publication:
+        """Calibrate the ready windows in order, run the alert machine over their frames, archive their signals."""
+        pub = Publication(state=state, buffer=RedisLearnBuffer(self.r, camera))
         params = self.alert_params(camera) if ready else None
+        calibrator: CameraCalibrator | None = None
         for window in ready:
             if window.error is not None:
                 continue
             try:
-                cal = self.calibration(window.model)
+                card = self.calibration(window.model)
             except ModelUnavailableError as e:
                 log.error("camera %s: window %d not published: %s", camera, window.seq, e)
                 continue
-            ema = state.ema if state.ema_model == window.model else None  # a new model restarts smoothing
-            values, ema = calibrate(cal, np.asarray(window.raw, dtype=np.float64), ema)
+            assert params is not None  # set above whenever `ready` is non-empty
+            if calibrator is None or calibrator.model != window.model:  # a new model starts a new calibration
+                calibrator = self._calibrator(camera, window.model, card, pub)
+            raw = np.asarray(window.raw, dtype=np.float64)
+            times = np.array([p if p is not None else c for p, c in zip(window.pts, window.capture_ts, strict=True)])
+            out = calibrator.step(raw, times, params.threshold - params.hysteresis)
             now = time.time()
             batch = [
                 ScoreMsg(
                     camera=camera,
                     frame=window.first_frame + i,
                     seq=window.seq,
-                    score=float(v),
+                    score=float(out.scores[i]),
                     signals=list(window.raw[i]),
                     model=window.model,
                     pts=window.pts[i],
@@ -184,17 +223,72 @@ class OrderedPublisher:
                     published_ts=now,
                     source=window.source,
                     job_id=window.job_id,
+                    calibration=ScoreCalibration(version=out.version, profile=out.profiles[i], state=out.states[i]),
+                    alertable=bool(out.alertable[i]),
                 )
-                for i, v in enumerate(values)
+                for i in range(len(raw))
             ]
-            assert params is not None  # set above whenever `ready` is non-empty
-            track, new_events = advance(
-                state.track, params, [FrameScore(s.frame, s.capture_ts, s.score) for s in batch], camera, window.model
+            frames = np.arange(window.first_frame, window.first_frame + len(raw), dtype=np.int64)
+            ts = np.asarray(window.capture_ts, dtype=np.float64)
+            run = ScoreRun.held(frames, ts, out.scores, out.alertable)
+            track, events = advance(pub.state.track, params, run, camera, window.model)
+            pub.state = pub.state.model_copy(
+                update={"track": track, "calib": calibrator.state, "calib_version": calibrator.version}
             )
-            state = state.model_copy(update={"ema": ema, "ema_model": window.model, "track": track})
-            scores.extend(batch)
-            events.extend(new_events)
-        return state, scores, events
+            records = encode_records(
+                frames, ts, out.scores, out.values, out.levels, pack_flags(out.alertable, out.states, out.profiles), raw
+            )
+            pub.archive.append((window.model, raw.shape[1], records))
+            if out.fitted:
+                pub.reference = calibrator.reference
+                pub.learned.extend(out.fitted)
+            pub.scores.extend(batch)
+            pub.events.extend(events)
+        return pub
+
+    def _calibrator(self, camera: str, model: str, card: Calibration, pub: Publication) -> CameraCalibrator:
+        """The camera's calibrator for `model`, from its scoring state and stored reference (read again only when the
+        state says another version is current)."""
+        return CameraCalibrator(
+            card,
+            model,
+            self.calib_params,
+            state=pub.state.calib,
+            reference=pub.reference or self.reference(camera, pub.state.calib_version),
+            buffer=pub.buffer,
+            fallback=self.fallback(model, card),
+        )
+
+    def reference(self, camera: str, version: int) -> CameraReference | None:
+        """The camera's stored reference if `version` is its current version (0 = none learned)."""
+        if version == 0:
+            return None
+        cached = self._references.get(camera)
+        if cached is None or cached.version != version:
+            cached = topics.load_reference(self.r, camera)
+            if cached is None:
+                log.warning("camera %s: reference version %d is missing from Redis; it learns again", camera, version)
+                return None
+            self._references[camera] = cached
+        return cached
+
+    def peak_candidates(self, camera: str, model: str, raw: np.ndarray, threshold: float) -> np.ndarray:
+        """Which frames of a window could be an alert's peak (thumbnails.peak_candidates), with the camera's stored
+        calibration as it is now (an extra read of its scoring state; the reference comes from the cache)."""
+        card = self.calibration(model)
+        state = topics.load_scoring_state(self.r, camera)
+        stored = self.reference(camera, state.calib_version) if state.calib.model == model else None
+        profile = state.calib.profile or "colour"
+        ref = stored.profiles.get(profile) if stored is not None else None
+        drift = state.calib.drift.get(profile, 0.0) if ref is not None else 0.0
+        return peak_candidates(card, ref or self.fallback(model, card), drift, raw, threshold)
+
+    def fallback(self, model: str, card: Calibration) -> ProfileReference:
+        """The model card's held-out normal frames as a reference (versions never change, so it is cached)."""
+        ref = self._fallbacks.get(model)
+        if ref is None:
+            ref = self._fallbacks[model] = card_reference(card, self.calib_params)
+        return ref
 
     def _after_publish(self, camera: str, plan: Plan, scores: list[ScoreMsg], events: list[AlertEvent]) -> None:
         if plan.skipped:

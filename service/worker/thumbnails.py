@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import redis
 
-from models.calibration import combine, to_unit
+from models.calibration import combine
+from models.calibration.reference import ProfileReference
 from models.card import Calibration
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS
@@ -37,16 +38,22 @@ def encode_jpeg(frame: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def peak_candidates(cal: Calibration, raw: np.ndarray, threshold: float) -> np.ndarray:
+PEAK_MARGIN = 0.05  # score margin for a reference or drift that moved since the snapshot the worker holds
+
+
+def peak_candidates(
+    cal: Calibration, reference: ProfileReference, drift: float, raw: np.ndarray, threshold: float
+) -> np.ndarray:
     """(N, S) raw signals -> (N,) bool: the frames that can be the peak of an alert at `threshold`.
 
-    The published score is to_unit(y_t) with the EMA y_t = a * x_t + (1 - a) * y_{t-1} of the combined signal
-    x_t. A peak is at least the threshold and not below the previous score, so y_t >= y_{t-1}, hence x_t >= y_t,
-    and to_unit is increasing: to_unit(x_t) >= score >= threshold. Frames below that need no thumbnail, which
-    keeps JPEG encoding off the hot path while nothing is anomalous. (The one exception: an alert starting right
-    after a cooldown on a falling score; its picture is then missing.)
+    The published score is reference.score(y_t - drift) with the EMA y_t = a * x_t + (1 - a) * y_{t-1} of the
+    combined signal x_t. A peak is at least the threshold and not below the previous score, so y_t >= y_{t-1},
+    hence x_t >= y_t, and the score map is increasing: score(x_t - drift) >= score >= threshold. Frames below that
+    (less a margin for a snapshot of the reference and drift that is a little old) need no thumbnail, which keeps
+    JPEG encoding off the hot path while nothing is anomalous. (The one exception: an alert starting right after a
+    cooldown on a falling score; its picture is then missing.)
     """
-    return np.asarray(to_unit(cal, combine(cal, raw)) >= threshold)
+    return np.asarray(reference.score(combine(cal, raw) - drift) >= threshold - PEAK_MARGIN)
 
 
 def window_thumbs(window: WindowMsg, frames: np.ndarray | None = None) -> dict[int, bytes]:
@@ -63,17 +70,19 @@ def store_thumbs(
     r: redis.Redis,
     windows: list[WindowMsg],
     results: list[ScoredWindow],
-    calibration: Callable[[str], Calibration],
+    candidates: Callable[[str, str, np.ndarray, float], np.ndarray],
     threshold: Callable[[str], float],
 ) -> None:
-    """Keep thumbnails of the scored camera frames that could become an alert's peak (jobs have no live page)."""
+    """Keep thumbnails of the scored camera frames that could become an alert's peak (jobs have no live page).
+
+    `candidates(camera, model, raw, threshold)` is `OrderedPublisher.peak_candidates`."""
     by_key = {(w.camera, w.seq): w for w in windows}
     for result in results:
         window = by_key.get((result.camera, result.seq))
         if window is None or result.error is not None or result.source == "job":
             continue
         try:
-            mask = peak_candidates(calibration(result.model), np.asarray(result.raw), threshold(result.camera))
+            mask = candidates(result.camera, result.model, np.asarray(result.raw), threshold(result.camera))
         except ModelUnavailableError:
             continue  # the publisher refuses this window too: no score, so no alert
         if mask.any():

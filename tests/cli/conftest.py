@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,17 @@ from models.data.datasets import open_dataset
 from models.inference import score_video
 from models.io import build_card, save_model
 from models.store import ModelStore
+
+
+@pytest.fixture(autouse=True)
+def short_learning(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The synthetic training split has about 100 frames: let a camera learn its reference from that few."""
+    from service.settings import get_settings
+
+    monkeypatch.setenv("VIGIL_CALIBRATION__MIN_LEARN_FRAMES", "50")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

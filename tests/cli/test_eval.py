@@ -44,9 +44,24 @@ def test_eval_writes_report_and_records(
     assert 0.0 <= report["online"]["micro_auc"] <= 1.0
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "signals.npz").is_file()
+    # What an operator sees: the test videos through the camera calibration (learned from the training videos) and
+    # the service's alert machine, back to back and one by one; each test video holds one anomalous event.
+    assert "learned the camera reference from" in printed
+    for mode in ("stream", "per-video"):
+        events = report["events"][mode]
+        assert events["events"] == 2
+        assert events["normal_frames"] == 72 - 20
+        assert 0 <= events["detected"] <= 2
+        assert events["false_alerts"] <= events["alerts"]
+        assert 0.0 <= events["chance_recall"] <= 1.0
+    assert report["alert_params"]["threshold"] == 0.5
+    assert "training videos" in report["camera_calibration"]
+    assert 0.0 <= report["camera"]["micro_auc"] <= 1.0
+    assert (out / "events.png").read_bytes()[:4] == b"\x89PNG"
     card = ModelStore(tiny_registry).resolve("tiny@v1").card()
     assert card.metrics["eval"]["paper_micro_auc"] == pytest.approx(report["paper"]["micro_auc"])
     assert card.metrics["eval"]["online_micro_auc"] == pytest.approx(report["online"]["micro_auc"])
+    assert card.metrics["eval"]["stream_recall"] == report["events"]["stream"]["recall"]
     assert len(card.metrics["eval"]["dataset_fingerprint"]) == 64
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from cli.main import main
-from models.calibration import calibrate
 from models.data.video import open_video
 from models.inference import score_video
 from models.io import load_model
 from models.store import ModelStore
+from tests.calibration_util import card_camera_reference, offline_scores
 
 
 def test_score_writes_csv_json_png(
@@ -52,10 +52,12 @@ def test_score_writes_csv_json_png(
     assert all(r["score"] == "" for r in rows[:context])
     scores = np.array([float(r["score"]) for r in rows[context:]])
     assert ((scores >= 0) & (scores <= 1)).all()
-    # The same numbers as the library path: raw signals through the card's calibration.
+    # The numbers a camera with the card's reference (the default --learn-from card) publishes for these frames.
     _, raw = score_video(method, open_video(path))
-    expected, _ = calibrate(card.calibration, raw.astype(np.float64))
+    reference = card_camera_reference(card.calibration, "tiny@v1")
+    expected = offline_scores(card.calibration, "tiny@v1", raw.astype(np.float64), reference).scores
     np.testing.assert_allclose(scores, expected, atol=2e-6)
+    assert all(r["alertable"] == "1" for r in rows[context:])
     signal = method.signal_names[0]
     np.testing.assert_allclose([float(r[signal]) for r in rows[context:]], raw[:, 0], rtol=1e-5)
 

@@ -41,5 +41,5 @@ def test_reference_names_every_setting_with_its_env_var_and_default() -> None:
             assert f"| `VIGIL_{name.upper()}__{sub.upper()}` |" in text, sub
     assert "| `VIGIL_WORKER__MAX_BATCH` | int | `8` | >= 1, <= 1024 | windows per forward pass |" in text
     assert (
-        "| `VIGIL_ALERTS__HYSTERESIS` | float | `0.05` | >= 0, < 1 | alert ends below threshold - hysteresis |" in text
+        "| `VIGIL_ALERTS__HYSTERESIS` | float | `0.1` | >= 0, < 1 | alert ends below threshold - hysteresis |" in text
     )

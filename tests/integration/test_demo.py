@@ -1,7 +1,8 @@
-"""`make demo` (python -m cli.demo) with an already trained model: live timeline, the alerts, a clean stop.
+"""`make demo` (python -m cli.demo) with an already trained model: the camera learning its reference, the live
+timeline, the alerts, a clean stop.
 
-The model here is the integration tests' tiny FFP (trained for seconds on other backgrounds), so this checks the
-demo's machinery, not where the alert lands; the demo's own model (trained by the demo) alerts on frames 150-180.
+The model here is the integration tests' tiny FFP (trained for seconds on other backgrounds): the camera's own
+reference, learned from the clip's first 10 s, is what makes its normal frames score low and the anomaly alert.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ def test_demo_streams_the_clip_and_shows_the_alert(model_root: Path) -> None:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith("frames ")]
-    assert len(lines) == 31  # 246 scored frames of the 250-frame clip, 8 per line
+    assert len(lines) == 30  # 746 scored frames of the 750-frame clip, 25 per line
+    learning = [i for i, line in enumerate(lines) if "learning (alerts held back)" in line]
+    assert learning == list(range(len(learning)))
+    assert 9 <= len(learning) <= 11  # the first 10 s
+    assert not any("ALERT-LEVEL" in line for line in lines[len(learning) : 19])  # normal frames after learning
     assert "ALERT-LEVEL <- anomaly in the clip" in out.stdout
+    assert re.search(r"reference v1 \(\w+ profile\) learned from \d+ live frames", out.stdout), out.stdout
     count = re.search(r"GET /alerts\?camera=demo: (\d+) alert", out.stdout)
     assert count is not None, out.stdout
     assert int(count.group(1)) >= 1

@@ -20,6 +20,7 @@ from models.io import build_card, load_model, save_model
 from models.methods.vadclip import Vadclip, VadclipConfig
 from models.store import ModelStore
 from service.bus import keys
+from tests.calibration_util import offline_scores
 from tests.integration.conftest import collect, ws_connect
 from tests.synthetic import render_frames
 
@@ -50,10 +51,13 @@ def test_file_camera_scores_a_history_model_like_vigil_score(
         assert r.status_code == 201, r.text
         scores = collect(ws, lambda got: len(got) >= 49, timeout_s=90)
     assert [s["frame"] for s in scores] == list(range(15, 64))
-    method, card, _ = load_model(ModelStore(root), MODEL)
+    method, card, version = load_model(ModelStore(root), MODEL)
     offline = score_file(method, card, path)
-    assert offline.scores is not None
-    np.testing.assert_allclose([s["score"] for s in scores], offline.scores[15:], atol=1e-5)
+    assert card.calibration is not None
+    # A new camera learns: its scores so far come from the card's normal frames, as the offline camera path's do.
+    expected = offline_scores(card.calibration, version.ref, offline.raw[15:].astype(np.float64)).scores
+    np.testing.assert_allclose([s["score"] for s in scores], expected, atol=1e-5)
+    assert {s["calibration"]["state"] for s in scores} == {"learning"}
     # The history lives in Redis under the ingester's stream id, one key per scored frame.
     found = list(redis.Redis.from_url(redis_url).scan_iter(match="vigil:cam:hall:snippet:*", count=1000))
     assert len(found) == 49

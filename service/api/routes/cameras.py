@@ -103,7 +103,7 @@ def _out(camera: CameraConfig, status: CameraStatus | None) -> CameraOut:
     return CameraOut.model_validate({**camera.public(), "state": status.state if status else "pending"})
 
 
-def _existing(redis: RedisDep, camera_id: str) -> CameraConfig:
+def existing_camera(redis: RedisDep, camera_id: str) -> CameraConfig:
     camera = topics.get_camera(redis, camera_id)
     if camera is None:
         known = ", ".join(c.id for c in topics.list_cameras(redis)) or "none"
@@ -147,14 +147,14 @@ def list_cameras(redis: RedisDep, _: ViewerDep) -> list[CameraOut]:
 
 @router.get("/{camera_id}", response_model=CameraOut)
 def show_camera(camera_id: CameraId, redis: RedisDep, _: ViewerDep) -> CameraOut:
-    return _out(_existing(redis, camera_id), topics.get_camera_status(redis, camera_id))
+    return _out(existing_camera(redis, camera_id), topics.get_camera_status(redis, camera_id))
 
 
 @router.patch("/{camera_id}", response_model=CameraOut)
 def update_camera(
     camera_id: CameraId, body: CameraPatch, redis: RedisDep, store: StoreDep, settings: SettingsDep, _: AdminDep
 ) -> CameraOut:
-    current = _existing(redis, camera_id)
+    current = existing_camera(redis, camera_id)
     changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"alerts"})
     if body.alerts is not None:
         changes["alerts"] = {**current.alerts.model_dump(), **body.alerts.model_dump(exclude_unset=True)}
@@ -167,13 +167,13 @@ def update_camera(
 @router.delete("/{camera_id}", status_code=204, response_class=Response)
 def delete_camera(camera_id: CameraId, redis: RedisDep, _: AdminDep) -> Response:
     if not topics.delete_camera(redis, camera_id):
-        _existing(redis, camera_id)  # raises the 404 that lists the cameras
+        existing_camera(redis, camera_id)  # raises the 404 that lists the cameras
     return Response(status_code=204)
 
 
 @router.get("/{camera_id}/status", response_model=CameraStatus)
 def camera_status(camera_id: CameraId, redis: RedisDep, _: ViewerDep) -> CameraStatus:
-    _existing(redis, camera_id)
+    existing_camera(redis, camera_id)
     status = topics.get_camera_status(redis, camera_id)
     if status is None:  # added but not yet picked up: say so instead of 404
         return CameraStatus(camera=camera_id, state="connecting", reason="waiting for an ingester to take the camera")

@@ -20,16 +20,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.calibration.camera import card_reference
 from models.errors import VigilModelError
 from models.store import ModelRef, ModelStore
+from service import calibration
 from service.api.deps import AdminDep, RedisDep, SettingsDep, StoreDep, ViewerDep
 from service.api.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.bus import keys, topics
+from service.bus.topics.calibration import PROFILE_CODES
 from service.footage import FootageError, FootageNotFound, FootagePolicy, FootageRootMissing, OutsideFootageRoot
 from service.jobs.inputs import BadUpload, JobInputError, NotAVideo, UploadTooLarge, probe_video
 from service.jobs.results import RESULT_FILES
 from service.jobs.upload import FILE_PART, receive_upload
-from service.messages import Alert, JobRecord, JobState
+from service.messages import JOB_CALIBRATION_PATTERN, Alert, JobRecord, JobState
+from service.settings import Settings
+
+_CALIBRATION_DOC = (
+    "the reference the job is scored on: 'card' (the model card's normal frames; every frame can alert), "
+    "'learn' (the job's first VIGIL_CALIBRATION__LEARN_S seconds, alerts held back meanwhile, as a new camera), "
+    "or 'camera:<id>' (that camera's learned reference, which must be of the same model version)"
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -52,6 +62,9 @@ class JobFromPath(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str = Field(min_length=1, max_length=4096, examples=["ped2/test/01.mp4"])
     model: str = Field(max_length=129, pattern=_REF_PATTERN, description="model ref: name, name@v3 or name@production")
+    calibration: str = Field(
+        default="card", max_length=80, pattern=JOB_CALIBRATION_PATTERN, description=_CALIBRATION_DOC
+    )
 
 
 class JobOut(BaseModel):
@@ -71,6 +84,7 @@ class JobOut(BaseModel):
     context: int  # the first `context` frames get no score, as in `vigil score`
     progress: float  # frames_scored / (frames_total - context), in [0, 1]
     alerts: int
+    calibration: str  # the reference it is scored on: card | learn | camera:<id>
     results: dict[str, str]  # kind -> URL path, once done
 
 
@@ -93,6 +107,28 @@ _OPENAPI_BODY = {
 }
 
 
+def _calibrate_job(redis: RedisDep, store: ModelStore, job: JobRecord, settings: Settings) -> None:
+    """Give the job's stream (a camera to the workers) the reference `job.calibration` names, before any window."""
+    stream = keys.job_stream(job.id)
+    if job.calibration == "learn":
+        return  # a new camera: it learns from its first calibration.learn_s seconds, alerts held back meanwhile
+    if job.calibration == "card":
+        card = store.resolve(job.model).card().calibration
+        assert card is not None  # _resolve_model refuses models without one
+        ref = card_reference(card, settings.calibration)
+        calibration.install(redis, stream, job.model, dict.fromkeys(PROFILE_CODES, ref))
+        return
+    camera = job.calibration.removeprefix("camera:")
+    stored = topics.load_reference(redis, camera)
+    if stored is None or stored.model != job.model:
+        msg = (
+            f"calibration {job.calibration!r}: camera {camera!r} has no learned reference of {job.model}; "
+            "use 'card', 'learn', or a camera that runs this model and has learned"
+        )
+        raise InvalidRequestError(msg)
+    calibration.install(redis, stream, job.model, dict(stored.profiles))
+
+
 @router.post("", status_code=201, response_model=JobOut, openapi_extra=_OPENAPI_BODY)
 async def create_job(
     request: Request,
@@ -102,6 +138,9 @@ async def create_job(
     redis: RedisDep,
     _: AdminDep,
     model: Annotated[str | None, Query(max_length=129, pattern=_REF_PATTERN, description="model ref (uploads)")] = None,
+    calibration: Annotated[
+        str, Query(max_length=80, pattern=JOB_CALIBRATION_PATTERN, description=f"uploads: {_CALIBRATION_DOC}")
+    ] = "card",
 ) -> JobOut:
     """Queue a job: a multipart upload (`model` field, then `file`) or JSON `{"path", "model"}`."""
     content_type = request.headers.get("content-type", "")
@@ -112,12 +151,14 @@ async def create_job(
             job = await _from_upload(
                 request, content_type, job_id, folder, settings.jobs.max_upload_bytes, store, model
             )
+            job = job.model_copy(update={"calibration": calibration})
         elif content_type.startswith("application/json"):
             job = await _from_path(request, job_id, FootagePolicy.of(settings), store)
             folder.mkdir(parents=True)  # where its results will go
         else:
             msg = "send multipart/form-data (a `model` field and a `file` part) or application/json {path, model}"
             raise HTTPException(415, msg)
+        await run_in_threadpool(_calibrate_job, redis, store, job, settings)
         await run_in_threadpool(topics.put_job, redis, job)
         await run_in_threadpool(topics.announce_job, redis, job.id)
     except BaseException as e:
@@ -173,7 +214,14 @@ async def _from_path(request: Request, job_id: str, footage: FootagePolicy, stor
     ref, context = _resolve_model(store, spec.model)
     probe = await run_in_threadpool(probe_video, path, spec.path)
     return JobRecord(
-        id=job_id, model=ref, source="path", name=spec.path, input=str(path), frames_total=probe.frames, context=context
+        id=job_id,
+        model=ref,
+        source="path",
+        name=spec.path,
+        input=str(path),
+        frames_total=probe.frames,
+        context=context,
+        calibration=spec.calibration,
     )
 
 

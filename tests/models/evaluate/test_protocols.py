@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from models.calibration import fit_calibration
+from models.evaluate.events import anomalous_spans
 from models.evaluate.metrics import roc_auc
 from models.evaluate.protocols import VideoSignals, evaluate, paper_scores
-from models.evaluate.report import anomalous_spans, load_signals, save_signals, write_eval
+from models.evaluate.report import load_signals, save_signals, write_eval
 
 
 def _video(name: str, n: int, span: tuple[int, int], offset: float, context: int, seed: int) -> VideoSignals:

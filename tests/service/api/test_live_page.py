@@ -13,8 +13,8 @@ import redis
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from models.calibration import calibrate, fit_calibration, to_unit
-from models.card import Calibration
+from models.calibration import fit_calibration
+from models.calibration.camera import CalibrationParams, CameraCalibrator, CameraReference, card_reference
 from service.bus import keys
 from service.messages import Alert, AlertEvent, ScoredWindow, WindowMsg
 from service.worker.thumbnails import MAX_SIDE, alert_event_handler, encode_jpeg, peak_candidates, store_thumbs
@@ -36,8 +36,9 @@ def _window(camera: str, source: str, first_frame: int = 10, context: int = 2, n
     )
 
 
-CAL = fit_calibration(np.random.default_rng(1).normal(0.0, 1.0, (400, 1)), ["neg_psnr"], ema_alpha=0.5)
-THRESHOLD = 0.95
+CAL = fit_calibration(np.random.default_rng(1).normal(0.0, 1.0, (400, 1)), ["neg_psnr"], ema_alpha=0.5, fps=25.0)
+REF = card_reference(CAL, CalibrationParams())
+THRESHOLD = 0.5
 HIGH, LOW = 10.0, -10.0  # raw signals far above / below every normal frame: scores near 1 / near 0
 
 
@@ -50,7 +51,8 @@ def _scored(window: WindowMsg, raw: list[float]) -> ScoredWindow:
 
 def _store(r: redis.Redis, windows: list[WindowMsg], raws: list[list[float]]) -> None:
     results = [_scored(w, raw) for w, raw in zip(windows, raws, strict=True)]
-    store_thumbs(r, windows, results, lambda _: CAL, lambda _: THRESHOLD)
+    candidates = lambda _camera, _model, raw, threshold: peak_candidates(CAL, REF, 0.0, raw, threshold)  # noqa: E731
+    store_thumbs(r, windows, results, candidates, lambda _: THRESHOLD)
 
 
 def _alert(camera: str, peak_frame: int) -> Alert:
@@ -90,16 +92,20 @@ def test_frames_that_can_peak_are_kept_with_a_ttl_and_others_and_job_windows_are
 
 @pytest.mark.parametrize("seed", range(20))
 def test_every_frame_that_peaks_an_alert_is_a_candidate(seed: int) -> None:
-    """Random raw runs and EMA states: a frame at or above the threshold whose score did not fall is flagged."""
+    """Random raw runs, smoothing, drift and earlier state through the camera calibration: a frame at or above the
+    threshold whose score did not fall is flagged."""
     rng = np.random.default_rng(seed)
-    cal = Calibration.model_validate({**CAL.model_dump(), "ema_alpha": float(rng.uniform(0.05, 1.0))})
-    raw = rng.normal(2.0, 2.0, (64, 1))
-    state = float(rng.normal(2.0, 2.0))
-    scores, _ = calibrate(cal, raw, state)
-    previous = np.concatenate([to_unit(cal, np.array([state])), scores[:-1]])
+    params = CalibrationParams(ema_alpha=float(rng.uniform(0.05, 1.0)))
+    reference = CameraReference(model="m@v1", version=1, profiles={"colour": card_reference(CAL, params)})
+    calibrator = CameraCalibrator(CAL, "m@v1", params, reference=reference)
+    calibrator.state.drift["colour"] = drift = float(rng.normal(0.0, 1.0))
+    earlier = calibrator.step(rng.normal(2.0, 2.0, (8, 1)), np.arange(8.0), close_level=-1.0)  # -1: no drift step
+    raw = rng.normal(2.0, 3.0, (64, 1))
+    scores = calibrator.step(raw, np.arange(8.0, 72.0), close_level=-1.0).scores
+    previous = np.r_[earlier.scores[-1], scores[:-1]]
     can_peak = (scores >= THRESHOLD) & (scores >= previous)
     assert can_peak.any()  # the draw reaches the threshold, so the check below is not vacuous
-    assert not (can_peak & ~peak_candidates(cal, raw, THRESHOLD)).any()
+    assert not (can_peak & ~peak_candidates(CAL, reference.profiles["colour"], drift, raw, THRESHOLD)).any()
 
 
 def test_alert_event_copies_the_peak_frame_and_calls_the_next_handler(redis_url: str) -> None:

@@ -7,6 +7,7 @@ tiny FFP trained for a few seconds and calibrated, registered in a temporary sto
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -19,6 +20,7 @@ from models.inference import score_file
 from models.io import load_model
 from models.store import ModelStore
 from service.bus import keys, topics
+from tests.calibration_util import card_camera_reference, offline_scores
 from tests.service.jobs.conftest import (
     MODEL_REF,
     running_ingester,
@@ -38,9 +40,16 @@ RTOL, ATOL = 1e-5, 1e-6
 
 @pytest.fixture(scope="module")
 def offline(clip, job_model):
-    """What `vigil score` computes for the clip with the same model."""
+    """What `vigil score` computes for the clip with the same model: the camera path on the card's reference (the
+    default calibration of both `vigil score` and jobs)."""
     method, card, version = load_model(ModelStore(job_model.root), MODEL_REF, "cpu")
-    return score_file(method, card, clip), version.ref
+    scored = score_file(method, card, clip)
+    assert card.calibration is not None
+    reference = card_camera_reference(card.calibration, version.ref)
+    camera = offline_scores(card.calibration, version.ref, scored.raw[scored.context :].astype(np.float64), reference)
+    scores = scored.scores.copy()
+    scores[scored.context :] = camera.scores
+    return dataclasses.replace(scored, scores=scores), version.ref
 
 
 @pytest.mark.slow
@@ -83,7 +92,7 @@ def test_upload_and_path_jobs_match_vigil_score_and_survive_api_restart(
         assert document["signal_names"] == list(scored.signal_names)
 
         table = list(csv.reader(io.StringIO(restarted.get(f"/jobs/{job_id}/result.csv").text)))
-        assert table[0] == ["frame", "pts", "score", *scored.signal_names]  # the columns of `vigil score`
+        assert table[0] == ["frame", "pts", "score", "alertable", *scored.signal_names]  # the columns of `vigil score`
         assert len(table) == n + 1
         np.testing.assert_allclose([float(row[2]) for row in table[1 + ctx :]], scored.scores[ctx:], atol=2e-6)
 

@@ -9,12 +9,13 @@ import redis
 import torch
 
 from models import create_method, get_method, list_methods
-from models.calibration import calibrate, fit_calibration
+from models.calibration import fit_calibration
 from models.data.transforms import prepare
 from models.inference import score_frames
 from models.io import build_card, save_model
 from models.store import ModelStore
 from service.bus import topics
+from tests.calibration_util import offline_scores
 from tests.service.worker.helpers import all_scores, running_worker, wait_for, worker_settings
 from tests.service.worker.models_util import make_windows
 from tests.synthetic import render_frames
@@ -47,5 +48,5 @@ def test_method_scores_live_windows_in_the_worker(name, redis_url, tmp_path):
     assert [s.frame for s in scores] == list(range(ctx, ctx + SCORED))
     assert {s.model for s in scores} == {f"{model}@v1"}
     assert all(0.0 <= s.score <= 1.0 for s in scores)
-    expected, _ = calibrate(cal, score_frames(method, frames).astype(np.float64))
+    expected = offline_scores(cal, f"{model}@v1", score_frames(method, frames).astype(np.float64)).scores
     np.testing.assert_allclose([s.score for s in scores], expected, atol=1e-4)

@@ -12,7 +12,7 @@ import redis
 import torch
 
 from models.base import SnippetHistoryMethod
-from models.calibration import calibrate, fit_calibration
+from models.calibration import fit_calibration
 from models.card import Calibration
 from models.data.transforms import prepare, to_tensor
 from models.io import build_card, save_model
@@ -22,6 +22,7 @@ from service.bus import keys, topics
 from service.messages import WindowMsg
 from service.worker.history import score_with_history
 from service.worker.models import LoadedModel
+from tests.calibration_util import offline_scores
 from tests.service.worker.helpers import all_scores, running_worker, wait_for, worker_settings
 from tests.service.worker.models_util import make_windows
 from tests.synthetic import render_frames
@@ -181,7 +182,7 @@ def test_live_worker_scores_every_frame_of_a_history_model(redis_url, tmp_path, 
         scores = all_scores(r, cam)
         assert [s.frame for s in scores] == list(range(ctx, len(clip)))
         assert {s.model for s in scores} == {history_model.ref}
-        expected, _ = calibrate(history_model.calibration, _raw(method, clip))
+        expected = offline_scores(history_model.calibration, history_model.ref, _raw(method, clip)).scores
         np.testing.assert_allclose([s.score for s in scores], expected, atol=1e-5)
         assert r.exists(keys.snippet_feature_key(cam, "", history_model.ref, len(clip) - 1))
     assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0

@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 import redis
 
-from models.calibration import calibrate
 from service.bus import keys, topics
 from service.messages import AlertParams, ScoredWindow, ScoringState
 from service.worker.ordering import OrderedPublisher, plan_drain
+from tests.calibration_util import offline_scores
 from tests.service.worker.helpers import all_scores
 
 N = 4  # frames per window
 
 
-def _window(seq: int, camera: str = "cam", model: str = "m@v1") -> ScoredWindow:
+def _window(
+    seq: int, camera: str = "cam", model: str = "m@v1", center: float = 0.0, scale: float = 1.0
+) -> ScoredWindow:
     rng = np.random.default_rng(seq)
     return ScoredWindow(
         camera=camera,
@@ -27,7 +29,7 @@ def _window(seq: int, camera: str = "cam", model: str = "m@v1") -> ScoredWindow:
         first_frame=(seq - 1) * N,
         pts=[None] * N,
         capture_ts=[time.time()] * N,
-        raw=rng.normal(size=(N, 1)).tolist(),
+        raw=(center + scale * rng.normal(size=(N, 1))).tolist(),
     )
 
 
@@ -73,13 +75,15 @@ def publisher_factory(redis_url, trained_store):
 def test_out_of_order_results_are_published_in_order(publisher_factory, trained_store):
     r, make = publisher_factory
     publisher = make()
-    windows = [_window(s) for s in range(1, 7)]
+    normal = trained_store.calibration.signals[0]  # raw signals like the card's normal frames
+    windows = [_window(s, center=normal.center, scale=normal.scale) for s in range(1, 7)]
     for order in ([3], [1], [2, 6], [5], [4]):  # completion order of several workers
         publisher.submit([windows[s - 1] for s in order])
     scores = all_scores(r, "cam")
     assert [s.frame for s in scores] == list(range(6 * N))
     raw = np.concatenate([np.asarray(w.raw) for w in windows])
-    expected, _ = calibrate(trained_store.calibration, raw)  # one EMA over all frames, as offline
+    expected = offline_scores(trained_store.calibration, "m@v1", raw).scores  # one calibration over all, as offline
+    assert 0.05 < expected.min() < expected.max() < 0.95  # not saturated: the comparison means something
     np.testing.assert_allclose([s.score for s in scores], expected, atol=1e-12)
     assert r.hlen(keys.camera_results_key("cam")) == 0
     assert not r.sismember(keys.RESULTS_WAITING_SET, "cam")

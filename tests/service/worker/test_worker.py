@@ -11,7 +11,6 @@ import redis
 import torch
 from prometheus_client import REGISTRY
 
-from models.calibration import calibrate
 from models.io import build_card, save_model
 from models.registry import create_method
 from models.store import ModelStore
@@ -19,6 +18,7 @@ from service.bus import keys, topics
 from service.errors import ModelUnavailableError
 from service.messages import CameraConfig, WindowMsg
 from service.worker.models import ModelCache
+from tests.calibration_util import offline_scores, use_card_reference
 from tests.conftest import ANOMALY_SPAN, free_port
 from tests.service.worker.helpers import all_scores, running_worker, wait_for, worker_settings
 from tests.service.worker.models_util import MODEL, make_windows, offline_raw, register_version
@@ -35,6 +35,8 @@ def test_two_cameras_scored_once_in_order_matching_offline_with_alert(redis_url,
     r = redis.Redis.from_url(redis_url)
     ctx = trained_store.method.input_spec.context
     frames = {"cam-a": clip_frames, "cam-b": clip_frames[::-1].copy()}
+    model = f"{MODEL}@v1"
+    reference = use_card_reference(r, "cam-a", trained_store.calibration, model)  # cam-b is new: it learns
     _publish(r, *(make_windows(cam, f, ctx) for cam, f in frames.items()))
     expected_frames = list(range(ctx, len(clip_frames)))
     before = REGISTRY.get_sample_value("vigil_worker_frames_scored_total", {"camera": "cam-a"}) or 0.0
@@ -54,8 +56,11 @@ def test_two_cameras_scored_once_in_order_matching_offline_with_alert(redis_url,
         scores = all_scores(r, cam)
         assert [s.frame for s in scores] == expected_frames  # every frame exactly once, in order
         assert {s.model for s in scores} == {f"{MODEL}@v1"}
-        offline, _ = calibrate(trained_store.calibration, offline_raw(trained_store.method, f))
-        np.testing.assert_allclose([s.score for s in scores], offline, atol=1e-4)
+        known = reference if cam == "cam-a" else None
+        offline = offline_scores(trained_store.calibration, model, offline_raw(trained_store.method, f), known)
+        np.testing.assert_allclose([s.score for s in scores], offline.scores, atol=1e-4)
+        assert [s.alertable for s in scores] == offline.alertable.tolist()
+        assert {s.calibration.state for s in scores if s.calibration} == ({"ready"} if known else {"learning"})
         assert topics.latest_score(r, cam) == scores[-1]
     assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0  # everything acknowledged
     after = REGISTRY.get_sample_value("vigil_worker_frames_scored_total", {"camera": "cam-a"})
@@ -75,6 +80,7 @@ def test_camera_alert_overrides_apply(redis_url, trained_store, clip_frames):
     r = redis.Redis.from_url(redis_url)
     strict = {"min_duration_frames": 30}  # longer than the anomalous run
     topics.put_camera(r, CameraConfig(id="strict", url="rtsp://u:p@cam/1", model=f"{MODEL}@production", alerts=strict))
+    use_card_reference(r, "strict", trained_store.calibration, f"{MODEL}@v1")
     _publish(r, make_windows("strict", clip_frames, trained_store.method.input_spec.context))
     with running_worker(worker_settings(redis_url, trained_store.root)):
         wait_for(lambda: r.xlen(keys.score_stream_key("strict")) >= len(clip_frames) - 4, 60, "scores")
@@ -156,6 +162,6 @@ def test_cuda_worker_matches_cpu_scores(redis_url, trained_store, clip_frames):
         assert worker.device.type == "cuda"
     scores = all_scores(r, "gpu")
     assert [s.frame for s in scores] == list(range(4, 64))
-    offline, _ = calibrate(trained_store.calibration, offline_raw(trained_store.method, clip_frames))
-    np.testing.assert_allclose([s.score for s in scores], offline, atol=1e-3)
+    offline = offline_scores(trained_store.calibration, f"{MODEL}@v1", offline_raw(trained_store.method, clip_frames))
+    np.testing.assert_allclose([s.score for s in scores], offline.scores, atol=1e-3)
     assert REGISTRY.get_sample_value("vigil_worker_gpu_memory_bytes", {"kind": "allocated"}) is not None

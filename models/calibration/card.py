@@ -1,6 +1,7 @@
-"""Online-protocol calibration: raw signals on normal validation frames -> a fixed map to [0, 1].
+"""The model card's calibration: raw signals on held-out normal frames -> a fixed map to [0, 1].
 
-Pure numpy, so the worker's scoring path and `vigil eval` share one implementation.
+`combine` (standardise and weight the raw signals) is the first step of every score, the camera calibration's
+included; `to_unit`/`calibrate` are `vigil eval`'s frame-level "online" protocol. Pure numpy.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ def fit_calibration(
     ema_alpha: float = 0.5,
     segments: list[int] | None = None,
     source: str = "",
+    fps: float | None = None,
 ) -> Calibration:
     """Fit centre/scale per signal and the CDF of the combined, smoothed signal on normal frames.
 
     Args:
         raw: (N, S) raw signals of normal validation frames, in time order within each segment.
         segments: lengths of the consecutive videos in `raw`, so the EMA restarts at each video.
+        fps: frame rate of those videos, kept with their combined values as the default camera reference.
     """
     if raw.ndim != 2 or raw.shape[1] != len(names) or raw.shape[0] < 2:
         msg = f"calibration needs (N >= 2, {len(names)}) raw signals, got shape {raw.shape}"
@@ -46,10 +49,20 @@ def fit_calibration(
     partial = Calibration(
         signals=signals, ema_alpha=ema_alpha, levels=[0.0, 1.0], quantiles=[0.0, 1.0], num_frames=len(raw)
     )
-    combined = np.concatenate([smooth(combine(partial, part), ema_alpha) for part in _split(raw, segments)])
+    parts = _split(raw, segments)
+    combined = np.concatenate([smooth(combine(partial, part), ema_alpha) for part in parts])
     quantiles = np.quantile(combined, LEVELS)
     quantiles = np.maximum.accumulate(quantiles + np.arange(len(LEVELS)) * 1e-9)  # strictly increasing
-    return partial.model_copy(update={"levels": list(LEVELS), "quantiles": quantiles.tolist(), "source": source})
+    return partial.model_copy(
+        update={
+            "levels": list(LEVELS),
+            "quantiles": quantiles.tolist(),
+            "source": source,
+            "normal_values": combine(partial, raw).tolist(),
+            "normal_segments": [len(p) for p in parts],
+            "normal_fps": fps,
+        }
+    )
 
 
 def _split(raw: np.ndarray, segments: list[int] | None) -> list[np.ndarray]:
