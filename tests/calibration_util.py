@@ -38,12 +38,13 @@ def offline_scores(
     reference: CameraReference | None = None,
     params: CalibrationParams | None = None,
     alerts: AlertParams | None = None,
+    fps: float = 25.0,
 ) -> ScoredRecording:
-    """The scores (and alerts) a camera publishes for these consecutive frames' raw signals."""
+    """The scores (and alerts) a camera publishes for these consecutive frames' raw signals (at `fps`)."""
     run = run_camera(
         card,
         model,
-        [Recording("clip", np.asarray(raw, dtype=np.float64), np.arange(len(raw), dtype=np.float64) / 25.0)],
+        [Recording("clip", np.asarray(raw, dtype=np.float64), np.arange(len(raw), dtype=np.float64) / fps)],
         params or CalibrationParams(),
         alerts or AlertParams.merge(AlertSettings(), None),
         "stream",

@@ -108,12 +108,13 @@ class LearnBuffer(Protocol):
 
 @dataclass
 class MemoryLearnBuffer:
-    """Offline learning buffer."""
+    """Offline learning buffer. Values are kept as float32, as the live one (a Redis string of float32) keeps them,
+    so a reference learned offline is the one a camera learns from the same frames."""
 
     data: dict[str, list[float]] = field(default_factory=dict)
 
     def extend(self, profile: str, values: list[float]) -> None:
-        self.data.setdefault(profile, []).extend(values)
+        self.data.setdefault(profile, []).extend(np.asarray(values, dtype=np.float32).tolist())
 
     def values(self, profile: str) -> np.ndarray:
         return np.asarray(self.data.get(profile, []), dtype=np.float64)

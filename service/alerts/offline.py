@@ -74,6 +74,7 @@ def run_camera(
     start_state = calibrator.state.model_copy(deep=True)
     track = AlertTrack()
     events_alerts: dict[str, Alert] = {}
+    open_until: dict[str, int] = {}  # alert id -> last frame of the footage it was still open at
     outs = []
     offset = 0
     for rec in recordings:
@@ -88,22 +89,20 @@ def run_camera(
         for event in events:
             events_alerts[event.alert.id] = event.alert
         if mode == "per-video":
-            _close_open(track, events_alerts, int(frames[-1]) if len(frames) else offset, rec)
+            _note_open(track, open_until, offset + len(rec.raw) - 1)
         outs.append(out)
         offset += len(rec.raw)
-    if mode == "stream" and recordings:
-        _close_open(track, events_alerts, offset - 1, recordings[-1])
-    spans = [
-        AlertSpan(a.start_frame, a.end_frame or offset - 1, a.opened_frame or a.start_frame)
-        for a in events_alerts.values()
-    ]
+    if mode == "stream":
+        _note_open(track, open_until, offset - 1)
+    ends = {a.id: a.end_frame if a.end_frame is not None else open_until[a.id] for a in events_alerts.values()}
+    spans = [AlertSpan(a.start_frame, ends[a.id], a.opened_frame or 0) for a in events_alerts.values()]
     scored, start = [], 0
     for rec, out in zip(recordings, outs, strict=True):
         stop = start + len(rec.raw)
         local = [
-            _localise(a, start, stop)
+            _localise(a, start, stop, ends[a.id])
             for a in events_alerts.values()
-            if a.start_frame < stop and (a.end_frame or 0) >= start
+            if a.start_frame < stop and ends[a.id] >= start
         ]
         scored.append(ScoredRecording(rec.name, out.scores, out.alertable, out.states, out.profiles, out.values, local))
         start = stop
@@ -114,27 +113,25 @@ def _fresh(state: CalibState) -> CalibState:
     return state.model_copy(deep=True)
 
 
-def _close_open(track: AlertTrack, alerts: dict[str, Alert], last_frame: int, rec: Recording) -> None:
-    """An alert still open when the footage ends is closed at its last frame (for reports; live it stays open)."""
-    if track.alert is None:
-        return
-    end_ts = float(rec.times[-1]) if len(rec.times) else track.run_end_ts
-    alerts[track.alert.id] = track.alert.model_copy(
-        update={"state": "closed", "end_frame": last_frame, "end_ts": end_ts}
-    )
+def _note_open(track: AlertTrack, open_until: dict[str, int], last_frame: int) -> None:
+    """An alert still open where the footage (or, per video, the camera session) ends stays open in the output, as
+    live; event metrics count it as lasting to that frame."""
+    if track.alert is not None:
+        open_until[track.alert.id] = last_frame
 
 
-def _localise(alert: Alert, start: int, stop: int) -> Alert:
-    """An alert in the concatenated frame numbers -> the part inside one recording, in its own frame numbers."""
-    end = alert.end_frame if alert.end_frame is not None else stop - 1
+def _localise(alert: Alert, start: int, stop: int, end: int) -> Alert:
+    """An alert in the concatenated frame numbers (lasting to `end`) -> the part inside one recording, in its own
+    frame numbers. One still open where its footage ends keeps no end frame, as live; one going on into the next
+    recording ends at this one's last frame."""
     peak = alert.peak_frame if start <= alert.peak_frame < stop else max(alert.start_frame, start)
+    opened = alert.opened_frame
+    still_open = alert.end_frame is None and end < stop
     return alert.model_copy(
         update={
             "start_frame": max(alert.start_frame, start) - start,
-            "end_frame": min(end, stop - 1) - start,
+            "end_frame": None if still_open else min(end, stop - 1) - start,
             "peak_frame": peak - start,
-            "opened_frame": None
-            if alert.opened_frame is None or not start <= alert.opened_frame < stop
-            else alert.opened_frame - start,
+            "opened_frame": opened - start if opened is not None and start <= opened < stop else None,
         }
     )

@@ -74,9 +74,15 @@ def camera_learning_key(camera: str, profile: str) -> str:
 
 
 def camera_signals_key(camera: str) -> str:
-    """Stream: the camera's per-frame record (raw signals, smoothed value, score, flags), one entry per published
-    window, trimmed to `calibration.replay_retention_s` by time: what replays, feedback and range learning read."""
+    """Stream: the camera's per-frame records (raw signals, smoothed values, score, flags) in chunks of up to 256
+    frames (topics/calibration.py), trimmed to `calibration.replay_retention_s` by id: what replays, feedback and
+    range learning read. About 41 bytes a frame for a one-signal model (bench/replay.py measures it)."""
     return f"{PREFIX}:cam:{camera}:signals"
+
+
+def camera_signals_open_key(camera: str) -> str:
+    """Hash (s, m, t0, d): the archive chunk still being filled; moved into `camera_signals_key` once full."""
+    return f"{PREFIX}:cam:{camera}:signals:open"
 
 
 CAMERA_LOCK_TTL_MS = 10_000  # a worker that dies holding the lock blocks the camera at most this long

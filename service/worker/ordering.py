@@ -89,7 +89,7 @@ class Publication:
     buffer: RedisLearnBuffer
     scores: list[ScoreMsg] = field(default_factory=list)
     events: list[AlertEvent] = field(default_factory=list)
-    archive: list[tuple[str, int, bytes]] = field(default_factory=list)  # (model, signals, records) per window
+    archive: list[tuple[str, int, bytes, float]] = field(default_factory=list)  # model, signals, records, first ts
     reference: CameraReference | None = None  # a newly learned reference to store
     learned: list[str] = field(default_factory=list)  # profiles whose learning finished
 
@@ -169,8 +169,8 @@ class OrderedPublisher:
         topics.add_scores(pipe, pub.scores)
         for event in pub.events:
             topics.save_alert_event(pipe, event, self.retention_s)
-        for model, num_signals, records in pub.archive:
-            topics.append_signals(pipe, camera, model, num_signals, records, self.replay_retention_s)
+        for model, num_signals, records, first_ts in pub.archive:
+            topics.append_signals(pipe, camera, model, num_signals, records, first_ts, self.replay_retention_s)
         pub.buffer.apply(pipe)
         if pub.reference is not None:
             topics.save_reference(pipe, camera, pub.reference)
@@ -238,7 +238,7 @@ class OrderedPublisher:
             records = encode_records(
                 frames, ts, out.scores, out.values, out.levels, pack_flags(out.alertable, out.states, out.profiles), raw
             )
-            pub.archive.append((window.model, raw.shape[1], records))
+            pub.archive.append((window.model, raw.shape[1], records, float(ts[0])))
             if out.fitted:
                 pub.reference = calibrator.reference
                 pub.learned.extend(out.fitted)

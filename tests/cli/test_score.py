@@ -102,3 +102,30 @@ def test_score_bad_input(tiny_registry: Path, tmp_path: Path, capsys: pytest.Cap
     assert "does not exist" in capsys.readouterr().err
     assert main(["score", str(tmp_path), "--model", "missing", "--registry", str(tiny_registry)]) == 1
     assert "no model named 'missing'" in capsys.readouterr().err
+
+
+def test_replay_reproduces_the_alerts_of_vigil_score_and_tries_other_parameters(
+    tiny_registry: Path, synthetic_video: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = synthetic_video
+    out = tmp_path / "scored"
+    base = ["--model", "tiny@v1", "--registry", str(tiny_registry), "--device", "cpu"]
+    assert main(["score", str(path), *base, "--out", str(out), "--learn-from", "first", "--learn-s", "0.5"]) == 0
+    written = json.loads((out / "clip.alerts.json").read_text())
+    capsys.readouterr()
+    # The same parameters: the same alerts as vigil score found (held-back frames stay held back).
+    assert main(["replay", str(out), "--out", str(tmp_path / "same.json")]) == 0
+    same = json.loads((tmp_path / "same.json").read_text())["results"][0]["alerts"]
+    key = ("start_frame", "end_frame", "peak_frame", "peak_score")
+    assert [[a[k] for k in key] for a in same] == [[a[k] for k in key] for a in written["alerts"]]
+    # A stricter threshold never gives more alert frames.
+    assert main(["replay", str(out), "--threshold", "0.95", "--out", str(tmp_path / "strict.json")]) == 0
+    strict = json.loads((tmp_path / "strict.json").read_text())["results"][0]["alerts"]
+
+    def frames(alerts: list[dict]) -> int:
+        return sum(a["end_frame"] - a["start_frame"] + 1 for a in alerts if a["end_frame"] is not None)
+
+    assert frames(strict) <= frames(same)
+    assert main(["replay", str(tmp_path / "nothing-here")]) == 1
+    assert "no `vigil score` output" in capsys.readouterr().err
+    assert main(["replay", str(out), "--threshold", "1.5"]) == 2  # validated: 0 < threshold < 1

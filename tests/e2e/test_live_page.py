@@ -1,5 +1,6 @@
 """The live page in headless Chromium against a real stack (api + ingest + worker on a private Redis): the page
-takes the viewer key, its chart receives scores over the WebSocket, and an alert with its thumbnail appears."""
+takes the viewer key, its chart receives scores over the WebSocket while the camera learns its reference, an alert
+with its thumbnail appears, an operator marks it a false alarm, and a threshold slider replays the chart's range."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from tests.e2e.cdp import chromium, chromium_path
 from tests.e2e.conftest import ADMIN_KEY, CLIP_SPAN, VIEWER_KEY
 from tests.service.worker.models_util import MODEL
 
+OPERATOR_KEY = "operator-key-for-the-live-page-test"
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(chromium_path() is None, reason="needs the Debian package chromium (make test installs it)"),
@@ -31,8 +34,12 @@ SCREENSHOT_DIR_ENV = "VIGIL_TEST_SCREENSHOT_DIR"  # not a setting: where to keep
 def _keys_env(footage: Path) -> dict[str, str]:
     return {
         "VIGIL_API__VIEWER_KEYS": json.dumps([VIEWER_KEY]),
+        "VIGIL_API__OPERATOR_KEYS": json.dumps([OPERATOR_KEY]),
         "VIGIL_API__ADMIN_KEYS": json.dumps([ADMIN_KEY]),
         "VIGIL_FOOTAGE_ROOT": str(footage),
+        # The clip is 8 s: the camera learns its reference from its first 4 s, the anomaly comes at 4.8 s.
+        "VIGIL_CALIBRATION__LEARN_S": "4",
+        "VIGIL_CALIBRATION__MIN_LEARN_FRAMES": "50",
     }
 
 
@@ -67,6 +74,10 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
         assert r.status_code == 201, r.text
 
         page.wait_for("Number(document.querySelector('[data-camera=lobby]')?.dataset.points) >= 50", 40, "scores")
+        calib = "document.querySelector('.camera[data-camera=lobby] .calib')"
+        page.wait_for(
+            f"{calib}?.textContent.startsWith('calibrated v1')", 40, "the learned reference", f"{calib}?.textContent"
+        )
         page.wait_for("!!document.querySelector('.camera[data-camera=lobby]')?.dataset.state", 10, "camera state")
         page.wait_for("!!document.querySelector('#alerts .alert[data-camera=lobby]')", 40, "an alert in the list")
         # The alert over the anomalous span (the tiny model may also fire elsewhere), once its thumbnail is shown.
@@ -82,8 +93,29 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
             " return {stats: window.vigil.stats, alert: e.alert, text: e.el.innerText,"
             " img: [img.naturalWidth, img.naturalHeight], chart: document.querySelector('canvas.chart').width}; })()"
         )
+        # The operator marks it a false alarm from the page (with an operator key): the verdict shows in the list.
+        page.evaluate(
+            f"document.getElementById('key-input').value = {json.dumps(OPERATOR_KEY)};"
+            "document.getElementById('key-form').requestSubmit(); true"
+        )
+        page.wait_for("document.getElementById('conn').dataset.alerts === 'open'", 10, "reconnected as operator")
+        target = shown["alert"]["id"]
+        row = f"document.querySelector('#alerts .alert[data-alert=\"{target}\"]')"
+        page.evaluate(f"{row}.querySelector('button.give-false_alarm').click(); true")
+        page.wait_for(f"{row}?.querySelector('.feedback')?.dataset.verdict === 'false_alarm'", 10, "the verdict shown")
+        # What if the threshold were higher: the slider replays the chart's range and marks what it would raise.
+        page.evaluate(
+            "(() => { const s = document.querySelector('.camera[data-camera=lobby] input[type=range]');"
+            " s.value = '0.9'; s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); })(); true"
+        )
+        page.wait_for("window.vigil.stats.replays >= 1", 10, "a replay", "window.vigil.stats")
+        replay_text = page.evaluate("document.querySelector('.camera[data-camera=lobby] .replay-result').textContent")
         shot = page.screenshot(tmp_path / "live.png")
     _keep_screenshot(shot)
+    assert "alert(s) over the last" in replay_text
+    given = httpx.get(f"{stack.api_url}/alerts/{target}", headers={"X-API-Key": VIEWER_KEY}, timeout=10).json()
+    assert given["feedback"]["verdict"] == "false_alarm"
+    assert given["feedback"]["role"] == "operator"
     alert = shown["alert"]
     assert alert["camera"] == "lobby"
     assert alert["start_frame"] <= alert["peak_frame"] <= (alert["end_frame"] or alert["peak_frame"])

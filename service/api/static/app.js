@@ -1,5 +1,8 @@
 // vigil live page: cameras and their state (polled), per-camera score charts fed by /ws/scores, recent alerts
 // (GET /alerts, then /ws/alerts) with the peak frame's thumbnail. Plain JS, no dependencies.
+// Calibration: each camera shows whether it is learning its reference or which version scores it; operators mark
+// alerts as false alarms or confirm them; a threshold slider per camera replays the chart's time range through
+// POST /cameras/{id}/replay, so the alerts that threshold would have produced show above the chart.
 // The API key is kept in localStorage; REST calls send it as X-API-Key, WebSockets as a subprotocol
 // (browsers cannot set headers on a WebSocket, and a query string would put the key into access logs).
 "use strict";
@@ -15,7 +18,7 @@ const state = {
   alerts: new Map(), // id -> {alert, el, thumbFrame}
   sockets: {},
   // Counters the headless-browser test reads; also handy in the devtools console.
-  stats: { scores: 0, alertEvents: 0, thumbnails: 0 },
+  stats: { scores: 0, alertEvents: 0, thumbnails: 0, replays: 0, feedback: 0 },
 };
 window.vigil = state;
 
@@ -36,9 +39,14 @@ function showMessage(text) {
   box.hidden = !text;
 }
 
-async function api(path) {
+async function api(path, body) {
   const headers = state.key ? { "X-API-Key": state.key } : {};
-  const resp = await fetch(path, { headers, cache: "no-store" });
+  const init = { headers, cache: "no-store" };
+  if (body !== undefined) {
+    Object.assign(init, { method: "POST", body: JSON.stringify(body) });
+    headers["Content-Type"] = "application/json";
+  }
+  const resp = await fetch(path, init);
   if (resp.status === 401 || resp.status === 403) {
     const body = await resp.json().catch(() => ({}));
     showMessage(`API key refused: ${body.detail || resp.status}. Enter a viewer key above.`);
@@ -58,12 +66,16 @@ function cameraCard(id) {
   const stateEl = el("span", "state", "pending");
   const scoreEl = el("span", "score", "score –");
   const modelEl = el("span", "muted", "");
-  head.append(el("span", "camera-id", id), stateEl, modelEl, scoreEl);
+  const calibEl = el("span", "calib", "calibration –");
+  head.append(el("span", "camera-id", id), stateEl, calibEl, modelEl, scoreEl);
   const canvas = el("canvas", "chart");
-  card.append(head, canvas);
+  const controls = replayControls(id);
+  card.append(head, canvas, controls.box);
   $("cameras").append(card);
   $("no-cameras").hidden = true;
-  cam = { el: card, canvas, stateEl, scoreEl, modelEl, points: [], dirty: true };
+  cam = { el: card, canvas, stateEl, scoreEl, modelEl, calibEl, points: [], dirty: true };
+  Object.assign(cam, { threshold: null, replay: null, sliderTouched: false });
+  Object.assign(cam, { slider: controls.slider, sliderLabel: controls.label, replayEl: controls.result });
   state.cameras.set(id, cam);
   return cam;
 }
@@ -81,6 +93,7 @@ async function refreshCameras() {
       cam.stateEl.className = `state state-${c.state}`;
       cam.el.dataset.state = c.state;
       cam.modelEl.textContent = c.model;
+      refreshCalibration(c.id, cam);
     }
     for (const [id, cam] of state.cameras) {
       if (!seen.has(id)) {
@@ -98,7 +111,7 @@ async function refreshCameras() {
 
 function onScore(msg) {
   const cam = cameraCard(msg.camera);
-  cam.points.push({ frame: msg.frame, score: msg.score });
+  cam.points.push({ frame: msg.frame, score: msg.score, ts: msg.capture_ts, alertable: msg.alertable !== false });
   if (cam.points.length > POINTS) cam.points.splice(0, cam.points.length - POINTS);
   cam.scoreEl.textContent = `score ${msg.score.toFixed(3)} · frame ${msg.frame}`;
   cam.el.dataset.points = String(cam.points.length);
@@ -135,11 +148,29 @@ function drawChart(id, cam) {
   const first = pts[0].frame;
   const span = Math.max(POINTS, pts[pts.length - 1].frame - first + 1);
   const x = (frame) => ((frame - first) / span) * w;
+  ctx.fillStyle = "rgba(138, 150, 163, 0.18)"; // frames held back (the camera is learning or settling)
+  for (const p of pts) if (!p.alertable) ctx.fillRect(x(p.frame), 0, Math.max(1, w / span), h);
   ctx.fillStyle = "rgba(255, 90, 95, 0.25)"; // frames inside alerts of this camera
   for (const [start, end] of alertSpans(id)) {
     const x0 = Math.max(0, x(start));
     const x1 = Math.min(w, end === Infinity ? w : x(end + 1));
     if (x1 > x0) ctx.fillRect(x0, 0, x1 - x0, h);
+  }
+  ctx.fillStyle = "rgba(255, 176, 64, 0.9)"; // the what-if replay's alerts: a band along the top
+  for (const a of (cam.replay && cam.replay.alerts) || []) {
+    const x0 = Math.max(0, x(a.start_frame));
+    const x1 = Math.min(w, a.end_frame === null ? w : x(a.end_frame + 1));
+    if (x1 > x0) ctx.fillRect(x0, 0, x1 - x0, 5 * dpr);
+  }
+  const threshold = cam.sliderTouched ? Number(cam.slider.value) : cam.threshold;
+  if (threshold !== null) {
+    ctx.strokeStyle = "#ffb040"; // the alert threshold (or the one being tried)
+    ctx.setLineDash([4 * dpr, 4 * dpr]);
+    ctx.beginPath();
+    ctx.moveTo(0, h - threshold * (h - 2 * dpr) - dpr);
+    ctx.lineTo(w, h - threshold * (h - 2 * dpr) - dpr);
+    ctx.stroke();
+    ctx.setLineDash([]);
   }
   ctx.strokeStyle = "#4fb3ff";
   ctx.lineWidth = 1.5 * dpr;
@@ -160,6 +191,82 @@ function drawLoop() {
     }
   }
   requestAnimationFrame(drawLoop);
+}
+
+// --- calibration and what-if replay ----------------------------------------------------------------------
+
+async function refreshCalibration(id, cam) {
+  try {
+    const resp = await api(`/cameras/${encodeURIComponent(id)}/calibration`);
+    if (!resp.ok) return;
+    const view = await resp.json();
+    cam.threshold = view.threshold;
+    if (!cam.sliderTouched) {
+      cam.slider.value = String(view.threshold);
+      cam.sliderLabel.textContent = thresholdText(view.threshold);
+    }
+    const learning = Object.entries(view.learning);
+    let text = "new: nothing scored yet";
+    if (learning.length) {
+      const [profile, l] = learning[0];
+      text = `learning ${profile}: ${Math.min(100, Math.round((100 * l.seconds) / l.target_s))}% (alerts held back)`;
+    } else if (view.state === "ready") {
+      text = `calibrated v${view.version} · ${view.profile}`;
+    }
+    cam.calibEl.textContent = text;
+    cam.calibEl.dataset.state = view.state;
+    cam.calibEl.dataset.version = String(view.version);
+    cam.dirty = true;
+  } catch (e) {
+    console.warn("calibration:", e);
+  }
+}
+
+function thresholdText(threshold) {
+  // The score scale: 0.5 = reached about once an hour by the camera's normal footage; each 0.1 is a factor of 10.
+  const perHour = 10 ** ((0.5 - threshold) / 0.1);
+  const rate = perHour >= 1 ? `${perHour.toPrecision(2)}×/h` : `once per ${(1 / perHour).toPrecision(2)} h`;
+  return `threshold ${threshold.toFixed(2)} (normal footage reaches it ${rate})`;
+}
+
+function replayControls(id) {
+  const box = el("div", "replay");
+  const slider = el("input");
+  Object.assign(slider, { type: "range", min: "0.05", max: "0.95", step: "0.01", value: "0.5" });
+  slider.setAttribute("aria-label", `what-if alert threshold for ${id}`);
+  const label = el("span", "muted", thresholdText(0.5));
+  const result = el("span", "replay-result", "");
+  box.append(el("span", "", "what if:"), slider, label, result);
+  slider.addEventListener("input", () => {
+    const cam = state.cameras.get(id);
+    cam.sliderTouched = true;
+    label.textContent = thresholdText(Number(slider.value));
+    cam.dirty = true;
+  });
+  slider.addEventListener("change", () => runReplay(id));
+  return { box, slider, label, result };
+}
+
+async function runReplay(id) {
+  const cam = state.cameras.get(id);
+  const pts = cam.points;
+  if (!pts.length) return;
+  const body = { start: pts[0].ts, end: pts[pts.length - 1].ts, threshold: Number(cam.slider.value) };
+  try {
+    const resp = await api(`/cameras/${encodeURIComponent(id)}/replay`, body);
+    const result = await resp.json();
+    if (!resp.ok) {
+      cam.replayEl.textContent = `replay: ${result.detail}`;
+      return;
+    }
+    cam.replay = result;
+    cam.replayEl.textContent = `${result.alerts.length} alert(s) over the last ${result.frames} frames`;
+    cam.el.dataset.replayAlerts = String(result.alerts.length);
+    state.stats.replays += 1;
+    cam.dirty = true;
+  } catch (e) {
+    console.warn("replay:", e);
+  }
 }
 
 // --- alerts --------------------------------------------------------------------------------------------
@@ -212,9 +319,45 @@ function renderAlert(entry) {
     el("div", "alert-state", alert.state === "open" ? "OPEN" : "closed"),
     el("div", "", `peak ${alert.peak_score.toFixed(3)} at frame ${alert.peak_frame}`),
     el("div", "muted", `frames ${alert.start_frame}–${end} · ${fmtTime(alert.start_ts)}`),
+    feedbackRow(alert),
   );
   body.firstChild.append(el("span", "muted", alert.model));
   if (entry.thumbFrame !== alert.peak_frame) loadThumbnail(entry);
+}
+
+function feedbackRow(alert) {
+  const row = el("div", "feedback");
+  if (alert.feedback) {
+    const label = alert.feedback.verdict === "false_alarm" ? "marked a false alarm" : "confirmed";
+    row.append(el("span", `verdict verdict-${alert.feedback.verdict}`, `${label} (${alert.feedback.role})`));
+    row.dataset.verdict = alert.feedback.verdict;
+    return row;
+  }
+  for (const [verdict, text] of [["false_alarm", "False alarm"], ["confirmed", "Confirm"]]) {
+    const button = el("button", `give-${verdict}`, text);
+    button.type = "button";
+    button.addEventListener("click", () => giveFeedback(alert.id, verdict, button));
+    row.append(button);
+  }
+  return row;
+}
+
+async function giveFeedback(id, verdict, button) {
+  button.disabled = true;
+  try {
+    const resp = await api(`/alerts/${encodeURIComponent(id)}/feedback`, { verdict });
+    const body = await resp.json();
+    if (!resp.ok) {
+      showMessage(`feedback on ${id}: ${body.detail}`);
+      button.disabled = false;
+      return;
+    }
+    state.stats.feedback += 1;
+    upsertAlert(body); // the event on /ws/alerts carries it to every other open page too
+  } catch (e) {
+    button.disabled = false;
+    console.warn("feedback:", e);
+  }
 }
 
 function upsertAlert(alert) {

@@ -1,9 +1,12 @@
 """Per-camera calibration on the bus: the learned reference, learning buffers and the per-frame signal archive.
 
-The archive (`keys.camera_signals_key`) holds one stream entry per published window: a packed array of per-frame
-records (frame, capture time, score, smoothed value, flags, raw signals), about 33 bytes a frame for a one-signal
-model plus the entry's own overhead. Replays, feedback and range learning read it back in bulk: the records of all
-entries are joined and decoded in one `numpy.frombuffer`, so a day of one camera decodes in a fraction of a second.
+The archive holds packed arrays of per-frame records (frame, capture time, score, smoothed values, flags, raw
+signals: 37 bytes a frame for a one-signal model, about 41 in Redis). The worker appends each window's records to
+the camera's open chunk (`keys.camera_signals_open_key`, a hash) and, once it holds `ARCHIVE_CHUNK_FRAMES` frames or
+spans
+`ARCHIVE_CHUNK_S` seconds (or the model changes), moves it into the stream (`keys.camera_signals_key`, trimmed to the
+retention by id), all in one script inside the drain's transaction. Large chunks keep the per-entry overhead small
+and let a replay read a day of one camera as a few thousand entries, decoded in one `numpy.frombuffer` per group.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from service.bus.topics.codec import AnyRedis, decode_json, encode_json
 from service.errors import MessageError
 from service.messages import SCHEMA_VERSION, CameraReferenceDoc
 
-ARCHIVE_ENTRY_OVERHEAD_BYTES = 80  # measured per-entry cost of a Redis stream entry (ids, field names, listpack)
+ARCHIVE_CHUNK_FRAMES = 256  # frames per archive entry (about 9.5 KB for a one-signal model)
+ARCHIVE_CHUNK_S = 30.0  # an open chunk older than this (capture time) is closed even if it is not full
+READ_SLACK_S = 120.0  # stream ids are publish times: a range search reaches this far beyond the capture times
 PROFILE_CODES = ("colour", "mono")
 STATE_CODES = ("ready", "learning", "settling")
 _ALERTABLE = 1  # flag bits: bit 0 alertable, bits 1-2 state code, bit 3 profile code
@@ -34,7 +39,7 @@ def record_dtype(num_signals: int) -> np.dtype[Any]:
         [
             ("frame", "<i8"),
             ("ts", "<f8"),  # capture wall-clock time
-            ("score", "<f4"),
+            ("score", "<f8"),  # as published: replays compare it with thresholds exactly as the live machine did
             ("value", "<f4"),  # smoothed combined value minus drift: what the reference scored
             ("level", "<f4"),  # smoothed combined value before drift: what a new reference learns from
             ("flags", "u1"),
@@ -98,29 +103,81 @@ def encode_records(
     return out.tobytes()
 
 
-def append_signals(pipe: AnyRedis, camera: str, model: str, num_signals: int, payload: bytes, retention_s: int) -> None:
-    """Archive one window's records; entries older than `retention_s` are trimmed as new ones arrive."""
+# Append a window's records to the open chunk; close it into the stream when full, old, or of another model.
+_APPEND_SIGNALS = """
+local function close_chunk()
+  local chunk = redis.call('HMGET', KEYS[2], 's', 'm', 'd')
+  if chunk[3] then
+    redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[7], '*', 'v', ARGV[8], 's', chunk[1], 'm', chunk[2], 'd', chunk[3])
+    redis.call('DEL', KEYS[2])
+  end
+end
+local open = redis.call('HMGET', KEYS[2], 's', 'm', 't0')
+if open[1] and (open[1] ~= ARGV[2] or open[2] ~= ARGV[3]) then
+  close_chunk()
+  open = {false, false, false}
+end
+if open[1] then
+  redis.call('HSET', KEYS[2], 'd', redis.call('HGET', KEYS[2], 'd') .. ARGV[1])
+else
+  redis.call('HSET', KEYS[2], 's', ARGV[2], 'm', ARGV[3], 't0', ARGV[4], 'd', ARGV[1])
+  open[3] = ARGV[4]
+end
+local full = redis.call('HSTRLEN', KEYS[2], 'd') >= tonumber(ARGV[5])
+if full or tonumber(ARGV[4]) - tonumber(open[3]) >= tonumber(ARGV[6]) then
+  close_chunk()
+end
+return 1
+"""
+
+
+def append_signals(
+    pipe: AnyRedis, camera: str, model: str, num_signals: int, payload: bytes, first_ts: float, retention_s: int
+) -> None:
+    """Archive one window's records (the module docstring); entries older than `retention_s` are trimmed."""
     min_id = f"{int((time.time() - retention_s) * 1000)}-0"
-    fields = {"v": str(SCHEMA_VERSION), "s": str(num_signals), "m": model, "d": payload}
-    pipe.xadd(keys.camera_signals_key(camera), fields, minid=min_id, approximate=True)  # type: ignore[arg-type]
+    full = ARCHIVE_CHUNK_FRAMES * record_dtype(num_signals).itemsize
+    pipe.register_script(_APPEND_SIGNALS)(
+        keys=[keys.camera_signals_key(camera), keys.camera_signals_open_key(camera)],
+        args=[payload, num_signals, model, repr(first_ts), full, ARCHIVE_CHUNK_S, min_id, SCHEMA_VERSION],
+        client=pipe,
+    )
+
+
+def _open_chunk(r: redis.Redis, camera: str) -> list[Any]:
+    """The open chunk as a stream entry would look ([] when there is none)."""
+    fields = cast(dict[bytes, bytes], r.hgetall(keys.camera_signals_open_key(camera)))
+    if b"d" not in fields:
+        return []
+    return [(b"open", {b"v": str(SCHEMA_VERSION).encode(), b"s": fields[b"s"], b"m": fields[b"m"], b"d": fields[b"d"]})]
 
 
 def signals_span(r: redis.Redis, camera: str) -> tuple[float, float] | None:
     """(oldest, newest) capture time in the archive, or None when it is empty."""
     key = keys.camera_signals_key(camera)
-    first: Any = r.xrange(key, "-", "+", count=1)
-    last: Any = r.xrevrange(key, "+", "-", count=1)
+    first: Any = r.xrange(key, "-", "+", count=1) or _open_chunk(r, camera)
+    last: Any = _open_chunk(r, camera) or r.xrevrange(key, "+", "-", count=1)
     if not first or not last:
         return None
     return float(_decode_entries(first).ts[0]), float(_decode_entries(last).ts[-1])
 
 
-def read_signals(r: redis.Redis, camera: str, start_ts: float, end_ts: float, slack_s: float = 120.0) -> SignalRecords:
-    """Archived frames captured in [start_ts, end_ts], oldest first. Entries are found by their stream ids (publish
-    time), so the search reaches `slack_s` beyond the range: longer than a window waits to be published."""
+def read_signals(r: redis.Redis, camera: str, start_ts: float, end_ts: float) -> SignalRecords:
+    """Archived frames captured in [start_ts, end_ts], oldest first. Entries are found by their stream ids (the time
+    their chunk closed), so the search reaches READ_SLACK_S beyond the range; the open chunk comes last."""
     key = keys.camera_signals_key(camera)
-    lo, hi = f"{max(0, int((start_ts - slack_s) * 1000))}-0", f"{int((end_ts + slack_s) * 1000)}-0"
-    records = _decode_entries(cast(list[Any], r.xrange(key, lo, hi)))
+    lo = f"{max(0, int((start_ts - READ_SLACK_S) * 1000))}-0"
+    hi = f"{int((end_ts + READ_SLACK_S + ARCHIVE_CHUNK_S) * 1000)}-0"
+    pipe = r.pipeline(transaction=True)  # the closed chunks and the open one as of the same instant
+    pipe.xrange(key, lo, hi)
+    pipe.hgetall(keys.camera_signals_open_key(camera))
+    closed, open_fields = pipe.execute()
+    entries = cast(list[Any], closed)
+    if b"d" in open_fields:
+        entries.append(
+            (b"open", {b"v": str(SCHEMA_VERSION).encode(), **{k: open_fields[k] for k in (b"s", b"m", b"d")}})
+        )
+    records = _decode_entries(entries)
     return records.select((records.ts >= start_ts) & (records.ts <= end_ts))
 
 
