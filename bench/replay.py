@@ -69,7 +69,8 @@ def fill(r: redis.Redis, hours: float, fps: float, seed: int = 0) -> tuple[int, 
     for i in range(0, n, WINDOW):
         sl = slice(i, i + WINDOW)
         frames = np.arange(i, i + WINDOW, dtype=np.int64)
-        payload = encode_records(frames, ts[sl], scores[sl], scores[sl], scores[sl], flags[sl], raw[sl])
+        zero = np.zeros(WINDOW)
+        payload = encode_records(frames, ts[sl], scores[sl], scores[sl], scores[sl], zero, flags[sl], raw[sl])
         topics.append_signals(pipe, CAMERA, "bench@v1", 1, payload, float(ts[i]), retention_s=int(hours * 3600) + 3600)
         if len(pipe) >= 2000:
             pipe.execute()

@@ -192,7 +192,9 @@ def _with_false_alarm(r: redis.Redis, alert: Alert, state: ScoringState) -> tupl
         raise CalibrationError(msg)
     profiles, frames = dict(stored.profiles), 0
     for code, profile in enumerate(PROFILE_CODES):
-        values = records.values[records.profiles == code]
+        # The frames' own levels (not the values the score was capped to): a repeat of a saturating false alarm
+        # must land on them, however far beyond the 0.99 level it went.
+        values = (records.levels - records.drifts)[records.profiles == code]
         if len(values) and profile in profiles:
             profiles[profile] = profiles[profile].with_feedback(values)
             frames += len(values)

@@ -3,9 +3,10 @@
 One frame at a time, in order (so the result does not depend on how frames were cut into windows or chunks):
 
 1. the model card's per-signal centre/scale/weights standardise and combine the raw signals (`card.combine`);
-2. a causal EMA (`CalibrationParams.ema_alpha`) smooths them, restarted when the scene profile switches; a frame
-   beyond the level that scores 0.99 enters the EMA at that level, so one extreme frame (tens of standardised units
-   above normal) cannot hold the smoothed value up, and an alert open, for many frames after the anomaly ends;
+2. a causal EMA (`CalibrationParams.ema_alpha`) smooths them, restarted when the scene profile switches. Two run
+   side by side: the *level* (every frame as it is), which learning, feedback and the archive use, and the *scored*
+   one, into which a frame beyond the level that scores 0.99 enters at that level, so one extreme frame (tens of
+   standardised units above normal) cannot hold the score up, and an alert open, for many frames after it;
 3. the frame's *scene profile* ("colour" or "mono": day colour vs night IR / grey footage, from the frame's
    chroma, switched only after `switch_frames` frames on the other side) picks which reference applies;
 4. the camera's reference of that profile (reference.py) turns the value, minus the profile's drift offset, into
@@ -49,7 +50,10 @@ class CalibrationParams(BaseModel):
     learn_s: float = Field(default=180.0, gt=0, le=86_400)  # stream seconds a profile learns from
     min_learn_frames: int = Field(default=200, ge=20, le=1_000_000)
     max_learn_frames: int = Field(default=20_000, ge=100, le=1_000_000)  # bounds the learning buffer
-    drift_tau_s: float = Field(default=600.0, gt=0, le=30 * 86_400)  # time constant of the level tracking
+    # Time constant of the level tracking. 5 min follows a level rising by 3 over 30 min with 32 short alerts (0.9%
+    # of the time in alerts) where 10 min gives 225 (9.7%); frames in alerts never move it, so a 5-minute anomaly
+    # stays one alert (scripts/calibration_drift.py, docs/RESULTS.md).
+    drift_tau_s: float = Field(default=300.0, gt=0, le=30 * 86_400)
     num_quantiles: int = Field(default=512, ge=16, le=4096)
     tail_share: float = Field(default=0.02, gt=0, lt=0.5)
     feedback_weight: float = Field(default=10.0, gt=0, le=1000)  # learned frames one false-alarm frame counts as
@@ -76,7 +80,8 @@ class CalibState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str | None = None  # resolved model the EMA, offsets and reference belong to
-    ema: float | None = None
+    ema: float | None = None  # the smoothed level (every frame as it is)
+    ema_scored: float | None = None  # the smoothed value that is scored (frames capped at the 0.99 level)
     profile: Profile | None = None  # active scene profile
     candidate: Profile | None = None  # the other profile while frames argue for a switch
     candidate_frames: int = 0
@@ -128,8 +133,9 @@ class ScoredFrames:
     """What `CameraCalibrator.step` produced for N consecutive frames."""
 
     scores: np.ndarray  # (N,) in [0, 1)
-    values: np.ndarray  # (N,) smoothed value minus drift: what the reference scored (feedback and replays use it)
-    levels: np.ndarray  # (N,) smoothed value before drift: what a new reference learns from
+    values: np.ndarray  # (N,) the scored smoothed value minus drift: what the reference scored
+    levels: np.ndarray  # (N,) the smoothed level (no cap, no drift): what references learn and feedback adds from
+    drifts: np.ndarray  # (N,) the profile's drift offset the frame was scored with
     alertable: np.ndarray  # (N,) bool: may open or extend an alert
     states: list[FrameState]
     profiles: list[Profile]
@@ -223,7 +229,7 @@ class CameraCalibrator:
         x = combine(self.card, np.asarray(raw, dtype=np.float64))
         n = len(x)
         usable = np.ones(n, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
-        scores, values, levels = np.empty(n), np.empty(n), np.empty(n)
+        scores, values, levels, drifts = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
         alertable = np.zeros(n, dtype=bool)
         states: list[FrameState] = []
         profiles: list[Profile] = []
@@ -234,9 +240,11 @@ class CameraCalibrator:
             s = self.state
             ref = self._reference(profile)
             drift = s.drift.get(profile, 0.0)
-            xi = min(float(x[i]), ref.level_at_score(SATURATION_SCORE) + drift)  # see the module docstring (2.)
+            xi = float(x[i])
+            capped = min(xi, ref.level_at_score(SATURATION_SCORE) + drift)  # see the module docstring (2.)
             s.ema = xi if s.ema is None else alpha * xi + (1 - alpha) * s.ema
-            v = s.ema - drift
+            s.ema_scored = capped if s.ema_scored is None else alpha * capped + (1 - alpha) * s.ema_scored
+            v = s.ema_scored - drift
             score = float(ref.score(np.array([v]))[0])
             learning = s.learning.get(profile)
             state: FrameState = "learning" if learning is not None else "settling" if s.settle_left > 0 else "ready"
@@ -247,10 +255,10 @@ class CameraCalibrator:
             if ok and score < close_level:
                 step = float(np.clip(v - ref.median, -ref.spread, ref.spread))
                 s.drift[profile] = s.drift.get(profile, 0.0) + step / (self.params.drift_tau_s * ref.fps)
-            scores[i], values[i], levels[i], alertable[i] = score, v, s.ema, ok
+            scores[i], values[i], levels[i], drifts[i], alertable[i] = score, v, s.ema, drift, ok
             states.append(state)
             profiles.append(profile)
-        return ScoredFrames(scores, values, levels, alertable, states, profiles, self.version, fitted)
+        return ScoredFrames(scores, values, levels, drifts, alertable, states, profiles, self.version, fitted)
 
     # --- internals -------------------------------------------------------------------------------------------
 
@@ -273,7 +281,7 @@ class CameraCalibrator:
             s.candidate = wanted
             if s.candidate_frames >= p.switch_frames:
                 s.profile, s.candidate, s.candidate_frames = wanted, None, 0
-                s.ema, s.settle_left = None, p.settle_frames
+                s.ema, s.ema_scored, s.settle_left = None, None, p.settle_frames
                 self._ensure_learned(wanted, "new scene profile")
         return s.profile
 

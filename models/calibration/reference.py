@@ -26,7 +26,7 @@ import math
 import time
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 SCORE_AT_ONE_PER_HOUR = 0.5  # the score of a level normal footage reaches once an hour
 SATURATION_SCORE = 0.99  # frames beyond this level enter the camera's smoothing at this level (camera.py)
@@ -52,6 +52,7 @@ class ProfileReference(BaseModel):
     feedback_weight: float = Field(default=10.0, gt=0)  # learned frames one false-alarm frame counts as
     learned_ts: float = Field(default_factory=time.time)
     source: str = ""  # where the frames came from: "live frames 12:00-12:03", "footage /data/x.mp4", "model card"
+    _levels: dict[float, float] = PrivateAttr(default_factory=dict)
 
     def survival(self, v: np.ndarray) -> np.ndarray:
         """P(a normal frame's value > v), feedback included; strictly decreasing in v."""
@@ -65,10 +66,18 @@ class ProfileReference(BaseModel):
         s = np.where(v < q[0], below, np.where(v > self.tail_start, tail, inside))
         if not self.feedback:
             return np.asarray(s, dtype=np.float64)
-        fb = np.asarray(self.feedback, dtype=np.float64)
-        at_or_above = len(fb) - np.searchsorted(fb, v, side="left")  # feedback frames at or above v
-        weight = self.feedback_weight
-        return np.asarray((self.frames * s + weight * at_or_above) / (self.frames + weight * len(fb)), np.float64)
+        weight, n = self.feedback_weight, len(self.feedback)
+        return np.asarray((self.frames * s + weight * self._feedback_mass(v)) / (self.frames + weight * n), np.float64)
+
+    def _feedback_mass(self, v: np.ndarray) -> np.ndarray:
+        """How many false-alarm frames count as "at or above v": each counts fully up to its own value and, above it,
+        decays with the tail scale (a level a little above a false alarm is much the same level). O(N log M):
+        sum_{f_j < v} exp((f_j - v) / scale) = exp(L[k] - v / scale) with L the running log-sum-exp of f / scale."""
+        fb = np.asarray(self.feedback, dtype=np.float64)  # sorted
+        k = np.searchsorted(fb, v, side="left")  # false-alarm frames below v
+        log_cumsum = np.logaddexp.accumulate(fb / self.tail_scale)
+        below = np.where(k > 0, np.exp(log_cumsum[np.maximum(k - 1, 0)] - v / self.tail_scale), 0.0)
+        return np.asarray((len(fb) - k) + below, dtype=np.float64)
 
     def rate_per_hour(self, v: np.ndarray) -> np.ndarray:
         """Expected number of times per hour that normal footage of this camera rises above v."""
@@ -79,9 +88,19 @@ class ProfileReference(BaseModel):
         return rate_to_score(self.rate_per_hour(v))
 
     def level_at_score(self, score: float) -> float:
-        """The value whose score is `score` by the tail formula (feedback left out, so it is a little lower)."""
-        rate = score_to_rate(score) * self.run_frames / (self.fps * 3600.0)  # the survival that rate stands for
-        return self.tail_start + self.tail_scale * math.log(self.tail_share / min(rate, self.tail_share))
+        """The value whose score is `score`, feedback included (cached per score: references do not change)."""
+        cached = self._levels.get(score)
+        if cached is None:
+            rate = score_to_rate(score) * self.run_frames / (self.fps * 3600.0)  # the survival that rate stands for
+            cached = self.tail_start + self.tail_scale * math.log(self.tail_share / min(rate, self.tail_share))
+            if self.feedback:  # false alarms lift the survival: the level is higher; find it by bisection
+                lo, hi = cached, max(cached, max(self.feedback)) + 50 * self.tail_scale
+                for _ in range(60):
+                    mid = (lo + hi) / 2
+                    lo, hi = (mid, hi) if self.score(np.array([mid]))[0] < score else (lo, mid)
+                cached = hi
+            self._levels[score] = cached
+        return cached
 
     def with_feedback(self, values: np.ndarray) -> ProfileReference:
         """A copy with more false-alarm values (kept sorted; the oldest beyond 4 * len(quantiles) go first)."""

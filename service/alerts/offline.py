@@ -47,6 +47,7 @@ class ScoredRecording:
     states: list[FrameState]
     profiles: list[Profile]
     values: np.ndarray  # (N,) what the reference scored (smoothed value minus drift)
+    levels: np.ndarray  # (N,) smoothed value before drift (levels - values = the drift offset at each frame)
     alerts: list[Alert]  # alerts overlapping this recording, frame numbers local to it (open at the end: closed)
 
 
@@ -104,7 +105,11 @@ def run_camera(
             for a in events_alerts.values()
             if a.start_frame < stop and ends[a.id] >= start
         ]
-        scored.append(ScoredRecording(rec.name, out.scores, out.alertable, out.states, out.profiles, out.values, local))
+        scored.append(
+            ScoredRecording(
+                rec.name, out.scores, out.alertable, out.states, out.profiles, out.values, out.levels, local
+            )
+        )
         start = stop
     return CameraRun(scored, sorted(spans, key=lambda s: s.start), calibrator.reference)
 

@@ -236,7 +236,14 @@ class OrderedPublisher:
                 update={"track": track, "calib": calibrator.state, "calib_version": calibrator.version}
             )
             records = encode_records(
-                frames, ts, out.scores, out.values, out.levels, pack_flags(out.alertable, out.states, out.profiles), raw
+                frames,
+                ts,
+                out.scores,
+                out.values,
+                out.levels,
+                out.drifts,
+                pack_flags(out.alertable, out.states, out.profiles),
+                raw,
             )
             pub.archive.append((window.model, raw.shape[1], records, float(ts[0])))
             if out.fitted:

@@ -240,7 +240,7 @@ def replay_alerts(
         if ref is None:
             msg = f"camera {camera_id!r} has not learned a {body.profile!r} reference (GET .../calibration shows them)"
             raise InvalidRequestError(msg)
-        scores = ref.score(records.levels - state.calib.drift.get(body.profile, 0.0))
+        scores = ref.score(records.levels - state.calib.drift.get(body.profile, 0.0))  # uncapped: a close estimate
     run = ScoreRun.held(records.frames, records.ts, scores, records.alertable)
     alerts = replay(run, params, camera_id, records.models[-1] if records.models else "")[0]
     return ReplayResult(

@@ -1,7 +1,7 @@
 """Per-camera calibration on the bus: the learned reference, learning buffers and the per-frame signal archive.
 
 The archive holds packed arrays of per-frame records (frame, capture time, score, smoothed values, flags, raw
-signals: 37 bytes a frame for a one-signal model, about 41 in Redis). The worker appends each window's records to
+signals: 41 bytes a frame for a one-signal model, about 45 in Redis). The worker appends each window's records to
 the camera's open chunk (`keys.camera_signals_open_key`, a hash) and, once it holds `ARCHIVE_CHUNK_FRAMES` frames or
 spans
 `ARCHIVE_CHUNK_S` seconds (or the model changes), moves it into the stream (`keys.camera_signals_key`, trimmed to the
@@ -40,8 +40,9 @@ def record_dtype(num_signals: int) -> np.dtype[Any]:
             ("frame", "<i8"),
             ("ts", "<f8"),  # capture wall-clock time
             ("score", "<f8"),  # as published: replays compare it with thresholds exactly as the live machine did
-            ("value", "<f4"),  # smoothed combined value minus drift: what the reference scored
-            ("level", "<f4"),  # smoothed combined value before drift: what a new reference learns from
+            ("value", "<f4"),  # the scored smoothed value minus drift: what the reference scored
+            ("level", "<f4"),  # the smoothed level (no cap, no drift): what references learn and feedback adds from
+            ("drift", "<f4"),  # the drift offset the frame was scored with
             ("flags", "u1"),
             ("raw", "<f4", (num_signals,)),
         ]
@@ -57,6 +58,7 @@ class SignalRecords:
     scores: np.ndarray
     values: np.ndarray
     levels: np.ndarray
+    drifts: np.ndarray
     alertable: np.ndarray
     states: np.ndarray  # index into STATE_CODES
     profiles: np.ndarray  # index into PROFILE_CODES
@@ -73,6 +75,7 @@ class SignalRecords:
             self.scores[mask],
             self.values[mask],
             self.levels[mask],
+            self.drifts[mask],
             self.alertable[mask],
             self.states[mask],
             self.profiles[mask],
@@ -93,13 +96,14 @@ def encode_records(
     scores: np.ndarray,
     values: np.ndarray,
     levels: np.ndarray,
+    drifts: np.ndarray,
     flags: np.ndarray,
     raw: np.ndarray,
 ) -> bytes:
     raw = np.asarray(raw, dtype=np.float32).reshape(len(frames), -1)
     out = np.empty(len(frames), dtype=record_dtype(raw.shape[1]))
     out["frame"], out["ts"], out["score"] = frames, ts, scores
-    out["value"], out["level"], out["flags"], out["raw"] = values, levels, flags, raw
+    out["value"], out["level"], out["drift"], out["flags"], out["raw"] = values, levels, drifts, flags, raw
     return out.tobytes()
 
 
@@ -209,6 +213,7 @@ def _to_records(parts: list[np.ndarray], models: list[str]) -> SignalRecords:
             empty,
             empty,
             empty,
+            empty,
             empty.astype(bool),
             empty,
             empty,
@@ -223,6 +228,7 @@ def _to_records(parts: list[np.ndarray], models: list[str]) -> SignalRecords:
         scores=np.concatenate([p["score"] for p in parts]).astype(np.float64),
         values=np.concatenate([p["value"] for p in parts]).astype(np.float64),
         levels=np.concatenate([p["level"] for p in parts]).astype(np.float64),
+        drifts=np.concatenate([p["drift"] for p in parts]).astype(np.float64),
         alertable=(flags & _ALERTABLE).astype(bool),
         states=(flags >> 1) & 0b11,
         profiles=(flags >> 3) & 0b1,

@@ -100,8 +100,8 @@ def test_new_camera_learns_with_alerts_held_back_then_alerts_and_replays_equal_l
     viewer = {"X-API-Key": VIEWER_KEY}
     assert client.get("/cameras/gate/calibration", headers=viewer).json()["state"] == "new"
     t0 = time.time() - 100
-    # 20 s of frames at a level 2 above the card's (learning: an anomaly-high stretch too), then normal and one anomaly.
-    z = np.r_[_normal(150, 1), 9.0 + _normal(30, 2), _normal(120, 3), 9.0 + _normal(40, 4), _normal(60, 5)]
+    # 20 s of learning (a high stretch among them: learned as normal), then normal frames and a far higher anomaly.
+    z = np.r_[_normal(150, 1), 9.0 + _normal(30, 2), _normal(120, 3), 16.0 + _normal(40, 4), _normal(60, 5)]
     _publish(publisher(), "gate", model, z, 0, t0)
     scores = all_scores(rclient, "gate")
     states = [s.calibration.state for s in scores if s.calibration]
