@@ -120,6 +120,8 @@ def test_new_camera_learns_with_alerts_held_back_then_alerts_and_replays_equal_l
     # The published scores are what the offline camera path computes for the same frames.
     offline = offline_scores(CARD, model, z[:, None], params=PARAMS, alerts=ALERTS, fps=FPS)
     np.testing.assert_allclose([s.score for s in scores], offline.scores, atol=1e-9)
+    spans = [(a.start_frame, a.end_frame, a.peak_frame, a.opened_frame) for a in offline.alerts]
+    assert spans == [(a.start_frame, a.end_frame, a.peak_frame, a.opened_frame) for a in alerts]  # vigil eval's alerts
     # Replay with the live parameters gives the live alerts; a stricter threshold gives none.
     body = {"start": t0, "end": t0 + len(z) / FPS}
     same = client.post("/cameras/gate/replay", json=body, headers=viewer).json()
@@ -168,6 +170,30 @@ def test_false_alarm_feedback_lowers_later_scores_and_survives_a_worker_restart(
     view = client.get("/cameras/yard/calibration", headers=operator).json()
     assert view["version"] == 2
     assert view["profiles"]["colour"]["feedback_frames"] >= 25
+
+
+def test_feedback_on_an_open_alert_is_given_once_and_the_alert_keeps_it_when_it_closes(
+    client: TestClient, rclient: redis.Redis, publisher: Callable[[], OrderedPublisher], model: str
+) -> None:
+    _add(rclient, "gate")
+    operator = {"X-API-Key": OPERATOR_KEY}
+    assert client.post("/cameras/gate/calibration", json={"source": "card"}, headers=operator).status_code == 200
+    t0 = time.time() - 100
+    pub = publisher()
+    _publish(pub, "gate", model, np.r_[_normal(80, 13, 0.0), 6.0 + _normal(40, 14, 0.0)], 0, t0)
+    (alert,) = topics.list_alerts(rclient, camera="gate").alerts
+    assert alert.state == "open"
+    path = f"/alerts/{alert.id}/feedback"
+    assert client.post(path, json={"verdict": "confirmed", "note": "a fight"}, headers=operator).status_code == 200
+    twice = client.post(path, json={"verdict": "false_alarm"}, headers=operator)
+    assert twice.status_code == 409
+    assert "already has feedback (confirmed)" in twice.json()["detail"]
+    _publish(pub, "gate", model, _normal(40, 15, 0.0), 120, t0)  # the anomaly ends: the worker closes the alert
+    closed = topics.get_alert(rclient, alert.id)
+    assert closed is not None
+    assert closed.state == "closed"
+    assert closed.feedback is not None
+    assert closed.feedback.verdict == "confirmed"
 
 
 def test_relearning_from_a_range_and_from_live_frames(
