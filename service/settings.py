@@ -110,7 +110,7 @@ class CalibrationSettings(CalibrationParams):
     signals are kept for replays, feedback and relearning from a time range."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # About 41 bytes per frame for a one-signal model (bench/replay.py): 24 h at 10 fps 34 MiB, at 25 fps 85 MiB.
+    # About 49 bytes per frame for a one-signal model (bench/replay.py): 24 h at 10 fps 40 MiB, at 25 fps 100 MiB.
     replay_retention_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
 
 

@@ -76,7 +76,7 @@ def camera_learning_key(camera: str, profile: str) -> str:
 def camera_signals_key(camera: str) -> str:
     """Stream: the camera's per-frame records (raw signals, smoothed values, score, flags) in chunks of up to 256
     frames (topics/calibration.py), trimmed to `calibration.replay_retention_s` by id: what replays, feedback and
-    range learning read. About 41 bytes a frame for a one-signal model (bench/replay.py measures it)."""
+    range learning read. About 49 bytes a frame for a one-signal model (bench/replay.py measures it)."""
     return f"{PREFIX}:cam:{camera}:signals"
 
 

@@ -1,7 +1,7 @@
 """Per-camera calibration on the bus: the learned reference, learning buffers and the per-frame signal archive.
 
 The archive holds packed arrays of per-frame records (frame, capture time, score, smoothed values, flags, raw
-signals: 41 bytes a frame for a one-signal model, about 45 in Redis). The worker appends each window's records to
+signals: 41 bytes a frame for a one-signal model, about 49 in Redis). The worker appends each window's records to
 the camera's open chunk (`keys.camera_signals_open_key`, a hash) and, once it holds `ARCHIVE_CHUNK_FRAMES` frames or
 spans
 `ARCHIVE_CHUNK_S` seconds (or the model changes), moves it into the stream (`keys.camera_signals_key`, trimmed to the
