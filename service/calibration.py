@@ -9,44 +9,21 @@ signal record the workers keep (`topics.read_signals`).
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import redis
 
 from models.calibration.camera import CalibrationParams, CameraReference, LearningState
 from models.calibration.reference import ProfileReference, fit_reference
+from service.alerts.annotate import Change, change_alert
 from service.bus import keys, topics
 from service.bus.topics.calibration import PROFILE_CODES, STATE_CODES
 from service.errors import VigilServiceError
-from service.messages import Alert, AlertEvent, AlertFeedback, ScoringState
-
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
-LOCK_WAIT_S = 5.0
+from service.locks import CameraBusyError, camera_lock  # noqa: F401  (CameraBusyError: imported from here too)
+from service.messages import Alert, AlertFeedback, ScoringState
 
 
 class CalibrationError(VigilServiceError):
     """A calibration change that cannot be made (no frames in range, unknown profile, nothing learned yet)."""
-
-
-class CameraBusyError(VigilServiceError):
-    """The camera's lock stayed taken (a worker draining a large backlog); the change was not made."""
-
-
-@contextmanager
-def camera_lock(r: redis.Redis, camera: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-    token = uuid.uuid4().hex
-    deadline = time.monotonic() + wait_s
-    while not r.set(keys.camera_lock_key(camera), token, nx=True, px=keys.CAMERA_LOCK_TTL_MS):
-        if time.monotonic() >= deadline:
-            msg = f"camera {camera!r} is busy (its scores are being published); try again in a few seconds"
-            raise CameraBusyError(msg)
-        time.sleep(0.005)
-    try:
-        yield
-    finally:
-        r.eval(_RELEASE, 1, keys.camera_lock_key(camera), token)
 
 
 def _write(r: redis.Redis, camera: str, state: ScoringState, reference: CameraReference | None) -> None:
@@ -142,18 +119,13 @@ def fit_range(
 def feedback(r: redis.Redis, alert_id: str, verdict: AlertFeedback, retention_s: int) -> Alert:
     """Record an operator's verdict on an alert, once. A false alarm's frames (their scored values, per scene profile)
     join the camera's reference in a new version, so a repeat of the same level scores far below where it alerted.
-    Runs under the camera's lock: the check for an earlier verdict, the reference, the scoring state (whose open
-    alert carries the verdict on into later events) and the alert event commit together."""
-    alert = topics.get_alert(r, alert_id)
-    if alert is None:
-        msg = f"no alert {alert_id!r} (alerts expire after VIGIL_ALERTS__RETENTION_S); list them with GET /alerts"
-        raise LookupError(msg)
-    with camera_lock(r, alert.camera):
-        alert = topics.get_alert(r, alert_id) or alert  # re-read under the lock: a concurrent verdict shows here
+    The check for an earlier verdict, the reference, the scoring state (whose open alert carries the verdict on into
+    later events) and the alert event commit together (service/alerts/annotate.py)."""
+
+    def apply(alert: Alert, state: ScoringState) -> Change:
         if alert.feedback is not None:
             msg = f"alert {alert.id} already has feedback ({alert.feedback.verdict}); a verdict is given once"
             raise CalibrationError(msg)
-        state = topics.load_scoring_state(r, alert.camera)
         reference, frames = None, 0
         if verdict.verdict == "false_alarm":
             reference, frames = _with_false_alarm(r, alert, state)
@@ -164,17 +136,9 @@ def feedback(r: redis.Redis, alert_id: str, verdict: AlertFeedback, retention_s:
         given = verdict.model_copy(
             update={"frames": frames, "reference_version": reference.version if reference else None}
         )
-        updated = alert.model_copy(update={"feedback": given, "updated_ts": time.time()})
-        track = state.track
-        if track.alert is not None and track.alert.id == alert.id:  # still open: later events keep the verdict
-            state = state.model_copy(update={"track": track.model_copy(update={"alert": updated})})
-        pipe = r.pipeline(transaction=True)
-        if reference is not None:
-            topics.save_reference(pipe, alert.camera, reference)
-        topics.save_scoring_state(pipe, alert.camera, state)
-        topics.save_alert_event(pipe, AlertEvent(kind="feedback", alert=updated), retention_s)
-        pipe.execute()
-        return updated
+        return Change(alert.model_copy(update={"feedback": given}), state, reference)
+
+    return change_alert(r, alert_id, "feedback", retention_s, apply)
 
 
 def _with_false_alarm(r: redis.Redis, alert: Alert, state: ScoringState) -> tuple[CameraReference, int]:

@@ -15,6 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from models.calibration.camera import CalibState, CameraReference, FrameState
 from models.store import ModelRef
+from service.alerts.schema import (
+    DEFAULT_INCIDENT_GAP_S,
+    DEFAULT_NOTIFY_MAX,
+    DEFAULT_NOTIFY_PERIOD_S,
+    AlertAck,
+    AlertNotification,
+    MuteWindow,
+    TriageState,
+    check_timezone,
+)
 from service.urls import check_camera_url, mask_credentials
 
 __all__ = ["mask_credentials"]  # the one masking function (service/urls.py), re-exported where it always was
@@ -23,6 +33,9 @@ SCHEMA_VERSION = 1
 CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 CAMERA_URL_MAX_LENGTH = 2048
 MAX_ALERT_FRAMES = 1_000_000  # bound of alert durations and cooldowns: about 11 hours at 25 fps
+MAX_INCIDENT_GAP_S = 7 * 24 * 3600  # bounds of the triage settings (AlertOverrides, Settings.alerts)
+MAX_NOTIFY_PERIOD_S = 7 * 24 * 3600
+MAX_MUTE_WINDOWS = 16
 
 CameraKind = Literal["live", "file"]
 SourceKind = Literal["live", "file", "job"]
@@ -47,6 +60,16 @@ class AlertOverrides(BaseModel):
     hysteresis: float | None = Field(default=None, ge=0, lt=1)
     min_duration_frames: int | None = Field(default=None, ge=1, le=MAX_ALERT_FRAMES)
     cooldown_frames: int | None = Field(default=None, ge=0, le=MAX_ALERT_FRAMES)
+    incident_gap_s: float | None = Field(default=None, ge=0, le=MAX_INCIDENT_GAP_S)
+    notify_max: int | None = Field(default=None, ge=1, le=10_000)
+    notify_period_s: float | None = Field(default=None, gt=0, le=MAX_NOTIFY_PERIOD_S)
+    mute: list[MuteWindow] | None = Field(default=None, max_length=MAX_MUTE_WINDOWS)
+    timezone: str | None = Field(default=None, max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else check_timezone(v)
 
 
 class AlertParams(BaseModel):
@@ -57,6 +80,12 @@ class AlertParams(BaseModel):
     hysteresis: float = Field(ge=0, lt=1)
     min_duration_frames: int = Field(ge=1, le=MAX_ALERT_FRAMES)
     cooldown_frames: int = Field(ge=0, le=MAX_ALERT_FRAMES)
+    # Triage (service/alerts/triage.py): incident grouping, flood control, mute windows.
+    incident_gap_s: float = Field(default=DEFAULT_INCIDENT_GAP_S, ge=0, le=MAX_INCIDENT_GAP_S)
+    notify_max: int = Field(default=DEFAULT_NOTIFY_MAX, ge=1, le=10_000)
+    notify_period_s: float = Field(default=DEFAULT_NOTIFY_PERIOD_S, gt=0, le=MAX_NOTIFY_PERIOD_S)
+    mute: list[MuteWindow] = Field(default_factory=list, max_length=MAX_MUTE_WINDOWS)
+    timezone: str = Field(default="UTC", max_length=64)
 
     @classmethod
     def merge(cls, defaults: Any, overrides: AlertOverrides | None) -> AlertParams:
@@ -246,10 +275,16 @@ class Alert(_Message):
     opened_frame: int | None = None  # the frame that completed min_duration_frames: when the alert fired
     updated_ts: float = Field(default_factory=time.time)
     feedback: AlertFeedback | None = None  # an operator's verdict (POST /alerts/{id}/feedback)
+    ack: AlertAck | None = None  # acknowledged or resolved by an operator (POST /alerts/{id}/ack)
+    incident: str | None = None  # the incident it belongs to (GET /incidents/{id})
+    notification: AlertNotification | None = None  # notified (webhooks, MQTT) or not, and why
+
+
+AlertEventKind = Literal["opened", "updated", "closed", "feedback", "acknowledged", "resolved"]
 
 
 class AlertEvent(_Message):
-    kind: Literal["opened", "updated", "closed", "feedback"]
+    kind: AlertEventKind
     alert: Alert
 
 
@@ -319,6 +354,7 @@ class ScoringState(_Message):
     track: AlertTrack = AlertTrack()
     calib: CalibState = CalibState()  # the camera calibration's per-frame state (smoothing, profile, drift, learning)
     calib_version: int = 0  # the camera reference version the state goes with (0 = none learned)
+    triage: TriageState = TriageState()  # incident grouping and flood control (service/alerts/triage.py)
 
 
 class CameraReferenceDoc(_Message):

@@ -60,6 +60,10 @@ CAMERA_SCORE = Gauge("vigil_camera_score", "Latest calibrated score of a camera"
 # --- alerts ---------------------------------------------------------------------------------------------
 ALERTS = Counter("vigil_alerts_total", "Alert events", ["camera", "event"])  # opened|updated|closed|feedback
 ALERT_FEEDBACK = Counter("vigil_alert_feedback_total", "Operator verdicts on alerts", ["camera", "verdict"])
+ALERT_ACKS = Counter("vigil_alert_acks_total", "Alerts acknowledged or resolved by operators", ["camera", "state"])
+ALERT_NOTIFICATIONS = Counter(
+    "vigil_alert_notifications_total", "Alerts opened, by notification decision (triage)", ["camera", "decision"]
+)  # sent|summary|suppressed|muted
 CALIBRATION_LEARNED = Counter(
     "vigil_calibration_learned_total",
     "References a camera learned (a scene profile finished learning)",

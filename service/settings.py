@@ -16,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.calibration.camera import CalibrationParams
+from service.alerts.schema import (
+    DEFAULT_INCIDENT_GAP_S,
+    DEFAULT_NOTIFY_MAX,
+    DEFAULT_NOTIFY_PERIOD_S,
+    MuteWindow,
+    check_timezone,
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -103,6 +110,22 @@ class AlertSettings(_Section):
     cooldown_frames: int = Field(default=25, ge=0, le=1_000_000)
     retention_s: int = Field(default=7 * 24 * 3600, ge=60)
     webhook_url: str | None = None
+    # Triage (service/alerts/triage.py), each overridable per camera like the four above. An alert starting within
+    # incident_gap_s of the end of the camera's previous one joins its incident (GET /incidents).
+    incident_gap_s: float = Field(default=DEFAULT_INCIDENT_GAP_S, ge=0, le=7 * 24 * 3600)
+    # Flood control of webhooks and MQTT: at most notify_max alerts of a camera are notified per notify_period_s; the
+    # next one is notified as a summary (notifications paused until the period ends), the rest only recorded.
+    notify_max: int = Field(default=DEFAULT_NOTIFY_MAX, ge=1, le=10_000)
+    notify_period_s: float = Field(default=DEFAULT_NOTIFY_PERIOD_S, gt=0, le=7 * 24 * 3600)
+    # Daily windows (JSON list of {"start": "22:00", "end": "06:00", "days": ["mon", ...]}) in which alerts are
+    # recorded but not notified, in `timezone` (an IANA name).
+    mute: list[MuteWindow] = Field(default_factory=list, max_length=16)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
 
 
 class CalibrationSettings(CalibrationParams):

@@ -130,6 +130,35 @@ def camera_alerts_index(camera: str) -> str:
     return f"{PREFIX}:alerts:index:{camera}"
 
 
+def alerts_state_index(state: str, camera: str | None = None) -> str:
+    """Zset like ALERTS_INDEX of the alerts now in `state` (open, closed, unacknowledged, acknowledged, resolved), of
+    every camera or one. Each alert change moves it between them in the same script (topics/alerts.py)."""
+    return f"{PREFIX}:alerts:state:{state}" if camera is None else f"{PREFIX}:alerts:state:{state}:{camera}"
+
+
+# --- incidents (service/alerts/triage.py): consecutive alerts of a camera ---------------------------------------
+INCIDENT_REVISION_KEY = f"{PREFIX}:incidents:rev"  # INCR counter; every incident change gets the next revision
+INCIDENTS_INDEX = f"{PREFIX}:incidents:index"  # zset incident id -> revision of its latest change (cursor paging)
+
+
+def incident_key(incident_id: str) -> str:
+    """String: the Incident JSON, expiring after `Settings.alerts.retention_s` from its last change."""
+    return f"{PREFIX}:incident:{incident_id}"
+
+
+def camera_incidents_index(camera: str) -> str:
+    """Zset like INCIDENTS_INDEX for one camera."""
+    return f"{PREFIX}:incidents:index:{camera}"
+
+
+# --- MQTT bridge (service/mqtt/): one active `vigil mqtt` publishes what the others write -----------------------
+MQTT_LEASE_KEY = f"{PREFIX}:mqtt:lease"  # string: the bridge holding it publishes (SET NX PX, renewed)
+MQTT_LEASE_TTL_MS = 10_000  # a dead bridge's standby takes over after this long
+# String: the alert-event stream id up to which the broker acknowledged every event (PUBACK); a bridge (re)starting
+# publishes from here, so no event is lost across restarts of the bridge or the broker (some may come twice).
+MQTT_CURSOR_KEY = f"{PREFIX}:mqtt:cursor"
+
+
 # --- cameras: API -> ingesters ------------------------------------------------------------------------------
 CAMERAS_HASH = f"{PREFIX}:cameras"  # hash camera id -> CameraConfig JSON (holds the URL with credentials)
 CONTROL_CHANNEL = f"{PREFIX}:control"  # pub/sub: ControlMsg JSON when a camera is added, changed or removed

@@ -24,11 +24,14 @@ from models.calibration.camera import CalibrationParams, CameraCalibrator, Camer
 from models.calibration.reference import ProfileReference
 from models.card import Calibration
 from service.alerts.machine import ScoreRun, advance
+from service.alerts.schema import Incident
+from service.alerts.triage import triage
 from service.bus import keys, topics
 from service.bus.topics.calibration import RedisLearnBuffer, encode_records, pack_flags
 from service.errors import ModelUnavailableError
 from service.messages import AlertEvent, AlertParams, ScoreCalibration, ScoredWindow, ScoreMsg, ScoringState
 from service.metrics import (
+    ALERT_NOTIFICATIONS,
     ALERTS,
     ALERTS_OPEN,
     CALIBRATION_LEARNED,
@@ -92,6 +95,7 @@ class Publication:
     archive: list[tuple[str, int, bytes, float]] = field(default_factory=list)  # model, signals, records, first ts
     reference: CameraReference | None = None  # a newly learned reference to store
     learned: list[str] = field(default_factory=list)  # profiles whose learning finished
+    incidents: dict[str, Incident] = field(default_factory=dict)  # incidents the events changed (service/alerts/triage)
 
 
 class OrderedPublisher:
@@ -169,6 +173,8 @@ class OrderedPublisher:
         topics.add_scores(pipe, pub.scores)
         for event in pub.events:
             topics.save_alert_event(pipe, event, self.retention_s)
+        for incident in pub.incidents.values():
+            topics.save_incident(pipe, incident, self.retention_s)
         for model, num_signals, records, first_ts in pub.archive:
             topics.append_signals(pipe, camera, model, num_signals, records, first_ts, self.replay_retention_s)
         pub.buffer.apply(pipe)
@@ -232,8 +238,17 @@ class OrderedPublisher:
             ts = np.asarray(window.capture_ts, dtype=np.float64)
             run = ScoreRun.held(frames, ts, out.scores, out.alertable)
             track, events = advance(pub.state.track, params, run, camera, window.model)
+            # Incident and notification decision of each alert that opened (webhooks and MQTT read the latter).
+            triaged = triage(pub.state.triage, track, events, params, now)
+            track, events = triaged.track, triaged.events
+            pub.incidents.update((i.id, i) for i in triaged.incidents)
             pub.state = pub.state.model_copy(
-                update={"track": track, "calib": calibrator.state, "calib_version": calibrator.version}
+                update={
+                    "track": track,
+                    "calib": calibrator.state,
+                    "calib_version": calibrator.version,
+                    "triage": triaged.state,
+                }
             )
             records = encode_records(
                 frames,
@@ -313,6 +328,8 @@ class OrderedPublisher:
             ALERTS.labels(camera, event.kind).inc()
             if event.kind == "opened":
                 ALERTS_OPEN.labels(camera).inc()
+                if event.alert.notification is not None:
+                    ALERT_NOTIFICATIONS.labels(camera, event.alert.notification.decision).inc()
             elif event.kind == "closed":
                 ALERTS_OPEN.labels(camera).dec()
             log.info("camera %s: alert %s %s (peak %.3f)", camera, event.alert.id, event.kind, event.alert.peak_score)

@@ -15,6 +15,7 @@ import redis
 from models.calibration import combine
 from models.calibration.reference import ProfileReference
 from models.card import Calibration
+from service.alerts.triage import notified
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS
 from service.errors import ModelUnavailableError
@@ -92,7 +93,8 @@ def store_thumbs(
 def alert_event_handler(
     r: redis.Redis, retention_s: int, then: Callable[[AlertEvent], None] | None
 ) -> Callable[[AlertEvent], None]:
-    """An `OrderedPublisher.on_event` callback: copy the peak frame's JPEG to the alert, then call `then`."""
+    """An `OrderedPublisher.on_event` callback: copy the peak frame's JPEG to the alert, then hand the event to `then`
+    (the webhook) if triage lets its alert be notified (service/alerts/triage.py: not muted, not flood-suppressed)."""
 
     def on_event(event: AlertEvent) -> None:
         try:
@@ -100,7 +102,7 @@ def alert_event_handler(
                 log.debug("alert %s: no thumbnail of peak frame %d", event.alert.id, event.alert.peak_frame)
         except REDIS_ERRORS as e:  # the alert itself is stored; a missing picture must not stop scoring
             log.warning("alert %s: thumbnail not stored (%s)", event.alert.id, e)
-        if then is not None:
+        if then is not None and notified(event):
             then(event)
 
     return on_event

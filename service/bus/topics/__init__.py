@@ -13,6 +13,7 @@ from service.bus.topics.alerts import (
     get_alert_thumb,
     keep_alert_thumb,
     list_alerts,
+    page_index,
     put_frame_thumbs,
     read_alert_events,
     save_alert_event,
@@ -43,6 +44,7 @@ from service.bus.topics.cameras import (
 )
 from service.bus.topics.codec import AnyRedis, Fields, M, check_version, decode_json, describe_errors, encode_json
 from service.bus.topics.history import read_snippet_features, write_snippet_features
+from service.bus.topics.incidents import get_incident, list_incidents, save_incident
 from service.bus.topics.jobs import (
     ACTIVE_STATES,
     active_jobs,
@@ -132,6 +134,7 @@ __all__ = [
     "get_alert_thumb",
     "get_camera",
     "get_camera_status",
+    "get_incident",
     "get_job",
     "job_progress",
     "job_scores_done",
@@ -140,10 +143,12 @@ __all__ = [
     "list_alerts",
     "list_camera_statuses",
     "list_cameras",
+    "list_incidents",
     "list_jobs",
     "load_reference",
     "load_results",
     "load_scoring_state",
+    "page_index",
     "playback_source",
     "publish_file_window",
     "publish_job_window",
@@ -162,6 +167,7 @@ __all__ = [
     "restore_cameras",
     "resume_playback",
     "save_alert_event",
+    "save_incident",
     "save_reference",
     "save_scoring_state",
     "set_camera_status",

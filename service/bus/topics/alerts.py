@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import redis
+from pydantic import BaseModel
 
+from service.alerts.schema import ALERT_FILTERS, AlertFilter, alert_filters
 from service.bus import keys
 from service.bus.topics.codec import AnyRedis, decode_json, encode_json
 from service.messages import (
@@ -19,13 +21,21 @@ from service.messages import (
 log = logging.getLogger(__name__)
 
 
-# One alert change: next revision, alert document with retention, both indexes, the event.
+# One alert change: next revision, alert document with retention, both indexes, the event, and the state indexes:
+# KEYS[6..] are the ALERT_FILTERS indexes of every camera, then of the alert's camera; ARGV[6..] says (1/0) for each
+# filter whether the alert is in it now.
 _SAVE_ALERT = """
 local rev = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], rev, ARGV[3])
 redis.call('ZADD', KEYS[4], rev, ARGV[3])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[4], 'rev', rev)
+local n = #ARGV - 5
+for i = 1, n do
+  for _, key in ipairs({KEYS[5 + i], KEYS[5 + n + i]}) do
+    if ARGV[5 + i] == '1' then redis.call('ZADD', key, rev, ARGV[3]) else redis.call('ZREM', key, ARGV[3]) end
+  end
+end
 return rev
 """
 
@@ -34,8 +44,10 @@ return rev
 
 
 def save_alert_event(pipe: AnyRedis, event: AlertEvent, retention_s: int) -> None:
-    """Store the alert (expiring after `retention_s`), index it for cursor paging and append the event."""
+    """Store the alert (expiring after `retention_s`), index it for cursor paging (all, its camera, its states) and
+    append the event."""
     a = event.alert
+    now_in = alert_filters(a)
     pipe.register_script(_SAVE_ALERT)(
         keys=[
             keys.ALERT_REVISION_KEY,
@@ -43,35 +55,63 @@ def save_alert_event(pipe: AnyRedis, event: AlertEvent, retention_s: int) -> Non
             keys.ALERTS_INDEX,
             keys.camera_alerts_index(a.camera),
             keys.ALERT_EVENTS_STREAM,
+            *(keys.alerts_state_index(f) for f in ALERT_FILTERS),
+            *(keys.alerts_state_index(f, a.camera) for f in ALERT_FILTERS),
         ],
-        args=[encode_json(a), retention_s, a.id, encode_json(event), keys.ALERT_EVENTS_MAXLEN],
+        args=[
+            encode_json(a),
+            retention_s,
+            a.id,
+            encode_json(event),
+            keys.ALERT_EVENTS_MAXLEN,
+            *("1" if f in now_in else "0" for f in ALERT_FILTERS),
+        ],
         client=pipe,
     )
 
 
-def list_alerts(r: redis.Redis, since: int = 0, limit: int = 100, camera: str | None = None) -> AlertPage:
-    """Alerts changed after cursor `since` (0 = from the start), oldest change first, at most `limit`.
+D = TypeVar("D", bound=BaseModel)
 
-    An alert comes back again after each change (opened, peak raised, closed); `next_cursor` goes into
-    the next call's `since`. Expired alerts are dropped from the index as they are met.
-    """
+
+def page_index(
+    r: redis.Redis, index: str, since: int, limit: int, doc_key: Callable[[str], str], cls: type[D], what: str
+) -> tuple[list[D], int]:
+    """Documents whose ids `index` scores above cursor `since` (revisions), in revision order, at most `limit`, and
+    the next cursor. Expired documents are dropped from the index as they are met."""
     if limit < 1:
         msg = f"limit must be >= 1, got {limit}"
         raise ValueError(msg)
-    index = keys.ALERTS_INDEX if camera is None else keys.camera_alerts_index(camera)
-    alerts: list[Alert] = []
+    docs_out: list[D] = []
     cursor = since
-    while len(alerts) < limit:
-        page: Any = r.zrangebyscore(index, f"({cursor}", "+inf", start=0, num=limit - len(alerts), withscores=True)
+    while len(docs_out) < limit:
+        page: Any = r.zrangebyscore(index, f"({cursor}", "+inf", start=0, num=limit - len(docs_out), withscores=True)
         if not page:
             break
         ids = [m.decode() for m, _ in page]
-        docs = r.mget([keys.alert_key(i) for i in ids])
+        docs = r.mget([doc_key(i) for i in ids])
         expired = [i for i, d in zip(ids, docs, strict=True) if d is None]
         if expired:
             r.zrem(index, *expired)
-        alerts.extend(decode_json(d, Alert, "alert") for d in docs if d is not None)
+        docs_out.extend(decode_json(d, cls, what) for d in docs if d is not None)
         cursor = int(page[-1][1])
+    return docs_out, cursor
+
+
+def list_alerts(
+    r: redis.Redis, since: int = 0, limit: int = 100, camera: str | None = None, state: AlertFilter | None = None
+) -> AlertPage:
+    """Alerts changed after cursor `since` (0 = from the start), oldest change first, at most `limit`; with `state`,
+    only those in that state now (open, closed, unacknowledged, acknowledged, resolved).
+
+    An alert comes back again after each change (opened, peak raised, closed, acknowledged); `next_cursor` goes into
+    the next call's `since`. A state filter pages over its own index with the same revisions, so the cursor works
+    alike; an alert that leaves the state drops out of it (follow every change unfiltered or on /ws/alerts).
+    """
+    if state is not None:
+        index = keys.alerts_state_index(state, camera)
+    else:
+        index = keys.ALERTS_INDEX if camera is None else keys.camera_alerts_index(camera)
+    alerts, cursor = page_index(r, index, since, limit, keys.alert_key, Alert, "alert")
     return AlertPage(alerts=alerts, next_cursor=cursor)
 
 
