@@ -95,7 +95,7 @@ def train_demo_model(store_root: Path, data_root: Path, work: Path, steps: int) 
         {
             "method": {"name": "ffp", "preset": "tiny"},
             "data": {"root": data_root, "num_val": 1},
-            "optim": {"lr_g": 1e-3, "lr_d": 1e-4, "lr_drop_step": None},
+            "optim": {"generator_lr": 1e-3, "discriminator_lr": 1e-4, "lr_drop_step": None},
             "steps": steps,
             "max_minutes": 3,
             "batch_size": 8,

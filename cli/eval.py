@@ -128,8 +128,8 @@ def _camera_events(
 
 def _split_test_videos(videos: list[LabeledVideo], split: str) -> list[LabeledVideo]:
     """The test videos a weak split evaluates on ("test/07" -> test video 07); the others were trained on."""
+    from models.data.splits import load_split
     from models.errors import DatasetError
-    from models.features.split import load_split
 
     wanted = {k.split("/", 1)[1] for k in load_split(split).test if k.startswith("test/")}
     kept = [v for v in videos if v.name in wanted]

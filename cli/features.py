@@ -1,5 +1,5 @@
 """`vigil features extract --dataset PATH --out DIR`: I3D or CLIP snippet features of every video, cached once per
-video; `vigil features train-gcl`: train gcl on such a cache (vadclip trains on it with `vigil train`)."""
+video; gcl and vadclip train on such a cache with `vigil train` (data.split and data.features)."""
 
 from __future__ import annotations
 
@@ -35,52 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ext.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     ext.add_argument("--batch-size", type=int, default=4, help="snippets per forward pass")
     ext.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    gcl = sub.add_parser("train-gcl", help="train gcl on cached features over a weak split, evaluate, register")
-    gcl.add_argument("--cache", type=Path, required=True, help="feature cache made by `vigil features extract`")
-    gcl.add_argument("--dataset", type=Path, required=True, help="the dataset the cache came from (test labels)")
-    gcl.add_argument("--weights", type=Path, default=DEFAULT_PRETRAINED_DIR / "i3d-kinetics-400.safetensors")
-    gcl.add_argument("--split", default="ped2_weak", help="split YAML, or a name under models/splits/")
-    gcl.add_argument("--preset", default="paper", choices=["paper", "small"])
-    gcl.add_argument("--steps", type=int, default=600)
-    gcl.add_argument("--batch-size", type=int, default=128)
-    gcl.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of G and D")
-    gcl.add_argument("--seed", type=int, default=0)
-    gcl.add_argument("--name", default="gcl-ped2", help="model name in the registry")
-    gcl.add_argument("--registry", type=Path, help="model registry directory (default: VIGIL_STORE__ROOT)")
-    gcl.add_argument("--no-register", action="store_true", help="only train and evaluate")
 
 
 def run(args: argparse.Namespace) -> int:
-    return _extract(args) if args.action == "extract" else _train_gcl(args)
-
-
-def _train_gcl(args: argparse.Namespace) -> int:
-    import json
-
-    from pydantic import ValidationError
-
-    from models.errors import VigilModelError
-    from models.features.cache import FeatureCache
-    from models.features.gcl_run import FeatureRun, register, run_gcl
-    from models.features.split import load_split
-    from models.registry import get_method
-    from service.settings import get_settings
-
-    try:
-        config = get_method("gcl").make_config(args.preset, backbone_weights=str(args.weights))
-        run = FeatureRun(steps=args.steps, batch_size=args.batch_size, lr_g=args.lr, lr_d=args.lr, seed=args.seed)
-        cache = FeatureCache.open(args.cache)
-        method, metrics, calibration = run_gcl(config, cache, load_split(args.split), args.dataset, run)  # type: ignore[arg-type]
-    except (VigilModelError, FileNotFoundError, ValueError, ValidationError) as e:
-        print(f"vigil features train-gcl: {e}")
-        return 1
-    test = metrics["test"]
-    summary = {k: round(v["micro_auc"], 4) for k, v in test.items() if isinstance(v, dict) and "micro_auc" in v}
-    print(json.dumps({"micro_auc": summary, "train": metrics["train"]}, indent=2))
-    if not args.no_register:
-        registry = args.registry or get_settings().store.root
-        print(f"registered {register(method, args.name, registry, metrics, calibration)} in {registry}")
-    return 0
+    return _extract(args)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -124,17 +82,16 @@ def _i3d_backbone(args: argparse.Namespace, device: torch.device) -> tuple[Encod
 def _clip_backbone(args: argparse.Namespace, device: torch.device) -> tuple[Encoder, int, FeatureIndex]:
     """CLIP image features through vadclip's own encoder, so cached and live features are made the same way."""
     from models.features.cache import FeatureIndex
-    from models.features.extract import SNIPPET_FRAMES
     from models.io import sha256_file
     from models.methods.vadclip import Vadclip, VadclipConfig
     from models.pretrained.clip import image_size
-    from models.train.weak import load_backbone
+    from models.types import SNIPPET_FRAMES
 
     size = image_size(args.clip_arch)
     method = Vadclip(
         VadclipConfig(clip_arch=args.clip_arch, size=size, a_branch=False, backbone_weights=str(args.weights))
     )
-    load_backbone(method)
+    method.load_pretrained()
     method.to(device).eval()
     template = FeatureIndex(
         backbone=f"clip-{args.clip_arch}",

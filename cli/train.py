@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="dotted overrides parsed as YAML, e.g. steps=500 optim.lr_g=2e-4 method.size=96",
+        help="dotted overrides parsed as YAML, e.g. steps=500 optim.generator_lr=2e-4 method.size=96",
     )
     parser.add_argument("--resume", metavar="CKPT", help="'auto' (newest under out_dir) or a checkpoint directory")
     parser.add_argument("--registry", help="model registry directory (default: VIGIL_STORE__ROOT)")
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from models.errors import VigilModelError
-    from models.train.config import load_train_config
+    from models.train.config import load_train_config, one_line
     from models.train.loop import train
     from service.settings import get_settings
 
@@ -31,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"resume={args.resume}")
     try:
         cfg = load_train_config(args.config, overrides)
-    except (ValidationError, ValueError, FileNotFoundError, VigilModelError) as e:
+    except ValidationError as e:
+        print(f"vigil train: invalid configuration: {one_line(e)}")
+        return 2
+    except (ValueError, FileNotFoundError, VigilModelError) as e:
         print(f"vigil train: invalid configuration: {e}")
         return 2
     if args.registry:

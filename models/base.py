@@ -42,6 +42,10 @@ class AnomalyMethod(nn.Module):
         """
         raise NotImplementedError
 
+    def load_pretrained(self) -> None:
+        """Put the pretrained parts the config names by path (a frozen backbone's weights) into the module; the
+        trainer calls it once before training. Registered versions carry those weights already. Default: none."""
+
     def calibration_weights(self, raw: np.ndarray) -> list[float] | None:
         """Weights of the standardised signals in the combined score, chosen from (N, S) raw signals of normal
         validation frames (never from test labels). None = equal weights; multi-signal methods override this."""
@@ -102,3 +106,37 @@ class SnippetHistoryMethod(AnomalyMethod):
         index = [self.history_positions(i, features.device) for i in range(n)]  # history inside the window
         sequences = [features[b, idx] for b in range(features.shape[0]) for idx in index]
         return self.score_history(sequences).view(features.shape[0], n, -1).float()
+
+
+class SnippetFeatureMethod:
+    """Mixin of the methods that score features of a frozen snippet backbone (gcl, vadclip), so they can also
+    train and be evaluated on a feature cache (`vigil features extract`) instead of frames.
+
+    Features of a video are one (D,) vector per non-overlapping snippet of `snippet_frames` frames, made by the
+    backbone named `feature_backbone` (a cache made by another backbone, or other weights, is refused).
+    """
+
+    snippet_frames: int
+    feature_dim: int
+    signal_names: tuple[str, ...]
+
+    @property
+    def feature_backbone(self) -> str:
+        """The backbone a feature cache must have been made with (`FeatureIndex.backbone`)."""
+        raise NotImplementedError
+
+    @property
+    def backbone_weights(self) -> str | None:
+        """The weights file of that backbone, when the config names one (its sha256 must match the cache's)."""
+        raise NotImplementedError
+
+    def encode_snippets(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) prepared frames in [0, 1] -> (N // snippet_frames, D) features of consecutive snippets."""
+        raise NotImplementedError
+
+    def feature_signals(self, features: torch.Tensor, causal: bool) -> torch.Tensor:
+        """(S, D) features of a video's consecutive snippets -> (S, num_signals) raw signals per snippet.
+
+        causal: snippet j sees snippets <= j only, as live; otherwise the published (non-causal) test protocol.
+        """
+        raise NotImplementedError

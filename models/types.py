@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# Frames per snippet of the snippet-level methods (gcl, vadclip) and of their feature caches (METHODS.md B.0).
+SNIPPET_FRAMES = 16
+
 
 @dataclass(frozen=True)
 class InputSpec:

@@ -200,3 +200,21 @@ class InceptionI3d(nn.Module):
         pooled = self.pooled(x)  # (B, C, T', h', w')
         logits = self.logits(pooled).mean(dim=(2, 3, 4))  # as flax: 1x1 conv per position, then mean over time
         return pooled.mean(dim=(2, 3, 4)), logits
+
+
+def to_i3d_input(frames: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) BGR in [0, 1] -> (B, 3, T, H, W) RGB in [-1, 1]."""
+    return frames.flip(2).permute(0, 2, 1, 3, 4) * 2 - 1
+
+
+@torch.no_grad()
+def snippet_features(backbone: InceptionI3d, frames: torch.Tensor, snippet: int, batch_size: int = 4) -> torch.Tensor:
+    """(N, 3, H, W) BGR in [0, 1] -> (N // snippet, feature_dim) features of consecutive non-overlapping snippets."""
+    count = frames.shape[0] // snippet
+    snippets = frames[: count * snippet].reshape(count, snippet, *frames.shape[1:])  # (S, snippet, 3, H, W)
+    device = next(backbone.parameters()).device
+    out = [
+        backbone.features(to_i3d_input(snippets[i : i + batch_size].to(device))).float().cpu()
+        for i in range(0, count, batch_size)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, backbone.feature_dim)

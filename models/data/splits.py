@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from models.data.datasets import open_dataset
 from models.errors import DatasetError
 
 SPLITS_DIR = Path(__file__).resolve().parents[1] / "splits"
@@ -62,3 +64,14 @@ def load_split(path: str | Path) -> WeakSplit:
     except (ValidationError, yaml.YAMLError) as e:
         msg = f"invalid split file {path}: {e}"
         raise DatasetError(msg) from e
+
+
+def read_test_labels(dataset: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """Frame labels of a split's test videos ("test/07" -> the labels of test video 07); only these are read."""
+    wanted = {k.split("/", 1)[1] for k in keys if k.startswith("test/")}
+    labels = {f"test/{v.name}": v.labels for v in open_dataset(dataset, "test") if v.name in wanted}
+    missing = [k for k in keys if k not in labels or labels[k] is None]
+    if missing:
+        msg = f"no frame labels for {missing} under {dataset}; the split's test videos must be labelled test videos"
+        raise DatasetError(msg)
+    return {k: v for k, v in labels.items() if v is not None}

@@ -1,4 +1,6 @@
-"""I3D snippet features: one feature per non-overlapping 16-frame snippet, computed once per video into a cache.
+"""Snippet features of a whole dataset, computed once per video into a cache (`vigil features extract`).
+
+I3D: one feature per non-overlapping 16-frame snippet.
 
 Preprocessing (the same in `vigil features extract` and in the `gcl` method's live path): the whole frame
 is resized to the backbone's input size (224x224 for Kinetics I3D) with `models.data.transforms.prepare`
@@ -16,40 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.components.i3d import InceptionI3d
+from models.components.i3d import InceptionI3d, snippet_features
 from models.data.datasets import open_dataset
 from models.data.transforms import prepare, to_tensor
 from models.features.cache import FeatureCache, FeatureIndex
-from models.types import InputSpec
+from models.types import SNIPPET_FRAMES, InputSpec
 
 log = logging.getLogger(__name__)
 
-SNIPPET_FRAMES = 16
 PREPROCESSING = "whole frame resized to {size}x{size} (INTER_AREA when shrinking, no crop), BGR->RGB, [-1, 1]"
-
-
-def to_i3d_input(frames: torch.Tensor) -> torch.Tensor:
-    """(B, T, 3, H, W) BGR in [0, 1] -> (B, 3, T, H, W) RGB in [-1, 1]."""
-    return frames.flip(2).permute(0, 2, 1, 3, 4) * 2 - 1
-
-
-@torch.no_grad()
-def snippet_features(backbone: InceptionI3d, frames: torch.Tensor, batch_size: int = 4) -> torch.Tensor:
-    """(N, 3, H, W) BGR in [0, 1] -> (N // 16, feature_dim) features of consecutive non-overlapping snippets."""
-    count = frames.shape[0] // SNIPPET_FRAMES
-    snippets = frames[: count * SNIPPET_FRAMES].reshape(count, SNIPPET_FRAMES, *frames.shape[1:])  # (S, 16, 3, H, W)
-    device = next(backbone.parameters()).device
-    out = [
-        backbone.features(to_i3d_input(snippets[i : i + batch_size].to(device))).float().cpu()
-        for i in range(0, count, batch_size)
-    ]
-    return torch.cat(out) if out else torch.zeros(0, backbone.feature_dim)
 
 
 def i3d_encoder(backbone: InceptionI3d, batch_size: int = 4) -> Callable[[torch.Tensor], torch.Tensor]:
     """The `encode` of `extract_dataset` for an I3D: frames -> features of non-overlapping snippets."""
     backbone.eval()
-    return lambda frames: snippet_features(backbone, frames, batch_size)
+    return lambda frames: snippet_features(backbone, frames, SNIPPET_FRAMES, batch_size)
 
 
 def feature_index(backbone: InceptionI3d, size: int, weights_sha256: str, name: str) -> FeatureIndex:

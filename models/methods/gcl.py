@@ -4,7 +4,8 @@ Design (METHODS.md (e); no official code exists):
 - Features: the Kinetics-400 I3D of `models.components.i3d` (1024-d, Mixed_5c average pool) on
   non-overlapping 16-frame snippets; the paper's ResNeXt-101 is not obtainable here. The frozen I3D is a
   submodule, so its weights are saved with the model and the card alone rebuilds it. Training loads the
-  converted weights from `backbone_weights` (a path read only by the trainer) or runs on cached features.
+  converted weights from `backbone_weights` (`load_pretrained`, a path read only by the trainer) and trains on
+  frame snippets or on a feature cache.
 - G: d -> 1024 -> 512 -> 256 -> 512 -> 1024 -> d, BatchNorm + ReLU after every hidden layer, linear output.
 - D: d -> 1024 -> 512 -> 32 -> 1, BatchNorm + LeakyReLU(0.2), sigmoid = anomaly probability.
 - Raw signals per snippet, repeated over its 16 frames: D's probability ("disc_prob") and G's mean squared
@@ -17,17 +18,17 @@ Design (METHODS.md (e); no official code exists):
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from models.base import AnomalyMethod, MethodConfig
-from models.components.i3d import InceptionI3d
-from models.features.extract import SNIPPET_FRAMES, to_i3d_input
+from models.base import AnomalyMethod, MethodConfig, SnippetFeatureMethod
+from models.components.i3d import InceptionI3d, snippet_features, to_i3d_input
 from models.registry import register_method
-from models.types import InputSpec
+from models.types import SNIPPET_FRAMES, InputSpec
 
 
 class GclConfig(MethodConfig):
@@ -88,12 +89,13 @@ class _LeakyReLU(nn.LeakyReLU):
         super().__init__(0.2)
 
 
-class Gcl(AnomalyMethod):
+class Gcl(AnomalyMethod, SnippetFeatureMethod):
     config: GclConfig
 
     def __init__(self, config: GclConfig) -> None:
         super().__init__()
         self.config = config
+        self.snippet_frames, self.feature_dim = SNIPPET_FRAMES, config.feature_dim
         self.input_spec = InputSpec(height=config.size, width=config.size, channels=3, context=SNIPPET_FRAMES - 1)
         self.signal_names = ("disc_prob", "recon_error") if config.recon_signal else ("disc_prob",)
         # Frozen: no gradients, and eval mode from the start so its batch norm never updates its statistics.
@@ -106,6 +108,39 @@ class Gcl(AnomalyMethod):
         super().train(mode)
         self.i3d.eval()  # frozen backbone: its batch norm always uses the Kinetics statistics
         return self
+
+    @property
+    def feature_backbone(self) -> str:
+        return "i3d-kinetics-400" if self.config.backbone == "i3d-kinetics-400" else "i3d-random"
+
+    @property
+    def backbone_weights(self) -> str | None:
+        return self.config.backbone_weights
+
+    def load_pretrained(self) -> None:
+        """The converted Kinetics I3D from `backbone_weights` (nothing for the random test backbone)."""
+        from models.pretrained.i3d import load_i3d_kinetics
+
+        cfg = self.config
+        if cfg.backbone == "random":
+            return
+        if cfg.backbone_weights is None:
+            msg = (
+                "gcl with backbone=i3d-kinetics-400 needs method.backbone_weights=PATH to the converted I3D "
+                "(`vigil weights convert-i3d`), or backbone=random for tests"
+            )
+            raise ValueError(msg)
+        device = next(self.i3d.parameters()).device
+        self.i3d.load_state_dict(load_i3d_kinetics(Path(cfg.backbone_weights)).state_dict())
+        self.i3d.to(device).eval()
+
+    def encode_snippets(self, frames: torch.Tensor) -> torch.Tensor:
+        return snippet_features(self.i3d, frames, SNIPPET_FRAMES)
+
+    def feature_signals(self, features: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Each snippet on its own: the same in both protocols (one MLP per snippet)."""
+        del causal
+        return self.snippet_signals(features)
 
     def features(self, snippets: torch.Tensor) -> torch.Tensor:
         """(B, 16, 3, H, W) BGR in [0, 1] -> (B, feature_dim) frozen I3D features."""

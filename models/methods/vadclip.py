@@ -23,21 +23,23 @@ Design decisions (where the paper or its code leaves a choice):
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
+from pathlib import Path
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from models.base import MethodConfig, SnippetHistoryMethod
-from models.components.i3d import InceptionI3d
+from models.base import MethodConfig, SnippetFeatureMethod, SnippetHistoryMethod
+from models.components.i3d import InceptionI3d, to_i3d_input
 from models.components.lgt_adapter import LgtAdapter, clip_mlp
-from models.features.extract import SNIPPET_FRAMES, to_i3d_input
 from models.pretrained import clip as clip_weights
 from models.registry import register_method
-from models.types import InputSpec
+from models.types import SNIPPET_FRAMES, InputSpec
 
 ALIGN_TEMPERATURE = 0.07  # cosine / 0.07, CLIP's initial logit scale, as VadCLIP
 Backbone = Literal["clip", "i3d-kinetics-400", "i3d-random"]
@@ -109,7 +111,23 @@ class VadclipConfig(MethodConfig):
         )
 
 
-class Vadclip(SnippetHistoryMethod):
+def to_sequence(features: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S, dim) -> (length, dim) and (length,) validity: longer videos are averaged into `length` uniform bins
+    (VadCLIP's training), shorter ones zero-padded."""
+    count, dim = features.shape
+    valid = torch.zeros(length, dtype=torch.bool)
+    if count > length:
+        bounds = np.linspace(0, count, length + 1).astype(int)  # truncated, as VadCLIP's int32 linspace
+        out = torch.stack([features[a:b].mean(0) for a, b in itertools.pairwise(bounds)])
+        valid[:] = True
+        return out, valid
+    out = torch.zeros(length, dim, dtype=features.dtype)
+    out[:count] = features
+    valid[:count] = True
+    return out, valid
+
+
+class Vadclip(SnippetHistoryMethod, SnippetFeatureMethod):
     config: VadclipConfig
     pixel_mean: torch.Tensor
     pixel_std: torch.Tensor
@@ -157,6 +175,55 @@ class Vadclip(SnippetHistoryMethod):
         return self
 
     # --- frozen features ----------------------------------------------------------------------------
+
+    @property
+    def feature_backbone(self) -> str:
+        cfg = self.config
+        return f"clip-{cfg.clip_arch}" if cfg.backbone == "clip" else cfg.backbone
+
+    @property
+    def backbone_weights(self) -> str | None:
+        return self.config.backbone_weights
+
+    def load_pretrained(self) -> None:
+        """The user-given backbone weights: an open_clip checkpoint's image tower, or the converted Kinetics I3D."""
+        cfg = self.config
+        if cfg.backbone == "i3d-random":
+            return
+        if cfg.backbone_weights is None:
+            if cfg.clip_arch == clip_weights.TINY_ARCH and cfg.backbone == "clip":
+                return  # the random test CLIP
+            kind = "an open_clip safetensors checkpoint" if cfg.backbone == "clip" else "the converted Kinetics I3D"
+            msg = f"vadclip with backbone={cfg.backbone} needs method.backbone_weights=PATH to {kind}"
+            raise ValueError(msg)
+        path = Path(cfg.backbone_weights)
+        if self.visual is not None:
+            clip = clip_weights.build_clip(cfg.clip_arch)
+            clip_weights.load_clip_weights(clip, path, cfg.clip_arch)
+            self.visual.load_state_dict(clip.visual.state_dict())
+        elif self.i3d is not None:
+            from models.pretrained.i3d import load_i3d_kinetics
+
+            self.i3d.load_state_dict(load_i3d_kinetics(path).state_dict())
+
+    def feature_signals(self, features: torch.Tensor, causal: bool) -> torch.Tensor:
+        """causal: snippet j from its history j - history + 1 .. j only (what the live worker does); otherwise the
+        published test protocol: the video in chunks of `visual_length`, each snippet seeing its whole chunk."""
+        if features.shape[0] == 0:
+            return torch.zeros(0, len(self.signal_names))
+        device = next(self.adapter.parameters()).device
+        features = features.to(device)
+        if causal:
+            history = self.history_snippets
+            sequences = [features[max(0, j - history + 1) : j + 1] for j in range(features.shape[0])]
+            return self.score_history(sequences)
+        length = self.config.visual_length
+        parts = []
+        for start in range(0, features.shape[0], length):
+            chunk, valid = to_sequence(features[start : start + length].cpu(), length)
+            out = self.sequence_signals(chunk[None].to(device), valid[None].to(device))[0]
+            parts.append(out[valid.to(device)])
+        return torch.cat(parts)
 
     def frame_embeddings(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) BGR in [0, 1] -> (N, dim) CLIP image embeddings (CLIP backbone only)."""

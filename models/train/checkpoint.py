@@ -1,7 +1,10 @@
-"""Resumable checkpoints without pickle: tensors in safetensors, everything else in JSON.
+"""Resumable checkpoints without pickle: tensors in safetensors, everything else in JSON; and snapshots.
 
 A checkpoint is a directory `<out_dir>/checkpoints/step_NNNNNNN/` holding `tensors.safetensors` and
 `state.json`; `state.json` is written last, so a directory without it is an interrupted save and is ignored.
+A snapshot (`<out_dir>/snapshots/cpu_NNNNN.NNmin/`) is the method's weights alone (`method.safetensors`) and
+`snapshot.json` (step, CPU and wall seconds, the run's config), kept when checkpoints rotate: curves of
+accuracy against training time are drawn from them (scripts/curve.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,10 +23,15 @@ from safetensors.torch import load_file, save_file
 
 from models.errors import IncompatibleCheckpointError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 log = logging.getLogger(__name__)
 
 TENSORS_FILE = "tensors.safetensors"
 STATE_FILE = "state.json"
+SNAPSHOT_WEIGHTS = "method.safetensors"
+SNAPSHOT_FILE = "snapshot.json"
 _PREFIX = "step_"
 
 
@@ -122,6 +130,48 @@ def resolve_resume(resume: str, out_dir: Path) -> Path:
         msg = f"no checkpoint to resume from in {candidate}; expected {candidate}/checkpoints/{_PREFIX}NNNNNNN/"
         raise IncompatibleCheckpointError(msg)
     return found[-1]
+
+
+def read_checkpoint_config(folder: Path) -> dict[str, Any]:
+    """The training config a checkpoint was written with, from its state.json alone (no tensors are read)."""
+    try:
+        tree = json.loads((folder / STATE_FILE).read_text())
+        config = tree["config"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        msg = f"checkpoint {folder} is corrupt or incomplete: cannot read {STATE_FILE} ({e}); resume from another one"
+        raise IncompatibleCheckpointError(msg) from e
+    if not isinstance(config, dict) or not isinstance(config.get("method"), dict):
+        msg = f"checkpoint {folder} is corrupt: its {STATE_FILE} holds no method config"
+        raise IncompatibleCheckpointError(msg)
+    return config
+
+
+def save_snapshot(
+    out_dir: Path, method: torch.nn.Module, minutes: float, step: int, cpu_s: float, elapsed_s: float, cfg: BaseModel
+) -> Path:
+    """Keep the method's weights at `minutes` of training CPU time (never rotated)."""
+    folder = out_dir / "snapshots" / f"cpu_{minutes:08.2f}min"
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}
+    save_file(state, str(folder / SNAPSHOT_WEIGHTS))
+    meta = {
+        "cpu_minutes_mark": minutes,
+        "step": step,
+        "cpu_s": round(cpu_s, 2),
+        "elapsed_s": round(elapsed_s, 2),
+        "config": cfg.model_dump(mode="json", by_alias=True),
+    }
+    (folder / SNAPSHOT_FILE).write_text(json.dumps(meta, indent=2))
+    log.info("snapshot at %.1f CPU-min (step %d): %s", minutes, step, folder)
+    return folder
+
+
+def list_snapshots(out_dir: Path) -> list[Path]:
+    """Complete snapshots under `out_dir`, earliest first."""
+    root = out_dir / "snapshots"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / SNAPSHOT_FILE).is_file() and (p / SNAPSHOT_WEIGHTS).is_file())
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any]:

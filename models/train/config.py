@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from models.base import MethodConfig
 from models.registry import get_method
+from models.train.objectives import DataKind, OptimConfig, get_objective
 
 _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -27,19 +28,11 @@ class DataConfig(_Section):
     # Frame rate of the footage; None = the videos' own (frame folders carry none and read as 25 fps). It turns the
     # held-out frames into hourly rates for the default camera reference (models.calibration.camera).
     fps: float | None = Field(default=None, gt=0, le=240)
-    # Weakly supervised methods (vadclip): a split YAML or a name under models/splits/ (e.g. ped2_weak) says which
-    # videos train (with video-level labels), calibrate and test; None = the unsupervised frame-clip route.
+    # Snippet-feature methods (gcl, vadclip): a split YAML or a name under models/splits/ (e.g. ped2_weak) says which
+    # videos train (vadclip: with video-level labels; gcl: none), calibrate and test; None = frame clips of the
+    # training videos, the last num_val held out for calibration.
     split: str | None = None
-    features: Path | None = None  # a feature cache (`vigil features extract`); None = encode with the backbone
-
-
-class OptimConfig(_Section):
-    # FFP on Ped2 (gray): Adam, G 1e-4 -> 1e-5 and D 1e-5 -> 1e-6 at step 7000 (METHODS.md section (a)).
-    lr_g: float = Field(default=1e-4, gt=0)
-    lr_d: float = Field(default=1e-5, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)  # TF Adam defaults, as the official code uses
-    lr_drop_step: int | None = Field(default=7000, ge=1)  # None = constant learning rate
-    lr_drop_factor: float = Field(default=0.1, gt=0, le=1)
+    features: Path | None = None  # with a split: a feature cache (`vigil features extract`); None = encode frames
 
 
 class RegisterConfig(_Section):
@@ -55,9 +48,17 @@ class TrainConfig(_Section):
 
     method: SerializeAsAny[MethodConfig]
     data: DataConfig
-    optim: OptimConfig = OptimConfig()
+    # The objective's own optimiser settings (models/train/objectives/<method>.py), e.g. ffp: generator_lr,
+    # discriminator_lr; dast: lr. Validated by that class, so a key of another method's objective is an error.
+    optim: SerializeAsAny[OptimConfig]
     steps: int = Field(default=1000, ge=1)
-    max_minutes: float | None = Field(default=None, gt=0)  # stop early once training took this long (CPU budgets)
+    max_minutes: float | None = Field(default=None, gt=0)  # stop early once training took this long (wall clock)
+    # Stop once the training steps used this much CPU time (the process's, summed over resumed sessions): a budget
+    # that does not depend on what else runs on the machine. Data decoding, calibration and registration are extra.
+    max_cpu_minutes: float | None = Field(default=None, gt=0)
+    # Keep the method's weights when the steps' CPU time passes each of these marks (out_dir/snapshots/), for
+    # curves of accuracy against training time (scripts/curve.py); checkpoints rotate, snapshots stay.
+    snapshot_cpu_minutes: tuple[float, ...] = ()
     batch_size: int = Field(default=4, ge=1)
     seed: int = 0
     num_workers: int = Field(default=0, ge=0)  # DataLoader workers; frames are in memory, 0 is usually fine
@@ -72,10 +73,65 @@ class TrainConfig(_Section):
     # `register` would shadow BaseModel.register (a warning pydantic raises), hence the alias.
     registration: RegisterConfig = Field(default=RegisterConfig(), alias="register")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _optim(cls, data: Any) -> Any:
+        """`optim` by the objective of the config's method; missing = that objective's defaults."""
+        if not isinstance(data, dict):
+            return data
+        method = data.get("method")
+        name = method.get("name") if isinstance(method, dict) else getattr(method, "name", None)
+        optim = data.get("optim", {})
+        if name is None or isinstance(optim, OptimConfig):
+            return data
+        try:
+            spec = get_objective(str(name))
+        except KeyError:
+            return data  # the method validator names what is wrong
+        if not isinstance(optim, dict):
+            msg = f"optim must be a mapping of {name}'s optimiser settings: {', '.join(spec.optim.model_fields)}"
+            raise ValueError(msg)  # pydantic turns a ValueError (not a TypeError) into a validation error
+        return {**data, "optim": spec.optim.model_validate(optim)}
+
     @field_validator("method", mode="before")
     @classmethod
     def _method(cls, value: Any) -> MethodConfig:
         return method_config(value)
+
+    @model_validator(mode="after")
+    def _data_fits_the_method(self) -> TrainConfig:
+        spec = get_objective(self.method_name)
+        if not isinstance(self.optim, spec.optim):
+            kind = type(self.optim).__name__
+            msg = f"optim holds {kind} settings but {self.method_name} trains with {spec.optim.__name__}"
+            raise ValueError(msg)  # pydantic turns a ValueError (not a TypeError) into a validation error
+        self.data_kind  # noqa: B018 (raises for a method that cannot train on this data)
+        if self.data.features is not None and self.data.split is None:
+            msg = "data.features is a feature cache of a split's videos: set data.split too (e.g. data.split=ped2_weak)"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def method_name(self) -> str:
+        return str(self.method.name)  # type: ignore[attr-defined]
+
+    @property
+    def data_kind(self) -> DataKind:
+        """What the run trains on: frame clips without a split, else the objective's split data (snippets, videos)."""
+        spec, name = get_objective(self.method_name), self.method_name
+        if self.data.split is None:
+            if "clips" not in spec.data:
+                msg = (
+                    f"{name} trains on a split's videos with video-level labels, not on frame clips: "
+                    "set data.split (e.g. data.split=ped2_weak) and data.features (a feature cache)"
+                )
+                raise ValueError(msg)
+            return "clips"
+        split_kinds = [k for k in spec.data if k != "clips"]
+        if not split_kinds:
+            msg = f"{name} trains on frame clips of normal videos (data.root's training split): remove data.split"
+            raise ValueError(msg)
+        return split_kinds[0]
 
 
 def method_config(value: Any) -> MethodConfig:
@@ -122,10 +178,13 @@ def valid_keys(data: dict[str, Any]) -> list[str]:
     keys: list[str] = []
     for field_name, field in TrainConfig.model_fields.items():
         name, annotation = field.alias or field_name, field.annotation
+        method_name = (data.get("method") or {}).get("name")
         if name == "method":
-            method_name = (data.get("method") or {}).get("name")
             method_fields = get_method(str(method_name)).config_cls.model_fields if method_name else {}
             keys += ["method.name", "method.preset", *(f"method.{k}" for k in method_fields if k != "name")]
+        elif name == "optim":
+            optim_fields = get_objective(str(method_name)).optim.model_fields if method_name else {}
+            keys += [f"optim.{k}" for k in optim_fields]
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys += [f"{name}.{k}" for k in annotation.model_fields]
         else:
@@ -139,7 +198,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            msg = f"override {item!r} must look like key=value, e.g. steps=500 or optim.lr_g=2e-4"
+            msg = f"override {item!r} must look like key=value, e.g. steps=500 or method.size=96"
             raise ValueError(msg)
         allowed = valid_keys(data)
         if key not in allowed:
@@ -175,3 +234,13 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
         raise ValueError(msg)
     data = apply_overrides(expand_env(data), overrides or [])
     return TrainConfig.model_validate(data)
+
+
+def one_line(error: ValidationError) -> str:
+    """A pydantic ValidationError as one line: `where: what` per error, joined by '; '."""
+    parts = []
+    for err in error.errors():
+        where = ".".join(str(x) for x in err["loc"])
+        what = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {what}" if where else what)
+    return "; ".join(parts)

@@ -1,10 +1,9 @@
-"""End of a training run: score the held-out normal videos, fit the online calibration, register the model."""
+"""End of every training run: score the held-out normal videos, fit the online calibration, register the model."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,23 +11,15 @@ import torch
 from models.base import AnomalyMethod
 from models.calibration import fit_calibration
 from models.card import Calibration
-from models.inference import score_frames
 from models.io import build_card, save_model
 from models.store import ModelStore
 from models.train.config import TrainConfig
 
+if TYPE_CHECKING:
+    from models.train.objectives import Objective
+    from models.train.sources import DataSource
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ValidationData:
-    """Held-out *training* videos (all normal), prepared to the method's input spec."""
-
-    names: list[str]
-    frames: list[np.ndarray]  # uint8 (N, h, w, C) per video
-    fingerprint: str  # of the whole training split the run read
-    root: str
-    fps: float | None = None  # frame rate of the footage (DataConfig.fps, else the videos' own)
 
 
 def fit_on_videos(
@@ -52,20 +43,9 @@ def fit_on_videos(
     return calibration, raw
 
 
-def calibrate_on(
-    method: AnomalyMethod, val: ValidationData, device: torch.device
-) -> tuple[Calibration, dict[str, Any]]:
-    """Raw signals of every validation frame -> (calibration, per-signal statistics)."""
-    method.eval()
-    need = method.input_spec.context + 1
-    calibration, raw = fit_on_videos(
-        method,
-        [score_frames(method, frames, device=device) for frames in val.frames],  # (N_i - context, S) each
-        source=f"held-out training videos {', '.join(val.names)} of {val.root}",
-        too_short=f"validation videos {val.names} are too short to score: each needs at least {need} frames",
-        fps=val.fps,
-    )
-    stats = {
+def signal_stats(method: AnomalyMethod, raw: np.ndarray) -> dict[str, Any]:
+    """Per-signal statistics of (N, S) raw signals of the held-out frames, for the card."""
+    return {
         name: {
             "mean": float(raw[:, i].mean()),
             "std": float(raw[:, i].std()),
@@ -75,17 +55,27 @@ def calibrate_on(
         }
         for i, name in enumerate(method.signal_names)
     }
-    return calibration, stats
 
 
 def finish_run(
-    cfg: TrainConfig, method: AnomalyMethod, val: ValidationData, train_metrics: dict[str, Any], device: torch.device
+    cfg: TrainConfig,
+    method: AnomalyMethod,
+    objective: Objective,
+    source: DataSource,
+    train_metrics: dict[str, Any],
+    device: torch.device,
 ) -> tuple[str | None, dict[str, Any]]:
-    """Calibrate, then (if enabled) register; returns (reference or None, the card's metrics)."""
-    calibration, val_stats = calibrate_on(method, val, device)
-    metrics = {"train": train_metrics, "val_raw": val_stats}
-    notes = f"vigil train: {train_metrics['steps']} steps on {val.root}"
-    return register_run(cfg, method, calibration, metrics, val.fingerprint, notes), metrics
+    """Calibrate on the source's held-out normal videos, evaluate where the source has labelled test videos, then
+    (if enabled) register; returns (reference or None, the card's metrics)."""
+    objective.finish()
+    method.eval()
+    held = source.held_out(method, device)
+    calibration, raw = fit_on_videos(method, held.parts, held.source, held.too_short, fps=source.fps)
+    metrics: dict[str, Any] = {"train": train_metrics, "val_raw": signal_stats(method, raw)}
+    if (test := source.test_metrics(method, calibration)) is not None:
+        metrics["test"] = test
+    notes = f"vigil train: {train_metrics['steps']} steps on {source.root} ({source.kind})"
+    return register_run(cfg, method, calibration, metrics, source.fingerprint, notes), metrics
 
 
 def register_run(
@@ -103,7 +93,7 @@ def register_run(
     if reg.registry is None:
         msg = "register.registry is not set; the CLI fills it from VIGIL_STORE__ROOT, or set register.registry=PATH"
         raise ValueError(msg)
-    name = reg.name or str(cfg.method.name)  # type: ignore[attr-defined]
+    name = reg.name or cfg.method_name
     card = build_card(
         method.cpu(),
         name,

@@ -42,8 +42,8 @@ def test_paper_config_is_paper_size() -> None:
 
 def test_overrides_use_dotted_keys_and_yaml_values() -> None:
     data = {"method": {"name": "ffp", "preset": "tiny"}, "data": {"root": "x"}}
-    out = apply_overrides(data, ["optim.lr_g=2e-4", "steps=500", "method.batch_norm=true", "register.name=a"])
-    assert out["optim"] == {"lr_g": 2e-4}
+    out = apply_overrides(data, ["optim.generator_lr=2e-4", "steps=500", "method.batch_norm=true", "register.name=a"])
+    assert out["optim"] == {"generator_lr": 2e-4}
     assert out["steps"] == 500
     assert out["method"] == {"name": "ffp", "preset": "tiny", "batch_norm": True}
     assert out["register"] == {"name": "a"}
@@ -53,7 +53,8 @@ def test_overrides_use_dotted_keys_and_yaml_values() -> None:
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ("optim.lr=1", r"unknown config key 'optim.lr'; valid keys: .*optim.lr_g"),
+        ("optim.lr=1", r"unknown config key 'optim.lr'; valid keys: .*optim.generator_lr"),
+        ("optim.lr_g=1", r"unknown config key 'optim.lr_g'; valid keys: .*optim.discriminator_lr"),
         ("method.depth=3", r"unknown config key 'method.depth'; valid keys: .*method.base_channels"),
         ("stepz=3", r"valid keys: .*steps"),
         ("steps", "must look like key=value"),
@@ -83,3 +84,29 @@ def test_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_config_file_names_the_examples(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="models/configs"):
         load_train_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("method", "keys"),
+    [
+        ("ffp", {"generator_lr", "discriminator_lr", "lr_drop_step"}),
+        ("dast", {"lr", "lr_drop_step"}),
+        ("f2lm", {"generator_lr", "discriminator_lr", "destroyer_lr"}),
+        ("gcl", {"generator_lr", "discriminator_lr"}),
+        ("vadclip", {"lr", "weight_decay", "lr_milestones"}),
+    ],
+)
+def test_optimiser_settings_are_named_by_what_each_method_trains(method: str, keys: set[str]) -> None:
+    from models.train.config import valid_keys
+
+    optim = {k.removeprefix("optim.") for k in valid_keys({"method": {"name": method}}) if k.startswith("optim.")}
+    assert keys <= optim
+    assert not {"lr_g", "lr_d"} & optim
+
+
+def test_another_methods_optimiser_key_is_refused() -> None:
+    path = next(p for p in CONFIGS if p.name == "dast_tiny.yaml")
+    with pytest.raises(ValidationError, match="generator_lr"):
+        load_train_config(path, ["data.root=x"]).model_validate(
+            {"method": {"name": "dast"}, "data": {"root": "x"}, "optim": {"generator_lr": 1e-3}}
+        )

@@ -6,36 +6,24 @@ Adam with one learning-rate drop at `optim.lr_drop_step`, like FFP; the paper's 
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 
 from models.components.losses import gradient_loss, intensity_loss
 from models.methods.dast import DastNet
-from models.train.config import OptimConfig, TrainConfig
-from models.train.objectives import register_objective
+from models.train.objectives import StepDecay, register_objective
+from models.train.objectives.common import adam_with_drop, autocast_for
+
+if TYPE_CHECKING:
+    from models.train.config import TrainConfig
 
 
-def adam_with_drop(
-    params: Any, lr: float, optim: OptimConfig, weight_decay: float = 0.0, decoupled: bool = False
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam (or AdamW when `decoupled`) with a piecewise-constant learning rate: one drop by `lr_drop_factor`."""
-    optimizer_cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-    optimizer = optimizer_cls(params, lr=lr, betas=optim.betas, weight_decay=weight_decay)
-    drop, factor = optim.lr_drop_step, optim.lr_drop_factor
+class DastOptim(StepDecay):
+    """Adam for the autoencoder (the paper's schedule could not be read; one drop, as FFP's)."""
 
-    def multiplier(step: int) -> float:
-        return factor if drop is not None and step >= drop else 1.0
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-
-
-def autocast_for(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when enabled and supported (no loss scaling, so no extra checkpoint state)."""
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    lr: float = Field(default=1e-4, gt=0)
 
 
 class DastObjective:
@@ -44,7 +32,9 @@ class DastObjective:
         self.cfg = method.config
         self.device = device
         self.amp = config.amp
-        self.optimizer, self.scheduler = adam_with_drop(method.parameters(), config.optim.lr_g, config.optim)
+        optim = config.optim
+        assert isinstance(optim, DastOptim)
+        self.optimizer, self.scheduler = adam_with_drop(method.parameters(), optim.lr, optim, optim)
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         clip = batch.to(self.device, non_blocking=True)  # (B, 5, 1, H, W) in [0, 1]
@@ -61,6 +51,9 @@ class DastObjective:
         self.scheduler.step()
         return {"loss": loss.item(), "int": l_int.item(), "gd": l_gd.item()}
 
+    def finish(self) -> None:
+        pass
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "method": self.method.state_dict(),
@@ -74,7 +67,7 @@ class DastObjective:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-@register_objective("dast")
+@register_objective("dast", optim=DastOptim)
 def build_dast_objective(method: Any, config: TrainConfig, device: torch.device) -> DastObjective:
     if not isinstance(method, DastNet):
         msg = f"the dast objective trains a DastNet method, got {type(method).__name__}"

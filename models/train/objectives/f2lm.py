@@ -15,10 +15,11 @@ changes the weight of its neighbours.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from models.components.discriminator import PixelDiscriminator
 from models.components.losses import discriminator_loss, generator_adversarial_loss, gradient_loss, intensity_loss
@@ -26,9 +27,21 @@ from models.io import load_model
 from models.methods.f2lm import PAST, F2lm, triplet
 from models.methods.f2lm_streams import StreamCache
 from models.store import ModelStore
-from models.train.config import TrainConfig
-from models.train.objectives import register_objective
-from models.train.objectives.dast import adam_with_drop, autocast_for
+from models.train.objectives import StepDecay, register_objective
+from models.train.objectives.common import adam_with_drop, autocast_for
+
+if TYPE_CHECKING:
+    from models.train.config import TrainConfig
+
+
+class F2lmOptim(StepDecay):
+    """AdamW with weight decay equal to the learning rate (official) for each net a phase trains: the generator
+    and the pixel discriminator in phase `generator`, the Destroyer in phase `destroyer`."""
+
+    generator_lr: float = Field(default=1e-4, gt=0)
+    discriminator_lr: float = Field(default=1e-5, gt=0)
+    destroyer_lr: float = Field(default=1e-4, gt=0)
+
 
 # Config fields that must match between the phase-1 model and phase 2 (weights or streams depend on them).
 ARCHITECTURE_FIELDS = (
@@ -122,15 +135,18 @@ class F2lmObjective:
         self.amp = config.amp
         self.phase = self.cfg.phase
         self.cache = StreamCache(method.flow, method.backbone, self.cfg.flow_scale)
-        lr_g, lr_d, optim = config.optim.lr_g, config.optim.lr_d, config.optim
+        optim = config.optim
+        assert isinstance(optim, F2lmOptim)
         if self.phase == "generator":
             self.discriminator = PixelDiscriminator(self.cfg.channels, self.cfg.discriminator_channels).to(device)
             # Official: AdamW with weight decay equal to the learning rate, for G and D.
-            self.opt, self.sched = adam_with_drop(method.generator.parameters(), lr_g, optim, lr_g, decoupled=True)
-            self.opt_d, self.sched_d = adam_with_drop(self.discriminator.parameters(), lr_d, optim, lr_d, True)
+            lr_g, lr_d = optim.generator_lr, optim.discriminator_lr
+            self.opt, self.sched = adam_with_drop(method.generator.parameters(), lr_g, optim, optim, lr_g, True)
+            self.opt_d, self.sched_d = adam_with_drop(self.discriminator.parameters(), lr_d, optim, optim, lr_d, True)
         else:
             self._start_from_phase_one(config)
-            self.opt, self.sched = adam_with_drop(method.destroyer.parameters(), lr_g, optim, lr_g, decoupled=True)
+            lr = optim.destroyer_lr
+            self.opt, self.sched = adam_with_drop(method.destroyer.parameters(), lr, optim, optim, lr, True)
 
     def _start_from_phase_one(self, config: TrainConfig) -> None:
         ref, registry = self.cfg.init_from, config.registration.registry
@@ -222,6 +238,9 @@ class F2lmObjective:
         mean_d = corrupted_weights.mean().item() if corrupted_weights.numel() else math.nan
         return {"destroyer": loss.item(), "corrupted": float(mask.float().mean()), "mean_d": mean_d}
 
+    def finish(self) -> None:
+        pass
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "phase": self.phase,
@@ -250,7 +269,7 @@ class F2lmObjective:
             self.sched_d.load_state_dict(state["sched_d"])
 
 
-@register_objective("f2lm")
+@register_objective("f2lm", optim=F2lmOptim)
 def build_f2lm_objective(method: Any, config: TrainConfig, device: torch.device) -> F2lmObjective:
     if not isinstance(method, F2lm):
         msg = f"the f2lm objective trains an F2lm method, got {type(method).__name__}"

@@ -2,15 +2,15 @@
 
 Generator loss = lambda_int * L2 + lambda_gd * gradient + lambda_adv * least-squares adversarial; the flow
 loss is off (no pretrained flow network here, see models/methods/ffp.py). Adam for both nets with one
-learning-rate drop at `optim.lr_drop_step`.
+learning-rate drop at `optim.lr_drop_step` (official Ped2: G 1e-4 -> 1e-5, D 1e-5 -> 1e-6 at step 7000).
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 
 from models.components.discriminator import PixelDiscriminator
 from models.components.losses import (
@@ -20,51 +20,47 @@ from models.components.losses import (
     intensity_loss,
 )
 from models.methods.ffp import Ffp
-from models.train.config import OptimConfig, TrainConfig
-from models.train.objectives import register_objective
+from models.train.objectives import StepDecay, register_objective
+from models.train.objectives.common import adam_with_drop, autocast_for
+
+if TYPE_CHECKING:
+    from models.train.config import TrainConfig
 
 
-def _optimizer_and_schedule(
-    params: Any, lr: float, optim: OptimConfig
-) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-    optimizer = torch.optim.Adam(params, lr=lr, betas=optim.betas)
-    drop, factor = optim.lr_drop_step, optim.lr_drop_factor
+class FfpOptim(StepDecay):
+    """Adam for the generator (the registered model) and the pixel discriminator (training only)."""
 
-    def multiplier(step: int) -> float:  # piecewise constant: one drop, as in the official hyper_params.ini
-        return factor if drop is not None and step >= drop else 1.0
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+    generator_lr: float = Field(default=1e-4, gt=0)
+    discriminator_lr: float = Field(default=1e-5, gt=0)
 
 
 class FfpObjective:
     def __init__(self, method: Ffp, config: TrainConfig, device: torch.device) -> None:
+        optim = config.optim
+        assert isinstance(optim, FfpOptim)
         self.method = method
         self.cfg = method.config
         self.device = device
-        self.amp = config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.opt_g, self.sched_g = _optimizer_and_schedule(method.parameters(), config.optim.lr_g, config.optim)
+        self.amp = config.amp
+        self.opt_g, self.sched_g = adam_with_drop(method.parameters(), optim.generator_lr, optim, optim)
         self.discriminator: PixelDiscriminator | None = None
         if self.cfg.lambda_adversarial > 0:
             self.discriminator = PixelDiscriminator(self.cfg.channels, self.cfg.discriminator_channels).to(device)
-            self.opt_d, self.sched_d = _optimizer_and_schedule(
-                self.discriminator.parameters(), config.optim.lr_d, config.optim
+            self.opt_d, self.sched_d = adam_with_drop(
+                self.discriminator.parameters(), optim.discriminator_lr, optim, optim
             )
-
-    def _autocast(self) -> AbstractContextManager[Any]:
-        # bf16 needs no loss scaling, so AMP adds no state to the checkpoint.
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         ctx = self.cfg.context
         batch = batch.to(self.device, non_blocking=True)  # (B, ctx + 1, C, H, W) in [0, 1]
         target = batch[:, ctx] * 2 - 1  # (B, C, H, W) in [-1, 1], the generator's range
         self.method.train()
-        with self._autocast():
+        with autocast_for(self.device, self.amp):
             pred = self.method.predict(batch[:, :ctx])  # (B, C, H, W) in [-1, 1]
         logs: dict[str, float] = {}
         if self.discriminator is not None:
             logs["d"] = self._discriminator_step(target, pred.detach())
-        with self._autocast():
+        with autocast_for(self.device, self.amp):
             l_int = intensity_loss(pred.float(), target)
             l_gd = gradient_loss(pred.float(), target)
             loss = self.cfg.lambda_intensity * l_int + self.cfg.lambda_gradient * l_gd
@@ -85,7 +81,7 @@ class FfpObjective:
     def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         assert self.discriminator is not None
         self.discriminator.train()
-        with self._autocast():
+        with autocast_for(self.device, self.amp):
             loss = discriminator_loss(self.discriminator(real).float(), self.discriminator(fake).float())
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
@@ -93,9 +89,12 @@ class FfpObjective:
         self.sched_d.step()
         return float(loss.item())
 
+    def finish(self) -> None:
+        pass
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "generator": self.method.state_dict(),
+            "method": self.method.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "sched_g": self.sched_g.state_dict(),
         }
@@ -108,7 +107,7 @@ class FfpObjective:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.method.load_state_dict(state["generator"])
+        self.method.load_state_dict(state["method"] if "method" in state else state["generator"])  # older: generator
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
         if self.discriminator is not None:
@@ -117,7 +116,7 @@ class FfpObjective:
             self.sched_d.load_state_dict(state["sched_d"])
 
 
-@register_objective("ffp")
+@register_objective("ffp", optim=FfpOptim)
 def build_ffp_objective(method: Any, config: TrainConfig, device: torch.device) -> FfpObjective:
     if not isinstance(method, Ffp):
         msg = f"the ffp objective trains an Ffp method, got {type(method).__name__}"

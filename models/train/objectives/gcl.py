@@ -8,22 +8,24 @@ D's labels, then D on the updated G's labels).
   done right: normal -> target = the input feature, anomalous -> target = a pseudo target (all ones), so G
   learns *not* to reconstruct anomalies. (The public reimplementation overwrites G's *output* for normal
   segments instead; see METHODS.md gotcha.)
-Deviation: Adam (optim.lr_g / optim.lr_d, optim.betas) instead of the paper's RMSprop, for short CPU runs.
-Frame batches (B, 16, C, H, W) go through the frozen I3D; `step_features` trains on cached features.
+Deviation: Adam (optim.generator_lr / optim.discriminator_lr, optim.betas) instead of the paper's RMSprop, for
+short CPU runs. Batches are frame snippets (B, 16, C, H, W), which go through the frozen I3D, or (B, D) snippet
+features of a feature cache.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from models.methods.gcl import Gcl
-from models.pretrained.i3d import load_i3d_kinetics
-from models.train.config import TrainConfig
-from models.train.objectives import register_objective
+from models.train.objectives import OptimConfig, register_objective
+
+if TYPE_CHECKING:
+    from models.train.config import TrainConfig
 
 PRETRAIN_G = 0.2  # fraction of steps: G alone
 PRETRAIN_D = 0.1  # then D alone on G's labels
@@ -37,11 +39,18 @@ def batch_threshold(values: torch.Tensor, stds: float) -> torch.Tensor:
     return values > values.mean() + stds * values.std(unbiased=False)
 
 
+class GclOptim(OptimConfig):
+    """Adam for G (the feature autoencoder) and D (the anomaly classifier), constant learning rates."""
+
+    generator_lr: float = Field(default=1e-4, gt=0)
+    discriminator_lr: float = Field(default=1e-4, gt=0)
+
+
 class GclObjective:
-    def __init__(self, method: Gcl, total_steps: int, lr_g: float, lr_d: float, betas: tuple[float, float]) -> None:
+    def __init__(self, method: Gcl, total_steps: int, optim: GclOptim) -> None:
         self.method = method
-        self.opt_g = torch.optim.Adam(method.generator.parameters(), lr=lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(method.discriminator.parameters(), lr=lr_d, betas=betas)
+        self.opt_g = torch.optim.Adam(method.generator.parameters(), lr=optim.generator_lr, betas=optim.betas)
+        self.opt_d = torch.optim.Adam(method.discriminator.parameters(), lr=optim.discriminator_lr, betas=optim.betas)
         self.g_until = round(PRETRAIN_G * total_steps)
         self.d_until = self.g_until + round(PRETRAIN_D * total_steps)
         self.steps_done = 0
@@ -53,9 +62,11 @@ class GclObjective:
         return "pretrain_d" if self.steps_done < self.d_until else "cooperative"
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
-        """One step on (B, 16, C, H, W) frame snippets in [0, 1] (BGR), through the frozen I3D."""
+        """One step on (B, 16, C, H, W) frame snippets in [0, 1] (BGR), through the frozen I3D, or on (B, D)
+        cached snippet features."""
         device = next(self.method.generator.parameters()).device
-        return self.step_features(self.method.features(batch.to(device, non_blocking=True)))
+        batch = batch.to(device, non_blocking=True)
+        return self.step_features(self.method.features(batch) if batch.ndim == 5 else batch)
 
     def step_features(self, features: torch.Tensor) -> dict[str, float]:
         """One step on (B, feature_dim) snippet features; B must be >= 2 (batch statistics)."""
@@ -100,6 +111,9 @@ class GclObjective:
         self.opt_d.step()
         return float(loss.item())
 
+    def finish(self) -> None:
+        pass
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "method": self.method.state_dict(),
@@ -115,23 +129,7 @@ class GclObjective:
         self.steps_done = int(state["steps_done"])
 
 
-def load_backbone(method: Gcl) -> None:
-    """Put the converted Kinetics I3D into the method (when its config asks for it) before training."""
-    cfg = method.config
-    if cfg.backbone == "random":
-        return
-    if cfg.backbone_weights is None:
-        msg = (
-            "gcl with backbone=i3d-kinetics-400 needs method.backbone_weights=PATH to the converted I3D "
-            "(`vigil weights convert-i3d`), or backbone=random for tests"
-        )
-        raise ValueError(msg)
-    device = next(method.i3d.parameters()).device
-    method.i3d.load_state_dict(load_i3d_kinetics(Path(cfg.backbone_weights)).state_dict())
-    method.i3d.to(device).eval()
-
-
-@register_objective("gcl")
+@register_objective("gcl", optim=GclOptim, data=("clips", "snippets"))
 def build_gcl_objective(method: Any, config: TrainConfig, device: torch.device) -> GclObjective:
     if not isinstance(method, Gcl):
         msg = f"the gcl objective trains a Gcl method, got {type(method).__name__}"
@@ -139,6 +137,6 @@ def build_gcl_objective(method: Any, config: TrainConfig, device: torch.device) 
     if config.batch_size < 2:
         msg = f"gcl pseudo-labels come from batch statistics; use batch_size >= 2 (got {config.batch_size})"
         raise ValueError(msg)
-    load_backbone(method)
+    assert isinstance(config.optim, GclOptim)
     method.to(device)
-    return GclObjective(method, config.steps, config.optim.lr_g, config.optim.lr_d, config.optim.betas)
+    return GclObjective(method, config.steps, config.optim)

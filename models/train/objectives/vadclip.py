@@ -10,22 +10,38 @@ Losses per step, on a batch of videos (B, L, dim) with validity (B, L) and class
 Learnable prompts (a 77-slot token table, N(0, 0.01)) go through the frozen CLIP text tower: slot 0 = SOT,
 `prompt_prefix` learnable slots, the class-name tokens, `prompt_postfix` learnable slots, then EOT, read out at
 EOT. AdamW (weight decay 0.01), MultiStepLR x0.1 at the given fractions of the run (UCF: epochs 4 and 8 of 10).
+Each batch is a list of training videos (half normal, half anomalous: VadCLIP's UCF-Crime sampling), cut or
+averaged to at most `visual_length` snippets and padded to the longest of the batch (padding is masked).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from models.methods.vadclip import Vadclip
+from models.methods.vadclip import Vadclip, to_sequence
 from models.pretrained import clip as clip_weights
+from models.train.objectives import OptimConfig, register_objective
+
+if TYPE_CHECKING:
+    from models.train.config import TrainConfig
+    from models.train.sources import WeakVideo
 
 SEPARATION_WEIGHT = 0.1
-LR_MILESTONES = (0.4, 0.8)  # fractions of the run, VadCLIP's UCF schedule (epochs 4 and 8 of 10)
+
+
+class VadclipOptim(OptimConfig):
+    """AdamW for the adapter, heads and prompts; the learning rate drops x`lr_drop_factor` at `lr_milestones`."""
+
+    lr: float = Field(default=2e-5, gt=0)  # UCF-Crime 2e-5, XD-Violence 1e-5
+    weight_decay: float = Field(default=0.01, ge=0)
+    lr_milestones: tuple[float, ...] = (0.4, 0.8)  # fractions of the run: VadCLIP's UCF epochs 4 and 8 of 10
+    lr_drop_factor: float = Field(default=0.1, gt=0, le=1)
 
 
 def top_k_count(lengths: torch.Tensor, snippets_per_k: int = 16) -> torch.Tensor:
@@ -112,13 +128,27 @@ class PromptTextEncoder(nn.Module):
         return out
 
 
+def video_batch(
+    videos: list[WeakVideo], length: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Videos -> (B, L, dim) features, (B, L) validity, (B,) labels; L = the longest video's length, at most `length`.
+
+    Padding is masked in the adapter, so padding only to the longest video of the batch changes no result and
+    saves most of the work when videos are much shorter than visual_length (Ped2: about 10 of 256 snippets)."""
+    length = min(length, max(v.features.shape[0] for v in videos))
+    seqs = [to_sequence(v.features, length) for v in videos]
+    features = torch.stack([s[0] for s in seqs]).to(device)
+    valid = torch.stack([s[1] for s in seqs]).to(device)
+    labels = torch.tensor([v.label for v in videos], device=device)
+    return features, valid, labels
+
+
 class VadclipObjective:
     def __init__(
         self,
         method: Vadclip,
         total_steps: int,
-        lr: float,
-        weight_decay: float = 0.01,
+        optim: VadclipOptim,
         separation_weight: float = SEPARATION_WEIGHT,
     ) -> None:
         cfg = method.config
@@ -133,9 +163,9 @@ class VadclipObjective:
         params = [p for p in method.parameters() if p.requires_grad]
         if self.text is not None:
             params.append(self.text.prompt)
-        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-        milestones = sorted({max(1, round(f * total_steps)) for f in LR_MILESTONES})
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones, gamma=0.1)
+        self.opt = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+        milestones = sorted({max(1, round(f * total_steps)) for f in optim.lr_milestones})
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones, gamma=optim.lr_drop_factor)
         self.steps_done = 0
 
     def losses(self, features: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,6 +182,10 @@ class VadclipObjective:
             out["sep"] = self.separation_weight * (unit[1:] @ unit[0]).abs().mean()
         return out
 
+    def step(self, videos: list[WeakVideo]) -> dict[str, float]:
+        device = next(self.method.adapter.parameters()).device
+        return self.step_videos(*video_batch(videos, self.method.config.visual_length, device))
+
     def step_videos(self, features: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         self.method.train()
         losses = self.losses(features, valid, labels)
@@ -163,12 +197,11 @@ class VadclipObjective:
         self.steps_done += 1
         return {k: float(v.item()) for k, v in losses.items()}
 
-    def finish(self) -> Vadclip:
-        """Store the trained class-text features in the method (serving needs no text tower); eval mode."""
+    def finish(self) -> None:
+        """Store the trained class-text features in the method (serving needs no text tower)."""
         if self.text is not None:
             with torch.no_grad():
                 self.method.class_text.copy_(self.text())
-        return self.method.eval()
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -189,3 +222,13 @@ class VadclipObjective:
         if self.text is not None:
             with torch.no_grad():
                 self.text.prompt.copy_(state["prompt"])
+
+
+@register_objective("vadclip", optim=VadclipOptim, data=("videos",))
+def build_vadclip_objective(method: Any, config: TrainConfig, device: torch.device) -> VadclipObjective:
+    if not isinstance(method, Vadclip):
+        msg = f"the vadclip objective trains a Vadclip method, got {type(method).__name__}"
+        raise TypeError(msg)
+    assert isinstance(config.optim, VadclipOptim)
+    method.to(device)
+    return VadclipObjective(method, config.steps, config.optim)

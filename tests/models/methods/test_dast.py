@@ -58,7 +58,7 @@ def _train_config(root: Path, tmp_path: Path, steps: int) -> TrainConfig:
         {
             "method": {"name": "dast", "preset": "tiny"},
             "data": {"root": str(root), "num_val": 1},
-            "optim": {"lr_g": 2e-3, "lr_drop_step": None},
+            "optim": {"lr": 2e-3, "lr_drop_step": None},
             "steps": steps,
             "batch_size": 2,
             "checkpoint_every": steps,

@@ -160,7 +160,7 @@ def _config(root: Path, tmp_path: Path, name: str, **method: object) -> TrainCon
         {
             "method": {"name": "f2lm", "preset": "tiny", **method},
             "data": {"root": str(root), "num_val": 1},
-            "optim": {"lr_g": 1e-3, "lr_d": 1e-4, "lr_drop_step": None},
+            "optim": {"generator_lr": 1e-3, "discriminator_lr": 1e-4, "lr_drop_step": None},
             "steps": 2,
             "batch_size": 2,
             "checkpoint_every": 2,

@@ -16,9 +16,10 @@ from models.registry import get_method
 from models.store import ModelStore
 from models.train.config import load_train_config
 from models.train.loop import train
-from models.train.objectives.gcl import PSEUDO_TARGET, GclObjective, load_backbone
+from models.train.objectives.gcl import PSEUDO_TARGET, GclObjective, GclOptim
 
 TINY_YAML = Path(__file__).resolve().parents[3] / "models" / "configs" / "gcl_tiny.yaml"
+LR = GclOptim(generator_lr=1e-3, discriminator_lr=1e-3)
 
 
 def tiny() -> Gcl:
@@ -56,7 +57,7 @@ def test_each_scored_frame_gets_the_snippet_ending_at_it() -> None:
 
 def test_negative_learning_targets_input_for_normal_and_pseudo_target_for_anomalies() -> None:
     method = tiny()
-    objective = GclObjective(method, total_steps=10, lr_g=1e-3, lr_d=1e-3, betas=(0.9, 0.999))
+    objective = GclObjective(method, total_steps=10, optim=LR)
     features = torch.rand(8, method.config.feature_dim)
     anomalous = torch.tensor([True, False, False, True, False, False, False, False])
     method.train()
@@ -72,7 +73,7 @@ def test_negative_learning_targets_input_for_normal_and_pseudo_target_for_anomal
 
 
 def test_phases_run_in_order() -> None:
-    objective = GclObjective(tiny(), total_steps=10, lr_g=1e-3, lr_d=1e-3, betas=(0.9, 0.999))
+    objective = GclObjective(tiny(), total_steps=10, optim=LR)
     phases, keys = [], []
     for _ in range(10):
         phases.append(objective.phase)
@@ -92,7 +93,7 @@ def test_cooperative_training_separates_unlabelled_outliers() -> None:
     features = torch.cat([normal, outliers])
     labels = np.r_[np.zeros(270), np.ones(30)]
     method = Gcl(GclConfig.tiny())
-    objective = GclObjective(method, total_steps=60, lr_g=1e-3, lr_d=1e-3, betas=(0.9, 0.999))
+    objective = GclObjective(method, total_steps=60, optim=LR)
     generator = torch.Generator().manual_seed(0)
     for _ in range(60):
         objective.step_features(features[torch.randperm(300, generator=generator)[:64]])
@@ -107,7 +108,7 @@ def test_cooperative_training_separates_unlabelled_outliers() -> None:
 def test_kinetics_backbone_needs_a_weights_path() -> None:
     method = Gcl(GclConfig.small())
     with pytest.raises(ValueError, match="convert-i3d"):
-        load_backbone(method)
+        method.load_pretrained()
 
 
 @pytest.mark.slow
@@ -136,36 +137,3 @@ def test_trains_with_vigil_train_and_round_trips(synthetic_dataset: Path, tmp_pa
     for key, value in initial.i3d.state_dict().items():
         torch.testing.assert_close(method.i3d.state_dict()[key], value, msg=key)
     assert not torch.equal(method.generator[0].weight, initial.generator[0].weight)
-
-
-@pytest.mark.slow
-def test_trains_on_a_feature_cache_over_a_weak_split_with_vigil_train(synthetic_dataset: Path, tmp_path: Path) -> None:
-    import yaml
-
-    from models.features.cache import FeatureCache
-    from models.features.extract import extract_dataset, feature_index, i3d_encoder
-
-    backbone = tiny().i3d  # seed 0: the same random I3D the run builds with seed=0
-    cache = FeatureCache.create_or_open(tmp_path / "cache", feature_index(backbone, 64, "random:0", name="i3d-tiny"))
-    extract_dataset(synthetic_dataset, cache, i3d_encoder(backbone), 64)
-    split = {
-        "dataset": "synthetic",
-        "train": {"normal": ["train/01", "train/02"], "anomalous": ["test/01"]},
-        "calibration": ["train/03"],
-        "test": ["test/02"],
-    }
-    (tmp_path / "split.yaml").write_text(yaml.safe_dump(split))
-    overrides = [
-        f"data.root={synthetic_dataset}",
-        f"data.split={tmp_path / 'split.yaml'}",
-        f"data.features={tmp_path / 'cache'}",
-        f"register.registry={tmp_path / 'reg'}",
-    ]
-    result = train(load_train_config(TINY_YAML, overrides))
-    assert result.ref == "gcl-tiny@v1"
-    assert result.metrics["train"]["videos"] == ["train/01", "train/02", "test/01"]
-    assert {"paper_disc_prob", "online"} <= set(result.metrics["test"])
-    _, card, _ = load_model(ModelStore(tmp_path / "reg"), "gcl-tiny")
-    assert card.calibration is not None
-    with pytest.raises(ValueError, match=r"set data\.features"):
-        train(load_train_config(TINY_YAML, [*overrides[:2], f"out_dir={tmp_path / 'again'}"]))

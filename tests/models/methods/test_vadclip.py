@@ -15,15 +15,14 @@ from safetensors.torch import save_file
 from models.errors import IncompatibleCheckpointError, UnsafeWeightsError
 from models.evaluate.metrics import roc_auc
 from models.features.cache import FeatureCache, FeatureCacheError, FeatureIndex
-from models.features.weak import WeakVideo, cache_source, online_signals, paper_signals, to_sequence
 from models.io import load_model
-from models.methods.vadclip import Vadclip, VadclipConfig
+from models.methods.vadclip import Vadclip, VadclipConfig, to_sequence
 from models.pretrained import clip as clip_weights
 from models.store import ModelStore
 from models.train.config import load_train_config
 from models.train.loop import train
-from models.train.objectives.vadclip import PromptTextEncoder, VadclipObjective, top_k_bce, top_k_mean
-from models.train.weak import fit
+from models.train.objectives.vadclip import PromptTextEncoder, VadclipObjective, VadclipOptim, top_k_bce, top_k_mean
+from models.train.sources import WeakVideo, check_cache
 
 TINY_YAML = Path(__file__).resolve().parents[3] / "models" / "configs" / "vadclip_tiny.yaml"
 
@@ -137,11 +136,15 @@ def _mil_videos(seed: int) -> tuple[list[WeakVideo], torch.Tensor, np.ndarray]:
 def test_weak_training_finds_the_anomalous_snippets_from_video_labels_only() -> None:
     videos, test, labels = _mil_videos(0)
     method = tiny()
-    cfg = load_train_config(TINY_YAML, ["steps=150", "batch_size=8", "data.root=."])
-    objective = VadclipObjective(method, cfg.steps, lr=3e-3)
-    losses = fit(objective, videos, cfg, torch.device("cpu"))
+    objective = VadclipObjective(method, 150, VadclipOptim(lr=3e-3))
+    normal, anomalous = videos[:8], videos[8:]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        picks = [normal[i] for i in torch.randint(8, (4,), generator=generator)]
+        losses = objective.step(picks + [anomalous[i] for i in torch.randint(8, (4,), generator=generator)])
     assert set(losses) == {"c", "a", "sep"}
-    method = objective.finish()
+    objective.finish()
+    method.eval()
     assert method.class_text.abs().sum() > 0  # trained text features are stored for serving
     with torch.no_grad():
         signals = method.score_history([test[i : i + 1] for i in range(len(test))]).numpy()
@@ -150,15 +153,17 @@ def test_weak_training_finds_the_anomalous_snippets_from_video_labels_only() -> 
     assert roc_auc(labels, signals[:, 1]) > 0.8
 
 
-def test_paper_and_online_signals_cover_whole_snippets() -> None:
+def test_causal_and_published_signals_of_cached_snippets() -> None:
     method = tiny()
     features = torch.randn(11, 32)
-    paper, online = paper_signals(method, features), online_signals(method, features)
-    assert paper.shape == online.shape == (11 * 16, 2)
-    assert np.all(paper[:16] == paper[0])  # one value per snippet, repeated over its 16 frames
-    # Online, snippet 7 sees snippets 0..7 only (history 8); the paper protocol sees the whole chunk.
-    expected = method.score_history([features[0:8]])[0].detach().double().numpy()
-    np.testing.assert_allclose(online[7 * 16], expected, rtol=1e-6)
+    with torch.no_grad():
+        paper, online = method.feature_signals(features, causal=False), method.feature_signals(features, causal=True)
+        assert paper.shape == online.shape == (11, 2)
+        # Online, snippet 7 sees snippets 0..7 only (history 8); the paper protocol sees the whole chunk (all 11).
+        torch.testing.assert_close(online[7], method.score_history([features[0:8]])[0])
+        torch.testing.assert_close(online[10], method.score_history([features[3:11]])[0])
+        whole = method.sequence_signals(features[None], torch.ones(1, 11, dtype=torch.bool))[0]
+        torch.testing.assert_close(paper, whole)
     seq, valid = to_sequence(torch.arange(10.0)[:, None], 4)  # longer than 4: averaged into 4 bins
     assert valid.all()
     assert seq[:, 0].tolist() == [0.5, 3.0, 5.5, 8.0]
@@ -235,8 +240,8 @@ def test_feature_cache_missing_or_of_another_dimension_is_a_clear_error(tmp_path
         backbone="i3d-kinetics-400", feature_dim=1024, snippet_frames=16, weights_sha256="x", preprocessing="-"
     )
     cache = FeatureCache.create_or_open(tmp_path / "cache", index)
-    with pytest.raises(FeatureCacheError, match=r"1024-d i3d-kinetics-400 features but vadclip.*expects 32-d"):
-        cache_source(cache, tiny())
+    with pytest.raises(FeatureCacheError, match=r"1024-d i3d-kinetics-400 features but vadclip reads 32-d clip-"):
+        check_cache(cache, tiny(), "vadclip")
 
 
 @pytest.mark.slow
@@ -256,9 +261,7 @@ def test_clip_feature_cache_matches_the_method_and_trains(synthetic_dataset: Pat
     cache = FeatureCache.open(out)
     assert cache.index.backbone == "clip-vigil-tiny"
     method = Vadclip(VadclipConfig.tiny().model_copy(update={"backbone_weights": str(weights)}))
-    from models.train.weak import load_backbone
-
-    load_backbone(method)
+    method.load_pretrained()
     video = next(v for v in open_dataset(synthetic_dataset, "test") if v.name == "02")
     with torch.no_grad():
         expected = method.encode_snippets(to_tensor(prepare(video.reader.read_all(), method.input_spec)))
@@ -272,6 +275,7 @@ def test_clip_feature_cache_matches_the_method_and_trains(synthetic_dataset: Pat
             f"method.backbone_weights={weights}",
             "steps=5",
             "register.enabled=false",
+            f"out_dir={tmp_path / 'run'}",
         ],
     )
     result = train(cfg)

@@ -136,7 +136,7 @@ def test_cli_rejects_unknown_override_with_valid_keys(capsys: pytest.CaptureFixt
     assert main(["train", str(config), "optim.lr=1"]) == 2
     out = capsys.readouterr().out
     assert "unknown config key 'optim.lr'" in out
-    assert "optim.lr_g" in out
+    assert "optim.generator_lr" in out
 
 
 @pytest.mark.gpu
