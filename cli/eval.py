@@ -203,17 +203,26 @@ def _print_table(result: EvalResult) -> None:
         return "-" if value is None else f"{value:.4f}"
 
     online, camera = result.online, result.camera
+    keys = (
+        ("micro AUC", "micro_auc"),
+        (f"macro AUC ({result.paper.macro_videos} videos with both classes)", "macro_auc"),
+        ("  chance", "macro_chance"),
+        ("macro AUC, AI-VAD padding (all videos)", "macro_auc_padded"),
+        ("  chance", "macro_chance_padded"),
+        ("EER", "eer"),
+    )
     rows = [
         (name, *(getattr(r, key) if r is not None else None for r in (result.paper, online, camera)))
-        for name, key in (("micro AUC", "micro_auc"), ("macro AUC", "macro_auc"), ("EER", "eer"))
+        for name, key in keys
     ]
     print(
         f"{result.model} on {result.dataset}: {result.paper.num_frames} scored frames, "
         f"{result.paper.num_anomalous} anomalous"
     )
-    print(f"{'':<10}  {'paper':>8}  {'online':>8}  {'camera':>8}")
+    width = max(len(name) for name, _ in keys)
+    print(f"{'':<{width}}  {'paper':>8}  {'online':>8}  {'camera':>8}")
     for name, paper, onl, cam in rows:
-        print(f"{name:<10}  {fmt(paper):>8}  {fmt(onl):>8}  {fmt(cam):>8}")
+        print(f"{name:<{width}}  {fmt(paper):>8}  {fmt(onl):>8}  {fmt(cam):>8}")
     if online is None:
         print(f"online protocol skipped: {result.online_skipped}")
     if result.events:

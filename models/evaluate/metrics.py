@@ -1,4 +1,5 @@
-"""Frame-level ROC metrics in numpy: ROC curve and AUC (ties handled like sklearn), EER, per-video and macro AUC."""
+"""Frame-level ROC metrics in numpy: ROC curve and AUC (ties handled like sklearn), EER, per-video and macro AUC,
+and the chance floor of a macro AUC (what random scores get on the same labels)."""
 
 from __future__ import annotations
 
@@ -78,12 +79,30 @@ def per_video_auc(labels: list[np.ndarray], scores: list[np.ndarray]) -> list[fl
     return out
 
 
-def macro_auc(labels: list[np.ndarray], scores: list[np.ndarray]) -> float:
-    """Mean per-video AUC with the AI-VAD padding (`evaluate.py` `macro_auc`).
+def has_both_classes(labels: np.ndarray) -> bool:
+    y = np.asarray(labels)
+    return bool(np.any(y == 1)) and bool(np.any(y == 0))
 
-    Each video gets one fake normal frame scored min(0, min score) and one fake anomalous frame
-    scored at the largest float, so all-normal or all-anomalous videos have a defined AUC. The padding
-    raises AUCs of single-class videos to 1 and slightly lifts the others; it is what later papers report.
+
+def macro_auc(labels: list[np.ndarray], scores: list[np.ndarray]) -> float | None:
+    """Mean AUC over the videos that hold both normal and anomalous frames, unpadded; None when no video does.
+
+    Videos with one class have no AUC and are left out (on Ped2's test set: 08-11, every scored frame anomalous).
+    """
+    if not labels:
+        msg = "macro AUC needs at least one video"
+        raise ValueError(msg)
+    values = [roc_auc(y, s) for y, s in zip(labels, scores, strict=True) if has_both_classes(y)]
+    return float(np.mean(values)) if values else None
+
+
+def padded_macro_auc(labels: list[np.ndarray], scores: list[np.ndarray]) -> float:
+    """Mean per-video AUC with the AI-VAD padding (`evaluate.py` `macro_auc`), for comparison with papers that use it.
+
+    Each video gets one fake normal frame scored min(0, min score) and one fake anomalous frame scored at the
+    largest float, so all-normal or all-anomalous videos have a defined AUC. The padding lifts every single-class
+    video to 1.0 whatever its scores and lifts the others too: random scores get 0.686 on Ped2's 12 test videos.
+    Report it only beside its chance floor (`chance_macro_auc(..., padded=True)`).
     """
     if not labels:
         msg = "macro AUC needs at least one video"
@@ -93,4 +112,20 @@ def macro_auc(labels: list[np.ndarray], scores: list[np.ndarray]) -> float:
         s = np.asarray(s, dtype=np.float64)
         low = min(0.0, float(s.min())) if s.size else 0.0
         values.append(roc_auc(np.r_[0, y, 1], np.r_[low, s, np.finfo(np.float64).max]))
+    return float(np.mean(values))
+
+
+def chance_macro_auc(labels: list[np.ndarray], padded: bool, draws: int = 100, seed: int = 0) -> float | None:
+    """The chance floor of a macro AUC: its mean over `draws` sets of i.i.d. uniform random scores on `labels`.
+
+    About 0.5 unpadded (any video with both classes); for the padded macro AUC it is what the padding alone gives.
+    """
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        random = [rng.random(len(y)) for y in labels]
+        value = padded_macro_auc(labels, random) if padded else macro_auc(labels, random)
+        if value is None:
+            return None
+        values.append(value)
     return float(np.mean(values))

@@ -15,7 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.calibration import calibrate
 from models.card import Calibration
 from models.evaluate.events import EventResult
-from models.evaluate.metrics import eer, macro_auc, per_video_auc, roc_auc, roc_curve
+from models.evaluate.metrics import (
+    chance_macro_auc,
+    eer,
+    has_both_classes,
+    macro_auc,
+    padded_macro_auc,
+    per_video_auc,
+    roc_auc,
+    roc_curve,
+)
+from models.types import SNIPPET_FRAMES
 
 # paper: per-video min-max (test statistics); online: the card's calibration; camera: what the service publishes
 # (the camera's own learned reference, models/calibration/camera.py), scored by vigil eval over the videos as a stream.
@@ -44,7 +54,11 @@ class ProtocolResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
     protocol: Protocol
     micro_auc: float  # one ROC over all test frames concatenated
-    macro_auc: float  # mean per-video AUC, AI-VAD padding (metrics.macro_auc)
+    macro_auc: float | None  # mean AUC of the videos with both classes, unpadded; None when no video has both
+    macro_videos: int = 0  # how many videos that is
+    macro_chance: float | None = None  # what random scores get as macro_auc on these labels (about 0.5)
+    macro_auc_padded: float | None = None  # AI-VAD's padded macro AUC over every video (metrics.padded_macro_auc)
+    macro_chance_padded: float | None = None  # ... and what random scores get as that (Ped2 test: 0.686)
     eer: float
     per_video_auc: dict[str, float | None]  # None: the video has one class only
     num_frames: int
@@ -74,9 +88,13 @@ class EvalResult(BaseModel):
         return {
             "paper_micro_auc": self.paper.micro_auc,
             "paper_macro_auc": self.paper.macro_auc,
+            "macro_chance": self.paper.macro_chance,
+            "paper_macro_auc_padded": self.paper.macro_auc_padded,
+            "macro_chance_padded": self.paper.macro_chance_padded,
             "paper_eer": self.paper.eer,
             "online_micro_auc": self.online.micro_auc if self.online else None,
             "online_macro_auc": self.online.macro_auc if self.online else None,
+            "online_macro_auc_padded": self.online.macro_auc_padded if self.online else None,
             "online_eer": self.online.eer if self.online else None,
             **{
                 f"{mode.replace('-', '_')}_{k}": getattr(e, k)
@@ -128,12 +146,28 @@ def summarize(
         protocol=protocol,
         micro_auc=roc_auc(y, s),
         macro_auc=macro_auc(labels, scores),
+        macro_videos=sum(has_both_classes(v) for v in labels),
+        macro_chance=chance_macro_auc(labels, padded=False),
+        macro_auc_padded=padded_macro_auc(labels, scores),
+        macro_chance_padded=chance_macro_auc(labels, padded=True),
         eer=eer(y, s),
         per_video_auc=dict(zip(names, per_video_auc(labels, scores), strict=True)),
         num_frames=int(y.size),
         num_anomalous=int(y.sum()),
         roc=RocPoints(fpr=fpr.tolist(), tpr=tpr.tolist()),
     )
+
+
+def snippet_frames(signals: np.ndarray, num_frames: int, snippet: int, causal: bool) -> np.ndarray:
+    """(S, K) values of a video's consecutive snippets -> per-frame values (METHODS.md B.0).
+
+    causal=False (the published protocol): snippet j's value on its own frames 16j..16j+15, frames 0..16S-1 (a
+    snippet's frames see up to 15 frames of its future). causal=True (as live): frame t gets the latest snippet
+    that ended at or before t, frames snippet-1..num_frames-1; the snippet ending at t itself when t + 1 is a
+    multiple of 16 (live, the worker computes one ending at every frame: `vigil eval` scores that way).
+    """
+    frames = np.repeat(np.asarray(signals, dtype=np.float64), snippet, axis=0)
+    return frames[: num_frames - (snippet - 1)] if causal else frames
 
 
 def snippet_metrics(
@@ -143,24 +177,41 @@ def snippet_metrics(
     paper: list[np.ndarray],
     online: list[np.ndarray],
     calibration: Calibration,
+    snippet: int = SNIPPET_FRAMES,
     online_raw: bool = False,
 ) -> dict[str, Any]:
-    """Both protocols for a snippet-level method (METHODS.md B.0) -> card metrics (no ROC points).
+    """Both protocols for a snippet-level method -> card metrics (no ROC points).
 
-    `paper` and `online` hold each test video's (16 * snippets, S) raw signals, snippet values repeated over
-    their frames; the video's labels are cut to that length (its trailing frames % 16 have no snippet). Paper:
-    each raw signal, no per-video normalisation (these methods output probabilities). Online: the card's
-    calibration over `online`, and with `online_raw` also each raw signal of `online`.
+    `paper` and `online` hold each test video's (snippets, S) raw signals: `paper` from the published, non-causal
+    scoring (one value per snippet over its own 16 frames, `snippet_frames(causal=False)`; labels cut to 16 x
+    snippets), `online` from causal scoring, aligned causally (`snippet_frames(causal=True)`, the first 15
+    labels dropped). Paper: each raw signal, no per-video normalisation (these methods output probabilities).
+    Online: the card's calibration, and with `online_raw` also each raw signal.
     """
-    truth = [labels[k][: len(p)].astype(np.uint8) for k, p in zip(keys, paper, strict=True)]
-    result: dict[str, Any] = {"videos": keys, "frames": int(sum(len(t) for t in truth))}
+    paper_truth, online_truth, paper_frames, online_frames = [], [], [], []
+    for key, p, o in zip(keys, paper, online, strict=True):
+        n = len(labels[key])
+        paper_frames.append(snippet_frames(p, n, snippet, causal=False))
+        paper_truth.append(labels[key][: len(paper_frames[-1])].astype(np.uint8))
+        online_frames.append(snippet_frames(o, n, snippet, causal=True))
+        online_truth.append(labels[key][snippet - 1 : snippet - 1 + len(online_frames[-1])].astype(np.uint8))
+    result: dict[str, Any] = {
+        "videos": keys,
+        "frames": int(sum(len(t) for t in paper_truth)),
+        "online_frames": int(sum(len(t) for t in online_truth)),
+    }
+    for kind, truth in (("paper", paper_truth), ("online", online_truth)):
+        if len(np.unique(np.concatenate(truth))) < 2:
+            result[kind] = f"skipped: the {kind} protocol's frames of {keys} hold one class only"
+            return result
     for i, name in enumerate(names):
-        result[f"paper_{name}"] = summarize("paper", keys, truth, [p[:, i] for p in paper]).model_dump(exclude={"roc"})
+        paper_i = summarize("paper", keys, paper_truth, [p[:, i] for p in paper_frames])
+        result[f"paper_{name}"] = paper_i.model_dump(exclude={"roc"})
         if online_raw:
-            raw = summarize("online", keys, truth, [o[:, i] for o in online])
+            raw = summarize("online", keys, online_truth, [o[:, i] for o in online_frames])
             result[f"online_raw_{name}"] = raw.model_dump(exclude={"roc"})
-    scores = [online_scores(o, calibration) for o in online]
-    result["online"] = summarize("online", keys, truth, scores).model_dump(exclude={"roc"})
+    scores = [online_scores(o, calibration) for o in online_frames]
+    result["online"] = summarize("online", keys, online_truth, scores).model_dump(exclude={"roc"})
     return result
 
 

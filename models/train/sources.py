@@ -16,7 +16,7 @@ run would have drawn.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +32,7 @@ from models.data.datasets import LabeledVideo, dataset_fingerprint, open_dataset
 from models.data.splits import load_split, read_test_labels
 from models.data.transforms import prepare, to_tensor
 from models.errors import DatasetError
-from models.evaluate.protocols import snippet_metrics
+from models.evaluate.protocols import snippet_frames, snippet_metrics
 from models.features.cache import FeatureCache, FeatureCacheError
 from models.inference import score_frames
 from models.io import sha256_file
@@ -151,32 +151,44 @@ def check_cache(cache: FeatureCache, method: SnippetFeatureMethod, name: str) ->
         raise FeatureCacheError(msg)
 
 
-def feature_loader(
-    cfg: TrainConfig, method: SnippetFeatureMethod, device: torch.device
-) -> Callable[[str], torch.Tensor]:
-    """ "<split>/<video>" -> (snippets, D) features: from the checked cache, or the method's backbone once per video."""
-    if cfg.data.features is not None:
-        cache = FeatureCache.open(cfg.data.features)
-        check_cache(cache, method, cfg.method_name)
-        return cache.load
-    videos: dict[str, LabeledVideo] = {}
-    for split in ("train", "test"):
-        videos.update({f"{split}/{v.name}": v for v in open_dataset(cfg.data.root, split)})
-    computed: dict[str, torch.Tensor] = {}
-    spec = method.input_spec  # type: ignore[attr-defined]
+class SplitVideoFeatures:
+    """ "<split>/<video>" -> (snippets, D) features and the video's frame count: from the checked cache, or from the
+    method's frozen backbone once per video."""
 
-    def load(key: str) -> torch.Tensor:
-        if key not in computed:
-            if key not in videos:
-                msg = f"video {key!r} of the split is not in {cfg.data.root} (keys look like train/01, test/03)"
-                raise DatasetError(msg)
-            frames = to_tensor(prepare(videos[key].reader.read_all(), spec)).to(device)
+    def __init__(self, cfg: TrainConfig, method: SnippetFeatureMethod, device: torch.device) -> None:
+        self.cache: FeatureCache | None = None
+        self.videos: dict[str, LabeledVideo] = {}
+        self.computed: dict[str, torch.Tensor] = {}
+        self.method, self.device, self.root = method, device, cfg.data.root
+        if cfg.data.features is not None:
+            self.cache = FeatureCache.open(cfg.data.features)
+            check_cache(self.cache, method, cfg.method_name)
+            return
+        for split in ("train", "test"):
+            self.videos.update({f"{split}/{v.name}": v for v in open_dataset(cfg.data.root, split)})
+
+    def _video(self, key: str) -> LabeledVideo:
+        if key not in self.videos:
+            msg = f"video {key!r} of the split is not in {self.root} (keys look like train/01, test/03)"
+            raise DatasetError(msg)
+        return self.videos[key]
+
+    def load(self, key: str) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache.load(key)
+        if key not in self.computed:
+            spec = self.method.input_spec  # type: ignore[attr-defined]
+            frames = to_tensor(prepare(self._video(key).reader.read_all(), spec)).to(self.device)
             with torch.inference_mode():
-                computed[key] = method.encode_snippets(frames).cpu()
-            log.info("features %s: %d snippets", key, computed[key].shape[0])
-        return computed[key]
+                self.computed[key] = self.method.encode_snippets(frames).cpu()
+            log.info("features %s: %d snippets", key, self.computed[key].shape[0])
+        return self.computed[key]
 
-    return load
+    def frames(self, key: str) -> int:
+        if self.cache is not None:
+            self.cache.load(key)  # the error for a video the cache lacks
+            return self.cache.index.videos[key].frames
+        return self._video(key).num_frames
 
 
 class _SplitFeatures:
@@ -190,9 +202,9 @@ class _SplitFeatures:
             raise TypeError(msg)
         assert cfg.data.split is not None  # the config's data_kind checked it
         self.cfg, self.split = cfg, load_split(cfg.data.split)
-        self.load = feature_loader(cfg, method, device)
-        self.train = [WeakVideo(k, self.load(k), 0) for k in self.split.train.normal]
-        self.train += [WeakVideo(k, self.load(k), 1) for k in self.split.train.anomalous]
+        self.videos = SplitVideoFeatures(cfg, method, device)
+        self.train = [WeakVideo(k, self.videos.load(k), 0) for k in self.split.train.normal]
+        self.train += [WeakVideo(k, self.videos.load(k), 1) for k in self.split.train.anomalous]
         empty = [v.key for v in self.train if v.features.shape[0] == 0]
         if empty:
             msg = f"videos {empty} are shorter than one {method.snippet_frames}-frame snippet"
@@ -211,18 +223,21 @@ class _SplitFeatures:
             "split": self.cfg.data.split,
         }
 
-    def _frame_signals(self, method: SnippetFeatureMethod, key: str, causal: bool) -> np.ndarray:
-        """(16 * S, signals) of one video: each snippet's signals repeated over its frames (METHODS.md B.0)."""
+    def _signals(self, method: SnippetFeatureMethod, key: str, causal: bool) -> np.ndarray:
+        """(S, signals) of one video's snippets."""
         with torch.inference_mode():
-            signals = method.feature_signals(self.load(key), causal=causal).cpu().double().numpy()
-        return np.repeat(signals, method.snippet_frames, axis=0)
+            return method.feature_signals(self.videos.load(key), causal=causal).cpu().double().numpy()
 
     def held_out(self, method: AnomalyMethod, device: torch.device) -> HeldOut:
         del device  # features are already computed
         assert isinstance(method, SnippetFeatureMethod)
         calibration = self.split.calibration
+        snippet = method.snippet_frames
         return HeldOut(
-            parts=[self._frame_signals(method, k, causal=True) for k in calibration],
+            parts=[  # each snippet's signals on the frames after it ended, as live (snippet_frames causal)
+                snippet_frames(self._signals(method, k, causal=True), self.videos.frames(k), snippet, causal=True)
+                for k in calibration
+            ],
             source=f"held-out normal videos {', '.join(calibration)} of {self.split.dataset} ({self.features})",
             too_short=f"calibration videos {calibration} are shorter than one snippet",
         )
@@ -232,9 +247,10 @@ class _SplitFeatures:
         assert isinstance(method, SnippetFeatureMethod)
         keys = self.split.test
         labels = read_test_labels(self.cfg.data.root, keys)  # first: unlabelled test videos fail before scoring
-        paper = [self._frame_signals(method, k, causal=False) for k in keys]
-        online = [self._frame_signals(method, k, causal=True) for k in keys]
-        return snippet_metrics(list(method.signal_names), keys, labels, paper, online, calibration, online_raw=True)
+        paper = [self._signals(method, k, causal=False) for k in keys]
+        online = [self._signals(method, k, causal=True) for k in keys]
+        names = list(method.signal_names)
+        return snippet_metrics(names, keys, labels, paper, online, calibration, method.snippet_frames, online_raw=True)
 
 
 class SnippetBatches(_SplitFeatures):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.evaluate.metrics import eer, macro_auc, per_video_auc, roc_auc, roc_curve
+from models.evaluate.metrics import (
+    chance_macro_auc,
+    eer,
+    macro_auc,
+    padded_macro_auc,
+    per_video_auc,
+    roc_auc,
+    roc_curve,
+)
 
 
 def _pairwise_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -68,6 +76,21 @@ def test_per_video_and_macro_auc() -> None:
     labels = [np.array([0, 0, 1, 1]), np.array([0, 0, 0])]
     scores = [np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.2, 0.9, 0.1])]
     assert per_video_auc(labels, scores) == [pytest.approx(0.75), None]
+    # Unpadded: only video 1 has both classes.
+    assert macro_auc(labels, scores) == pytest.approx(0.75)
+    assert macro_auc([np.array([1, 1])], [np.array([0.1, 0.2])]) is None
     # video 1 padded: [0]+y+[1] with scores [0]+s+[max]: pos {0.35, 0.8, max} vs neg {0, 0.1, 0.4} -> 8/9
     # video 2 padded: one anomalous (max) above every normal -> 1.0
-    assert macro_auc(labels, scores) == pytest.approx((8 / 9 + 1.0) / 2)
+    assert padded_macro_auc(labels, scores) == pytest.approx((8 / 9 + 1.0) / 2)
+
+
+def test_chance_floor_of_the_padded_macro_auc_is_far_above_one_half() -> None:
+    """Ped2-like labels: one normal video, one all-anomalous, one mixed. Random scores score 0.5 unpadded; padded,
+    the single-class videos alone give 1.0 each."""
+    rng = np.random.default_rng(0)
+    labels = [np.zeros(150, np.uint8), np.ones(150, np.uint8), (np.arange(180) > 60).astype(np.uint8)]
+    assert chance_macro_auc(labels, padded=False) == pytest.approx(0.5, abs=0.02)
+    assert chance_macro_auc(labels, padded=True) > 0.8
+    assert chance_macro_auc([np.ones(10, np.uint8)], padded=False) is None
+    random = [rng.random(len(y)) for y in labels]
+    assert padded_macro_auc(labels, random) > 0.8 > (macro_auc(labels, random) or 0) + 0.2

@@ -93,3 +93,34 @@ def test_calibration_for_other_signals_is_rejected() -> None:
 def test_anomalous_spans() -> None:
     assert anomalous_spans(np.array([1, 1, 0, 0, 1, 0, 1])) == [(0, 2), (4, 5), (6, 7)]
     assert anomalous_spans(np.zeros(4)) == []
+
+
+def test_snippet_frames_are_causal_online_and_published_for_the_paper_protocol() -> None:
+    from models.evaluate.protocols import snippet_frames
+
+    signals = np.array([[1.0], [2.0], [3.0]])  # snippets of frames 0-15, 16-31, 32-47 of a 50-frame video
+    paper = snippet_frames(signals, 50, 16, causal=False)
+    assert paper.shape == (48, 1)  # frames 0..47; 48, 49 have no snippet
+    assert paper[0, 0] == 1.0  # frame 0 gets the snippet it starts (15 frames of its future)
+    online = snippet_frames(signals, 50, 16, causal=True)  # frames 15..49
+    assert online.shape == (35, 1)
+    assert online[0, 0] == 1.0  # frame 15: the snippet ending at it
+    assert online[1, 0] == 1.0  # frame 16: still the latest finished snippet (16-31 is not finished)
+    assert online[16, 0] == 2.0  # frame 31: snippet 16-31 ends at it
+    assert online[-1, 0] == 3.0  # frame 49: snippet 32-47
+
+
+def test_snippet_metrics_align_labels_with_each_protocol() -> None:
+    from models.calibration import fit_calibration
+    from models.evaluate.protocols import snippet_metrics
+
+    labels = {"v": np.r_[np.zeros(30), np.ones(18)].astype(np.uint8)}  # 48 frames, anomalous from frame 30
+    snippet = np.array([[0.0], [0.5], [1.0]])  # the third snippet (frames 32-47) is the anomalous one
+    calibration = fit_calibration(np.random.default_rng(0).normal(size=(50, 1)), ["s"])
+    out = snippet_metrics(["s"], ["v"], labels, [snippet], [snippet], calibration, online_raw=True)
+    assert out["frames"] == 48
+    assert out["online_frames"] == 33  # frames 15..47
+    # Paper: frames 30, 31 are anomalous but get snippet 2's 0.5 (as do normal frames 16-29): ties, not a miss.
+    assert out["paper_s"]["micro_auc"] > 0.95
+    # Online: frames 30..46 still carry 0.5 (snippet 32-47 has not ended); only frame 47 sees 1.0.
+    assert out["online_raw_s"]["micro_auc"] < out["paper_s"]["micro_auc"]

@@ -172,9 +172,9 @@ def test_causal_and_published_signals_of_cached_snippets() -> None:
 def _split_file(tmp_path: Path) -> Path:
     split = {
         "dataset": "synthetic",
-        "train": {"normal": ["train/01", "train/02"], "anomalous": ["test/01"]},
+        "train": {"normal": ["train/01", "train/02"], "anomalous": ["test/02"]},
         "calibration": ["train/03"],
-        "test": ["test/02"],
+        "test": ["test/01"],  # its anomaly (frames 20-29) lies where the causal protocol scores (frames 15-39)
     }
     path = tmp_path / "split.yaml"
     path.write_text(yaml.safe_dump(split))

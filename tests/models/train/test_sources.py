@@ -38,9 +38,9 @@ def weak(synthetic_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     root = tmp_path_factory.mktemp("weak")
     split = {
         "dataset": "synthetic",
-        "train": {"normal": ["train/01", "train/02"], "anomalous": ["test/01"]},
+        "train": {"normal": ["train/01", "train/02"], "anomalous": ["test/02"]},
         "calibration": ["train/03"],
-        "test": ["test/02"],
+        "test": ["test/01"],  # its anomaly (frames 20-29) lies where the causal protocol scores (frames 15-39)
     }
     (root / "split.yaml").write_text(yaml.safe_dump(split))
     torch.manual_seed(0)  # seed 0 then build: the backbone a run with seed=0 builds
