@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 _MIN_MSE = 1e-10  # a perfect prediction would give PSNR = inf; cap it at 100 dB
 
@@ -37,4 +38,18 @@ def discriminator_loss(real_prob: torch.Tensor, fake_prob: torch.Tensor) -> torc
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample PSNR in dB of (B, ...) tensors in [0, 1]: 10 * log10(1 / MSE over all other dims) -> (B,)."""
     mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(_MIN_MSE))
+
+
+def patch_psnr(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """Per-sample PSNR in dB of the worst square patch of (B, C, H, W) tensors in [0, 1] -> (B,).
+
+    The squared error is averaged over channels and over each `patch` x `patch` window (stride patch // 2), and
+    the window with the largest mean gives the PSNR: a small object predicted badly is not averaged away by the
+    rest of the frame, and the value depends less on how many well-predicted things share the scene.
+    """
+    err = ((pred.float() - target.float()) ** 2).mean(dim=1, keepdim=True)  # (B, 1, H, W)
+    k = (min(patch, err.shape[2]), min(patch, err.shape[3]))
+    local = F.avg_pool2d(err, k, stride=(max(1, k[0] // 2), max(1, k[1] // 2)))  # (B, 1, h, w)
+    mse = local.flatten(1).amax(dim=1)
     return 10 * torch.log10(1.0 / mse.clamp_min(_MIN_MSE))

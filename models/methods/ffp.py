@@ -14,10 +14,12 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from models.base import AnomalyMethod, MethodConfig
-from models.components.losses import psnr
+from models.components.losses import patch_psnr, psnr
 from models.components.unet import UNet
 from models.registry import register_method
 from models.types import InputSpec
+
+SIGNAL_NAMES = {"frame": "neg_psnr", "patch": "neg_patch_psnr"}
 
 
 class FfpConfig(MethodConfig):
@@ -37,6 +39,10 @@ class FfpConfig(MethodConfig):
     lambda_gradient: float = Field(default=1.0, ge=0)
     lambda_adversarial: float = Field(default=0.05, ge=0)  # 0 = no discriminator is trained
     lambda_flow: float = 0.0  # must stay 0: no pretrained flow network is available (module docstring)
+    # Raw signals: "frame" = -PSNR of the whole frame (published); "patch" = -PSNR of the worst patch x patch
+    # window (models.components.losses.patch_psnr). Several are standardised and summed by the calibration.
+    signals: tuple[Literal["frame", "patch"], ...] = Field(default=("frame",), min_length=1)
+    patch: int = Field(default=16, ge=2)  # side of the patch signal's windows, in input pixels
 
     @field_validator("lambda_flow")
     @classmethod
@@ -75,7 +81,8 @@ class FfpConfig(MethodConfig):
 
 
 class Ffp(AnomalyMethod):
-    """Future-frame prediction; signal `neg_psnr` = -PSNR(predicted, real) with frames in [0, 1]."""
+    """Future-frame prediction; signal `neg_psnr` = -PSNR(predicted, real) with frames in [0, 1], and optionally
+    `neg_patch_psnr`, the same for the worst patch."""
 
     config: FfpConfig
 
@@ -85,7 +92,7 @@ class Ffp(AnomalyMethod):
         self.input_spec = InputSpec(
             height=config.size, width=config.size, channels=config.channels, context=config.context
         )
-        self.signal_names = ("neg_psnr",)
+        self.signal_names = tuple(SIGNAL_NAMES[s] for s in config.signals)
         self.generator = UNet(
             in_channels=config.channels * config.context,
             out_channels=config.channels,
@@ -109,7 +116,11 @@ class Ffp(AnomalyMethod):
         past = past.permute(0, 1, 5, 2, 3, 4).reshape(b * n, ctx, c, h, w)
         target = window[:, ctx:].reshape(b * n, c, h, w)
         pred = (self.predict(past) + 1) / 2  # back to [0, 1], where PSNR is defined
-        return (-psnr(pred, target)).reshape(b, n, 1).float()
+        signals = [
+            -psnr(pred, target) if s == "frame" else -patch_psnr(pred, target, self.config.patch)
+            for s in self.config.signals
+        ]
+        return torch.stack(signals, dim=1).reshape(b, n, len(signals)).float()
 
 
 @register_method("ffp", config=FfpConfig)
