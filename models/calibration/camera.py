@@ -224,7 +224,8 @@ class CameraCalibrator:
             close_level: the alert close level (threshold - hysteresis): drift learns only from alertable frames
                 scoring below it, i.e. from frames outside alerts.
             chroma: (N,) colourfulness of each frame (None: unknown, the profile stays as it is).
-            usable: (N,) False for frames a health check flagged: scored, never alertable, never learned from.
+            usable: (N,) False for frames a health check flagged: scored, never alertable, never learned from, and
+                kept out of the smoothing (a broken frame's error would otherwise hold the score up after it).
         """
         x = combine(self.card, np.asarray(raw, dtype=np.float64))
         n = len(x)
@@ -242,20 +243,22 @@ class CameraCalibrator:
             drift = s.drift.get(profile, 0.0)
             xi = float(x[i])
             capped = min(xi, ref.level_at_score(SATURATION_SCORE) + drift)  # see the module docstring (2.)
-            s.ema = xi if s.ema is None else alpha * xi + (1 - alpha) * s.ema
-            s.ema_scored = capped if s.ema_scored is None else alpha * capped + (1 - alpha) * s.ema_scored
-            v = s.ema_scored - drift
+            ema = xi if s.ema is None else alpha * xi + (1 - alpha) * s.ema
+            ema_scored = capped if s.ema_scored is None else alpha * capped + (1 - alpha) * s.ema_scored
+            if usable[i]:  # a flagged frame is scored but stays out of the smoothing: the frames after it start clean
+                s.ema, s.ema_scored = ema, ema_scored
+            v = ema_scored - drift
             score = float(ref.score(np.array([v]))[0])
             learning = s.learning.get(profile)
             state: FrameState = "learning" if learning is not None else "settling" if s.settle_left > 0 else "ready"
             s.settle_left = max(0, s.settle_left - 1)
-            if learning is not None and usable[i] and self._learn(profile, learning, s.ema, float(times[i])):
+            if learning is not None and usable[i] and self._learn(profile, learning, ema, float(times[i])):
                 fitted.append(profile)
             ok = state == "ready" and bool(usable[i])
             if ok and score < close_level:
                 step = float(np.clip(v - ref.median, -ref.spread, ref.spread))
                 s.drift[profile] = s.drift.get(profile, 0.0) + step / (self.params.drift_tau_s * ref.fps)
-            scores[i], values[i], levels[i], drifts[i], alertable[i] = score, v, s.ema, drift, ok
+            scores[i], values[i], levels[i], drifts[i], alertable[i] = score, v, ema, drift, ok
             states.append(state)
             profiles.append(profile)
         return ScoredFrames(scores, values, levels, drifts, alertable, states, profiles, self.version, fitted)

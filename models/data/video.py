@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from models.errors import DatasetError
+from models.health.measure import FrameInfo, frame_info, measure_bgr
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ class VideoReader(Protocol):
         """(index, pts in seconds, frame (H, W, 3) BGR) for every decodable frame, in order."""
         ...
 
+    def iter_measured(self) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
+        """`iter_frames` plus each frame's camera-health measurements (models/health), as the ingester takes them."""
+        ...
+
 
 def natural_key(name: str) -> list[int | str]:
     """Sort key so that '2.jpg' < '10.jpg' (digit runs compare as numbers)."""
@@ -108,6 +113,10 @@ class FrameFolder:
             msg = f"cannot decode frame {path}; the file is corrupt or not an image"
             raise DatasetError(msg)
         return np.asarray(img, dtype=np.uint8)
+
+    def iter_measured(self) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
+        for i, pts, img in self.iter_frames():
+            yield i, pts, img, FrameInfo(measure_bgr(img))
 
     def iter_frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
         shape: tuple[int, ...] | None = None
@@ -161,8 +170,19 @@ class VideoFile:
         return self._num_frames
 
     def iter_frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        for index, pts, img, _ in self._decode(measure=False):
+            yield index, pts, img
+
+    def iter_measured(self) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
+        for index, pts, img, info in self._decode(measure=True):
+            assert info is not None  # measured
+            yield index, pts, img, info
+
+    def _decode(self, measure: bool) -> Iterator[tuple[int, float, np.ndarray, FrameInfo | None]]:
+        """Every decodable frame; with `measure`, its health measurements from the decoded planes (as live)."""
         self.corrupt_packets = 0
         index = 0
+        undecodable = False  # packets failed since the last frame
         with self._open() as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -180,11 +200,14 @@ class VideoFile:
                     frames = packet.decode()
                 except av.error.FFmpegError as e:  # one broken packet should not lose the whole file
                     self.corrupt_packets += 1
+                    undecodable = True
                     log.debug("%s: skipping undecodable packet at pts %s: %s", self.path, packet.pts, e)
                     continue
                 for frame in frames:
                     pts = float(frame.pts * base) if frame.pts is not None and base else index / self.fps
-                    yield index, pts, frame.to_ndarray(format="bgr24")
+                    info = frame_info(frame, undecodable) if measure else None
+                    undecodable = False
+                    yield index, pts, frame.to_ndarray(format="bgr24"), info
                     index += 1
         if self.corrupt_packets:
             log.warning("%s: %d corrupt packets skipped", self.path, self.corrupt_packets)

@@ -198,3 +198,20 @@ def test_fit_from_footage_restarts_smoothing_per_recording() -> None:
     ref = fit_from_footage(CARD, [_raw(_ar1(300, 19)), _raw(5 + _ar1(300, 20))], FPS, PARAMS, "two recordings")
     assert ref.frames == 600
     assert ref.source == "two recordings"
+
+
+def test_frames_flagged_by_a_health_check_stay_out_of_the_smoothing() -> None:
+    """A broken burst (decoder garbage) is scored, never alertable, and leaves no trace in the frames after it."""
+    z = _ar1(400, seed=21)
+    ref = fit_reference([z], FPS, "test", min_frames=100)
+    reference = CameraReference(model="m@v1", version=1, profiles={"colour": ref})
+    broken = z.copy()
+    broken[200:230] = 40.0  # far beyond anything normal
+    usable = np.ones(400, dtype=bool)
+    usable[200:230] = False
+    t = np.arange(400) / FPS
+    out = CameraCalibrator(CARD, "m@v1", PARAMS, reference=reference).step(_raw(broken), t, 0.4, usable=usable)
+    kept = np.r_[0:200, 230:400]  # the same camera had the burst never been sent
+    without = CameraCalibrator(CARD, "m@v1", PARAMS, reference=reference).step(_raw(z[kept]), t[kept], 0.4)
+    assert not out.alertable[200:230].any()
+    np.testing.assert_allclose(out.scores[kept], without.scores)
