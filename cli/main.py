@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("cli.models", "list, show and promote versions in the model registry"),
     "ingest": ("cli.ingest", "run an ingester: decode the registered cameras and put windows on the bus"),
     "train": ("cli.train", "train a method offline on normal footage, calibrate and register it"),
+    "methods": ("cli.methods", "list the registered methods: presets, input specs, pretrained parts, training configs"),
     "api": ("cli.api", "serve the REST/WebSocket API (uvicorn)"),
     "up": ("cli.up", "run api + ingest + worker on this machine (starts a local redis-server if none answers)"),
     "features": ("cli.features", "compute and cache I3D snippet features of a dataset (once per video)"),

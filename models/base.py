@@ -18,6 +18,11 @@ class MethodConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     PRESETS: ClassVar[tuple[str, ...]] = ()  # names of classmethods returning a config, e.g. ("paper", "small", "tiny")
 
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the method built from this config takes (known without building it, for `vigil methods`)."""
+        raise NotImplementedError
+
 
 class AnomalyMethod(nn.Module):
     """A scoring method.

@@ -19,11 +19,14 @@ Builder = Callable[[Any], "AnomalyMethod"]
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method: its name, pydantic config class and the builder that makes the nn.Module."""
+    """A registered method: its name, pydantic config class and the builder that makes the nn.Module, plus what
+    `vigil methods` shows: the paper it follows and the pretrained parts it uses (and where they come from)."""
 
     name: str
     config_cls: type[BaseModel]
     builder: Builder
+    paper: str = ""
+    pretrained: tuple[str, ...] = ()
 
     def make_config(self, preset: str | None = None, **overrides: Any) -> BaseModel:
         """Build a config from a named preset (a classmethod on the config class) plus overrides.
@@ -46,14 +49,16 @@ class MethodSpec:
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, config: type[ConfigT]) -> Callable[[Callable[[ConfigT], AnomalyMethod]], Builder]:
+def register_method(
+    name: str, config: type[ConfigT], paper: str = "", pretrained: tuple[str, ...] = ()
+) -> Callable[[Callable[[ConfigT], AnomalyMethod]], Builder]:
     """Decorator for a builder `fn(config) -> AnomalyMethod`; a duplicate name is an error."""
 
     def decorate(builder: Callable[[ConfigT], AnomalyMethod]) -> Builder:
         if name in _METHODS:
             msg = f"method {name!r} is registered twice ({_METHODS[name].builder.__module__} and {builder.__module__})"
             raise DuplicateMethodError(msg)
-        _METHODS[name] = MethodSpec(name=name, config_cls=config, builder=builder)
+        _METHODS[name] = MethodSpec(name, config, builder, paper, pretrained)
         return builder
 
     return decorate

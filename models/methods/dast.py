@@ -75,6 +75,10 @@ class DastConfig(MethodConfig):
             raise ValueError(msg)
         return v
 
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(height=self.height, width=self.width, channels=1, context=CLIP_LEN - 1)
+
     @classmethod
     def paper(cls) -> DastConfig:
         return cls()
@@ -186,7 +190,7 @@ class DastNet(AnomalyMethod):
     def __init__(self, config: DastConfig) -> None:
         super().__init__()
         self.config = config
-        self.input_spec = InputSpec(height=config.height, width=config.width, channels=1, context=CLIP_LEN - 1)
+        self.input_spec = config.input_spec
         self.signal_names = ("neg_psnr",)
         w = config.widths
         self.stem = conv_bn_relu(1, w[0])
@@ -238,6 +242,11 @@ class DastNet(AnomalyMethod):
         return (10.0 * torch.log10(mse)).unsqueeze(-1)  # -PSNR = 10 log10(mse), (B, N, 1)
 
 
-@register_method("dast", config=DastConfig)
+@register_method(
+    "dast",
+    config=DastConfig,
+    paper="DAST-Net, Kommanduri & Ghorai, Neurocomputing 579 (2024) 127444 (no public code; our reading)",
+    pretrained=("none",),
+)
 def build_dast(config: DastConfig) -> DastNet:
     return DastNet(config)

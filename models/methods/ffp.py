@@ -64,6 +64,10 @@ class FfpConfig(MethodConfig):
             raise ValueError(msg)
         return self
 
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(height=self.size, width=self.size, channels=self.channels, context=self.context)
+
     @classmethod
     def paper(cls) -> FfpConfig:
         """As published: 256x256 BGR, U-Net 64-512 over 4 levels, pixel discriminator 128-512."""
@@ -89,9 +93,7 @@ class Ffp(AnomalyMethod):
     def __init__(self, config: FfpConfig) -> None:
         super().__init__()
         self.config = config
-        self.input_spec = InputSpec(
-            height=config.size, width=config.size, channels=config.channels, context=config.context
-        )
+        self.input_spec = config.input_spec
         self.signal_names = tuple(SIGNAL_NAMES[s] for s in config.signals)
         self.generator = UNet(
             in_channels=config.channels * config.context,
@@ -123,6 +125,6 @@ class Ffp(AnomalyMethod):
         return torch.stack(signals, dim=1).reshape(b, n, len(signals)).float()
 
 
-@register_method("ffp", config=FfpConfig)
+@register_method("ffp", config=FfpConfig, paper="FFP, Liu, Luo, Lian, Gao, CVPR 2018", pretrained=("none",))
 def build_ffp(config: FfpConfig) -> Ffp:
     return Ffp(config)

