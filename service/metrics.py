@@ -77,6 +77,19 @@ WEBHOOK_DELIVERIES = Counter(
     "vigil_alerts_webhook_deliveries_total", "Webhook deliveries by result", ["result"]
 )  # ok|retry|failed
 
+# --- mqtt bridge (service/mqtt/) ---------------------------------------------------------------------------
+MQTT_CONNECTED = Gauge("vigil_mqtt_connected", "1 while the bridge is connected to the MQTT broker, else 0")
+MQTT_CONNECTIONS = Counter(
+    "vigil_mqtt_connection_attempts_total", "Connection attempts to the broker by result", ["result"]
+)  # ok|failed|lost
+MQTT_PUBLISHED = Counter(
+    "vigil_mqtt_published_total", "Messages the broker took (QoS 1: acknowledged), by kind", ["kind"]
+)  # event|state|score|discovery|status
+MQTT_DROPPED = Counter(
+    "vigil_mqtt_dropped_total", "Messages not delivered, by reason", ["reason"]
+)  # disconnected (a score while the broker was away: the next one replaces it)|refused|trimmed (events lost in Redis)
+MQTT_INFLIGHT = Gauge("vigil_mqtt_events_inflight", "Events published and not yet acknowledged by the broker")
+
 # --- api -----------------------------------------------------------------------------------------------
 API_REQUESTS = Counter("vigil_api_requests_total", "HTTP requests", ["method", "route", "status"])
 API_REQUEST_SECONDS = Histogram(

@@ -158,6 +158,51 @@ class JobSettings(_Section):
     retention_s: int = Field(default=30 * 24 * 3600, ge=0)
 
 
+class MqttSettings(_Section):
+    """The MQTT bridge (`vigil mqtt`, service/mqtt/): alert events, camera state and scores to a broker, with Home
+    Assistant discovery. Off by default; `vigil up` starts it when enabled."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    port: int = Field(default=1883, ge=1, le=65535)  # 8883 is the usual TLS port
+    username: str | None = Field(default=None, max_length=256)
+    password: SecretStr | None = None  # secret: never logged
+    tls: bool = False  # TLS to the broker, verified against `ca_file` (or the system's CAs)
+    ca_file: Path | None = None
+    cert_file: Path | None = None  # client certificate and key, for brokers that authenticate clients by TLS
+    key_file: Path | None = None
+    client_id: str = Field(default="vigil", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    # Topics are <topic_prefix>/<camera>/...: levels of letters, digits, '_' and '-' (no wildcards, no empty level).
+    topic_prefix: str = Field(default="vigil", min_length=1, max_length=64, pattern=r"^[\w-]+(/[\w-]+)*$")
+    discovery: bool = True  # Home Assistant MQTT discovery: an "anomaly" binary sensor and a score sensor per camera
+    discovery_prefix: str = Field(default="homeassistant", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)  # backoff between connection attempts doubles up to max
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # how often camera states are read from Redis
+    score_interval_s: float = Field(default=1.0, gt=0, le=3600)  # a camera's latest score at most this often
+    max_inflight: int = Field(default=100, ge=1, le=10_000)  # events published and not yet acknowledged (PUBACK)
+    ack_timeout_s: float = Field(default=30.0, gt=0)  # an event unacknowledged this long while connected is sent again
+    metrics_port: int = Field(default=9103, ge=0, le=65535)  # the bridge's /metrics; 0 = off
+    metrics_host: str = "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            msg = f"mqtt.reconnect_min_s ({self.reconnect_min_s}) must not exceed mqtt.reconnect_max_s"
+            raise ValueError(msg)
+        if (self.ca_file or self.cert_file) and not self.tls:
+            msg = "mqtt.ca_file/cert_file are set but mqtt.tls is false: set VIGIL_MQTT__TLS=true to use them"
+            raise ValueError(msg)
+        if (self.cert_file is None) != (self.key_file is None):
+            msg = "mqtt.cert_file and mqtt.key_file go together (a client certificate needs its key)"
+            raise ValueError(msg)
+        if self.password is not None and self.username is None:
+            msg = "mqtt.password is set without mqtt.username: set VIGIL_MQTT__USERNAME too"
+            raise ValueError(msg)
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", hide_input_in_errors=True
@@ -172,6 +217,7 @@ class Settings(BaseSettings):
     calibration: CalibrationSettings = CalibrationSettings()
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
+    mqtt: MqttSettings = MqttSettings()
     footage_root: Path | None = None  # only paths under it may be read by jobs and file cameras
 
     @model_validator(mode="after")

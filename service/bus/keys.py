@@ -154,9 +154,13 @@ def camera_incidents_index(camera: str) -> str:
 # --- MQTT bridge (service/mqtt/): one active `vigil mqtt` publishes what the others write -----------------------
 MQTT_LEASE_KEY = f"{PREFIX}:mqtt:lease"  # string: the bridge holding it publishes (SET NX PX, renewed)
 MQTT_LEASE_TTL_MS = 10_000  # a dead bridge's standby takes over after this long
-# String: the alert-event stream id up to which the broker acknowledged every event (PUBACK); a bridge (re)starting
-# publishes from here, so no event is lost across restarts of the bridge or the broker (some may come twice).
-MQTT_CURSOR_KEY = f"{PREFIX}:mqtt:cursor"
+
+
+def mqtt_cursor_key(feed: str) -> str:
+    """String: the id in an event stream (feed "alerts": ALERT_EVENTS_STREAM) up to which the broker acknowledged every
+    event (PUBACK). A bridge (re)starting publishes from here, so no event is lost across restarts of the bridge or the
+    broker (some may come twice, as QoS 1 allows)."""
+    return f"{PREFIX}:mqtt:cursor:{feed}"
 
 
 # --- cameras: API -> ingesters ------------------------------------------------------------------------------
