@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from models.calibration.camera import CalibrationParams, CameraReference
     from models.card import Calibration
     from models.data.datasets import LabeledVideo
+    from models.health.recording import RecordingHealth
     from service.alerts.offline import Recording
 
 LEARN_CHOICES = "train (the dataset's training videos), card, first, or a video file/folder of normal footage"
@@ -65,10 +66,22 @@ def footage_fps(args: argparse.Namespace, card: Calibration | None, video: Label
     return float(video.reader.fps)
 
 
+def recording_health(video: LabeledVideo, fps: float, context: int) -> RecordingHealth:
+    """The camera health checks over one video at the service's settings (VIGIL_HEALTH__*), as a new camera playing
+    it would run them (times: frame index / fps, as the calibration's)."""
+    from models.health.recording import check_recording
+    from service.settings import get_settings
+
+    settings = get_settings()
+    bounds = (settings.calibration.mono_below, settings.calibration.colour_above)
+    return check_recording(video.reader, settings.health, bounds, context, fps)
+
+
 def recording(
     method: AnomalyMethod, video: LabeledVideo, fps: float, batch_size: int, device: torch.device
 ) -> Recording:
-    """Score one video -> its scored frames' raw signals and stream times (frame index / fps, as the reader counts)."""
+    """Score one video -> its scored frames' raw signals, stream times (frame index / fps, as the reader counts) and
+    health (chroma for the scene profile; frames a health check flags are never learned from)."""
     import numpy as np
 
     from models.inference import score_video
@@ -76,7 +89,19 @@ def recording(
 
     _, raw = score_video(method, video.reader, batch_size=batch_size, device=device)
     context = method.input_spec.context
-    return Recording(video.name, raw, (context + np.arange(len(raw))) / fps)
+    chroma, usable = recording_health(video, fps, context).scored(context)
+    return Recording(video.name, raw, (context + np.arange(len(raw))) / fps, chroma, usable)
+
+
+def footage_profile(recordings: list[Recording], params: CalibrationParams) -> str:
+    """The scene profile footage belongs to: the one its median chroma argues for (Ped2 is grey: mono)."""
+    import numpy as np
+
+    from models.calibration.camera import profile_of
+
+    chroma = np.concatenate([r.chroma for r in recordings if r.chroma is not None] or [np.empty(0)])
+    chroma = chroma[np.isfinite(chroma)]
+    return profile_of(float(np.median(chroma)) if len(chroma) else None, None, params)
 
 
 def learned_reference(
@@ -95,22 +120,24 @@ def learned_reference(
 
     if source == "first":
         return None
-    if source == "card":
-        profile = card_reference(card, params)
+    if source == "card":  # the card's frames stand for every scene profile, as the API's `card` source installs them
+        ref = card_reference(card, params)
+        return CameraReference(model=model, version=1, profiles={"colour": ref, "mono": ref})
+    if source == "train":
+        if dataset is None:
+            msg = "--learn-from train needs a dataset (vigil eval --dataset); give a video file or folder instead"
+            raise ValueError(msg)
+        videos, what = open_dataset(dataset, "train"), f"training videos of {dataset}"
     else:
-        if source == "train":
-            if dataset is None:
-                msg = "--learn-from train needs a dataset (vigil eval --dataset); give a video file or folder instead"
-                raise ValueError(msg)
-            videos, what = open_dataset(dataset, "train"), f"training videos of {dataset}"
-        else:
-            path = Path(source)
-            if not path.exists():
-                msg = f"--learn-from {source}: no such file or folder; use {LEARN_CHOICES}"
-                raise ValueError(msg)
-            videos, what = open_dataset(path, "test"), f"normal footage {path.name}"
-        fps = footage_fps(args, card, videos[0])
-        recordings = [recording(method, v, fps, args.batch_size, device) for v in videos]
-        profile = fit_from_footage(card, [r.raw for r in recordings], fps, params, f"{len(videos)} {what}")
-        print(f"learned the camera reference from {profile.frames} frames of {len(videos)} {what} at {fps:g} fps")
-    return CameraReference(model=model, version=1, profiles={"colour": profile})
+        path = Path(source)
+        if not path.exists():
+            msg = f"--learn-from {source}: no such file or folder; use {LEARN_CHOICES}"
+            raise ValueError(msg)
+        videos, what = open_dataset(path, "test"), f"normal footage {path.name}"
+    fps = footage_fps(args, card, videos[0])
+    recordings = [recording(method, v, fps, args.batch_size, device) for v in videos]
+    segments = [r.raw if r.usable is None else r.raw[r.usable] for r in recordings]  # flagged frames: never learned
+    profile = fit_from_footage(card, segments, fps, params, f"{len(videos)} {what}")
+    name = footage_profile(recordings, params)
+    print(f"learned the camera's {name} reference from {profile.frames} frames of {len(videos)} {what} at {fps:g} fps")
+    return CameraReference(model=model, version=1, profiles={name: profile})

@@ -91,7 +91,7 @@ def _camera_events(
     """The test videos through the service's camera calibration and alert machine, in both modes."""
     import numpy as np
 
-    from cli.calibration import calibration_params, footage_fps, learned_reference
+    from cli.calibration import calibration_params, footage_fps, learned_reference, recording_health
     from models.evaluate.events import Mode, event_metrics
     from models.evaluate.protocols import scored_labels, summarize
     from service.alerts.offline import Recording, run_camera
@@ -104,7 +104,14 @@ def _camera_events(
     fps = footage_fps(args, card.calibration, videos[0])
     reference = learned_reference(args.learn_from, method, card.calibration, ref, params, args, device, args.dataset)
     context = method.input_spec.context
-    recordings = [Recording(s.name, s.raw, (context + np.arange(len(s.raw))) / fps) for s in signals]
+    healths = [recording_health(v, fps, context) for v in videos]  # as a camera playing them runs its checks
+    recordings = [
+        Recording(s.name, s.raw, (context + np.arange(len(s.raw))) / fps, *h.scored(context))
+        for s, h in zip(signals, healths, strict=True)
+    ]
+    flagged = sum(int(np.count_nonzero(h.flags[context:])) for h in healths)
+    raised = sum(1 for h in healths for _, _, c in h.events if c.kind == "raised")
+    print(f"camera health: {raised} condition(s) raised, {flagged} scored frame(s) flagged (never alertable)")
     labels = [scored_labels(s, context) for s in signals]
     names = [s.name for s in signals]
     events, stream = {}, None
@@ -115,7 +122,8 @@ def _camera_events(
         stream = stream or run
     assert stream is not None
     camera = summarize("camera", names, labels, [r.scores for r in stream.recordings])
-    source = reference.profiles["colour"].source if reference is not None else f"the first {params.learn_s:g} s"
+    first = next(iter(reference.profiles.values()), None) if reference is not None else None
+    source = first.source if first is not None else f"the first {params.learn_s:g} s"
     return result.model_copy(
         update={
             "camera": camera,

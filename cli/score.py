@@ -18,6 +18,7 @@ from cli.options import add_scoring_options
 if TYPE_CHECKING:
     from models.base import AnomalyMethod
     from models.card import ModelCard
+    from models.data.datasets import LabeledVideo
     from models.scored import ScoredVideo
 
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             score_reader(method, card, v.reader, args.batch_size, device=device, progress=bar.update) for v in videos
         ]
     if card.calibration is not None:
-        scored = _as_camera(args, method, card, version.ref, scored, device)
+        scored = _as_camera(args, method, card, version.ref, scored, device, videos)
     for one in scored:
         write_scored(one, out, version.ref)
         plot_scored(one, out / f"{one.name}.png", threshold if one.scores is not None else None)
@@ -80,14 +81,16 @@ def _as_camera(
     ref: str,
     scored: list[ScoredVideo],
     device: object,
+    videos: list[LabeledVideo],
 ) -> list[ScoredVideo]:
-    """The videos through the camera calibration and alert machine; writes <video>.alerts.json beside the scores."""
+    """The videos through the camera's health checks, calibration and alert machine; writes <video>.alerts.json
+    (the alerts and the health events) beside the scores."""
     import dataclasses
     import json
 
     import numpy as np
 
-    from cli.calibration import calibration_params, learned_reference
+    from cli.calibration import calibration_params, learned_reference, recording_health
     from service.alerts.offline import Recording, run_camera
     from service.messages import AlertParams
     from service.settings import get_settings
@@ -97,14 +100,20 @@ def _as_camera(
     alerts = AlertParams.merge(get_settings().alerts, None)
     reference = learned_reference(args.learn_from, method, card.calibration, ref, params, args, device)  # type: ignore[arg-type]
     fps = [float(args.fps) if args.fps else s.fps for s in scored]
+    healths = [recording_health(v, f, method.input_spec.context) for v, f in zip(videos, fps, strict=True)]
     recordings = [
-        Recording(s.name, s.raw[s.context :].astype(np.float64), (s.context + np.arange(s.num_frames - s.context)) / f)
-        for s, f in zip(scored, fps, strict=True)
+        Recording(
+            s.name,
+            s.raw[s.context :].astype(np.float64),
+            (s.context + np.arange(s.num_frames - s.context)) / f,
+            *h.scored(s.context),
+        )
+        for s, f, h in zip(scored, fps, healths, strict=True)
     ]
     run = run_camera(card.calibration, ref, recordings, params, alerts, args.mode, reference, camera="score")
     out_dir = Path(args.out)
     result = []
-    for s, camera in zip(scored, run.recordings, strict=True):
+    for s, camera, health in zip(scored, run.recordings, healths, strict=True):
         scores = np.full(s.num_frames, np.nan)
         scores[s.context :] = camera.scores
         alertable = np.zeros(s.num_frames, dtype=bool)
@@ -120,6 +129,10 @@ def _as_camera(
             "model": ref,
             "params": alerts.model_dump(),
             "alerts": [a.model_dump(mode="json") for a in local],
+            "health": [
+                {"frame": frame, "t": t, "condition": c.condition, "kind": c.kind, "detail": c.detail}
+                for frame, t, c in health.events
+            ],
         }
         (out_dir / f"{s.name}.alerts.json").write_text(json.dumps(document, indent=1))
     return result

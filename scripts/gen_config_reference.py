@@ -106,15 +106,28 @@ def bounds_text(field: FieldInfo) -> str:
 
 
 def rows(model: type[BaseModel], prefix: str) -> list[str]:
-    comments = field_comments(model)
+    """One row per setting; a nested section (a check of `health`) gives its fields' rows, one level deeper."""
+    comments = {**field_comments(model), **{k: v for c in _bases(model) for k, v in field_comments(c).items()}}
     out = []
     for name, field in model.model_fields.items():
-        desc = comments.get(name, "").replace("|", "\\|")
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out.extend(rows(annotation, f"{prefix}{name.upper()}__"))
+            continue
+        desc = (comments.get(name, "") or _doc_line(model, prefix)).replace("|", "\\|")
         env = f"{prefix}{name.upper()}"
-        out.append(
-            f"| `{env}` | {type_name(field.annotation)} | {default_text(field)} | {bounds_text(field)} | {desc} |"
-        )
+        out.append(f"| `{env}` | {type_name(annotation)} | {default_text(field)} | {bounds_text(field)} | {desc} |")
     return out
+
+
+def _bases(model: type[BaseModel]) -> list[type]:
+    """Base classes below BaseModel whose fields `model` inherits (their comments document them too)."""
+    return [c for c in model.__mro__[1:] if issubclass(c, BaseModel) and c is not BaseModel]
+
+
+def _doc_line(model: type[BaseModel], prefix: str) -> str:
+    """A nested section's docstring on one line, for its `enabled` row (what the check is)."""
+    return " ".join(inspect.cleandoc(model.__doc__ or "").split()) if prefix.count("__") > 1 else ""
 
 
 def render() -> str:
@@ -125,7 +138,7 @@ def render() -> str:
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            doc = (annotation.__doc__ or "").strip()
+            doc = inspect.cleandoc(annotation.__doc__ or "")
             title = f"## `{name}`: `VIGIL_{name.upper()}__*`"
             body = rows(annotation, f"VIGIL_{name.upper()}__")
             sections.append("\n".join([title, "", *([doc, ""] if doc else []), *table_head, *body, ""]))

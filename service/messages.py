@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.calibration.camera import CalibState, CameraReference, FrameState
+from models.health.params import CheckName, HealthOverrides
 from models.store import ModelRef
 from service.alerts.schema import (
     DEFAULT_INCIDENT_GAP_S,
@@ -107,6 +108,7 @@ class CameraConfig(_Message):
     target_fps: float | None = Field(default=None, gt=0, le=240)  # decimate to this rate; None = native
     realtime: bool = True  # files: play at native rate (True) or as fast as the pipeline takes them
     alerts: AlertOverrides = AlertOverrides()
+    health: HealthOverrides = HealthOverrides()  # per-check health settings over `Settings.health`
 
     @field_validator("id")
     @classmethod
@@ -186,6 +188,11 @@ class WindowMsg(_Message):
     # Frame numbers go on across samplers, but the frames before a handover are no continuous past of the ones
     # after it: per-frame state (the snippet history of VadCLIP-like models) is keyed by (camera, stream, frame).
     stream: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
+    # Camera health of the N scored frames (models/health): the flags (BITS) of each frame and of the `context`
+    # frames its score is predicted from (0 = healthy), and its chroma as scene-profile evidence (None: the frame is
+    # none, e.g. blank). None: not checked (an older ingester).
+    health: list[int] | None = None
+    chroma: list[float | None] | None = None
     frames: Annotated[np.ndarray, Field(repr=False)]
 
     @field_validator("model")
@@ -206,11 +213,19 @@ class WindowMsg(_Message):
                 f"but has {len(self.pts)} pts and {len(self.capture_ts)} capture times"
             )
             raise ValueError(msg)
+        _check_health_lengths(n, self.health, self.chroma)
         return self
 
     @property
     def num_scored(self) -> int:
         return int(self.frames.shape[0]) - self.context
+
+
+def _check_health_lengths(n: int, health: list[int] | None, chroma: list[float | None] | None) -> None:
+    for name, values in (("health", health), ("chroma", chroma)):
+        if values is not None and len(values) != n:
+            msg = f"{name} must have one entry per scored frame ({n}), got {len(values)}"
+            raise ValueError(msg)
 
 
 class ScoreCalibration(BaseModel):
@@ -242,6 +257,7 @@ class ScoreMsg(_Message):
     job_id: str | None = None
     calibration: ScoreCalibration | None = None
     alertable: bool = True  # False: held back (learning, settling): scored, but never opens or extends an alert
+    health: list[CheckName] = Field(default_factory=list)  # health conditions that flagged it (never alertable)
 
 
 Verdict = Literal["false_alarm", "confirmed"]
@@ -296,6 +312,40 @@ class AlertPage(BaseModel):
     next_cursor: int  # pass as `since` to get the next page; equal to `since` when nothing is new
 
 
+HealthState = Literal["ok", "unhealthy"]
+HealthEventKind = Literal["raised", "cleared"]
+HealthConditionName = CheckName
+
+
+class HealthCondition(BaseModel):
+    """One raised health condition of a camera."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    since_ts: float  # capture time of the frame that raised it
+    detail: str = ""  # what the check saw then
+
+
+class CameraHealth(_Message):
+    """A camera's health as its ingester last wrote it: ok, or the raised conditions with since-when."""
+
+    camera: str
+    state: HealthState = "ok"
+    conditions: dict[HealthConditionName, HealthCondition] = Field(default_factory=dict)
+    updated_ts: float = Field(default_factory=time.time)
+
+
+class HealthEvent(_Message):
+    """A health condition raised or cleared (stream `vigil:health:events`, `/ws/health`, webhooks)."""
+
+    kind: HealthEventKind
+    camera: str
+    condition: HealthConditionName
+    ts: float  # capture time of the frame at which it was raised or cleared
+    detail: str = ""
+    since_ts: float | None = None  # cleared: when it was raised
+    health: CameraHealth  # the camera's health after the event
+
+
 class Heartbeat(_Message):
     """Liveness plus what the process is doing; stored with a TTL so a dead process disappears."""
 
@@ -321,6 +371,8 @@ class ScoredWindow(_Message):
     error: str | None = None  # the window could not be scored: its seq is passed over, nothing published
     source: SourceKind = "live"
     job_id: str | None = None
+    health: list[int] | None = None  # the window's health flags and chroma (WindowMsg)
+    chroma: list[float | None] | None = None
 
 
 AlertPhase = Literal["idle", "pending", "active", "cooldown"]

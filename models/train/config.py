@@ -52,6 +52,9 @@ class TrainConfig(_Section):
     # discriminator_lr; dast: lr. Validated by that class, so a key of another method's objective is an error.
     optim: SerializeAsAny[OptimConfig]
     steps: int = Field(default=1000, ge=1)
+    # Passes over the training data instead of `steps`: steps = ceil(epochs * items / batch_size), items = the data
+    # source's clips, snippets or videos (for footage of any length, e.g. a memory method's one pass: epochs=1).
+    epochs: float | None = Field(default=None, gt=0)
     max_minutes: float | None = Field(default=None, gt=0)  # stop early once training took this long (wall clock)
     # Stop once the training steps used this much CPU time (the process's, summed over resumed sessions): a budget
     # that does not depend on what else runs on the machine. Data decoding, calibration and registration are extra.

@@ -9,6 +9,7 @@ checkpoint of another method or config, a feature cache of another backbone) is 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import defaultdict
@@ -176,8 +177,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     seed_everything(cfg.seed)
     method = create_method(cfg.method).to(device)
     method.load_pretrained()
-    objective = build_objective(method, cfg, device)
-    source = open_source(cfg, method, device)  # decodes the training videos (or reads their features)
+    if cfg.epochs is None:
+        objective = build_objective(method, cfg, device)  # before decoding: its errors come first
+        source = open_source(cfg, method, device)  # decodes the training videos (or reads their features)
+    else:  # the step count depends on how much footage there is
+        source = open_source(cfg, method, device)
+        cfg = cfg.model_copy(update={"steps": math.ceil(cfg.epochs * source.size / cfg.batch_size)})
+        objective = build_objective(method, cfg, device)
     run = _Run()
     if cfg.resume is not None:
         _restore(cfg, objective, run)

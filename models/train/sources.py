@@ -62,6 +62,7 @@ class HeldOut:
 class DataSource(Protocol):
     kind: DataKind
     root: str
+    size: int  # items one epoch draws: clips, snippets or videos
     fingerprint: str  # of the dataset videos the run read
     fps: float | None  # frame rate of the held-out footage, for the card's default camera reference
 
@@ -96,6 +97,7 @@ class FrameClips:
         self.cfg, self.device = cfg, device
         self.train_names = [v.name for v in train_videos]
         self.clips = ClipDataset(load_frames(train_videos, spec), clip_len=spec.context + 1)
+        self.size = len(self.clips)
         self.val_names = [v.name for v in val_videos]
         self.val_frames = load_frames(val_videos, spec)
         self.root = str(cfg.data.root)
@@ -261,6 +263,7 @@ class SnippetBatches(_SplitFeatures):
     def __init__(self, cfg: TrainConfig, method: AnomalyMethod, device: torch.device) -> None:
         super().__init__(cfg, method, device)
         self.pooled = torch.cat([v.features for v in self.train])  # (N, D), normal videos first
+        self.size = int(self.pooled.shape[0])
 
     def batches(self, start_step: int) -> Iterator[torch.Tensor]:
         generator = torch.Generator().manual_seed(self.cfg.seed)
@@ -281,6 +284,7 @@ class WeakVideoBatches(_SplitFeatures):
 
     def __init__(self, cfg: TrainConfig, method: AnomalyMethod, device: torch.device) -> None:
         super().__init__(cfg, method, device)
+        self.size = len(self.train)
         self.normal = [v for v in self.train if v.label == 0]
         self.anomalous = [v for v in self.train if v.label > 0]
         if not self.normal or not self.anomalous:

@@ -35,6 +35,7 @@ class Recording:
     raw: np.ndarray  # (N, S)
     times: np.ndarray  # (N,) stream seconds (pts)
     chroma: np.ndarray | None = None  # (N,) colourfulness (scene profile), None = unknown
+    usable: np.ndarray | None = None  # (N,) False where a health check flagged the frame (models/health)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def run_camera(
         if mode == "per-video":  # state restarts; what was learned stays
             calibrator = CameraCalibrator(card, model, calib, state=_fresh(start_state), reference=reference)
             track = AlertTrack()
-        out = calibrator.step(rec.raw, rec.times, close, chroma=rec.chroma)
+        out = calibrator.step(rec.raw, rec.times, close, chroma=rec.chroma, usable=rec.usable)
         frames = np.arange(offset, offset + len(rec.raw), dtype=np.int64)
         track, events = advance(
             track, alerts, ScoreRun.held(frames, rec.times, out.scores, out.alertable), camera, model

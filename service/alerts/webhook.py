@@ -1,4 +1,6 @@
-"""Optional webhook delivery of alert events: a background thread POSTs each event as JSON, with retries.
+"""Optional webhook delivery of alert events and camera health events: a background thread POSTs each event as
+JSON, with retries. Which ones a deployment gets is `alerts.webhook_events` (workers send alert events, ingesters
+health events); the header `X-Vigil-Event` says which one a request carries (`alert` or `health`).
 
 Delivery is at most once per worker process and best effort: a bounded queue (full -> dropped and
 counted), up to `attempts` tries with exponential backoff on network errors and 5xx/429 answers, then
@@ -14,11 +16,19 @@ import threading
 import httpx
 
 from service.bus.client import Backoff
-from service.messages import AlertEvent, mask_credentials
+from service.messages import AlertEvent, HealthEvent, mask_credentials
 from service.metrics import WEBHOOK_DELIVERIES
 
 log = logging.getLogger(__name__)
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+Event = AlertEvent | HealthEvent
+
+
+def _describe(event: Event) -> tuple[str, str]:
+    """(X-Vigil-Event header, what the logs call it)."""
+    if isinstance(event, HealthEvent):
+        return "health", f"health event ({event.condition} {event.kind}) of camera {event.camera}"
+    return "alert", f"{event.kind} event of alert {event.alert.id}"
 
 
 class WebhookSender:
@@ -31,7 +41,7 @@ class WebhookSender:
             msg = f"webhook url must be http:// or https://, got {mask_credentials(url)!r}"
             raise ValueError(msg)
         self.url, self.attempts, self.backoff_s = url, attempts, backoff_s
-        self._queue: queue.Queue[AlertEvent | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=max_queue)
         self._client = httpx.Client(timeout=timeout_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
@@ -40,12 +50,12 @@ class WebhookSender:
         self._thread.start()
         return self
 
-    def send(self, event: AlertEvent) -> None:
+    def send(self, event: Event) -> None:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
             WEBHOOK_DELIVERIES.labels("dropped").inc()
-            log.warning("webhook queue full; dropped %s event of alert %s", event.kind, event.alert.id)
+            log.warning("webhook queue full; dropped the %s", _describe(event)[1])
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._queue.put(None)  # sentinel: deliver what came before it, then exit
@@ -57,13 +67,15 @@ class WebhookSender:
         while (event := self._queue.get()) is not None:
             self.deliver(event)
 
-    def deliver(self, event: AlertEvent) -> bool:
+    def deliver(self, event: Event) -> bool:
         """POST one event, retrying transient failures; True when the receiver accepted it (2xx)."""
         backoff = Backoff(initial_s=self.backoff_s, max_s=30.0)
         body = event.model_dump_json()
+        kind, what = _describe(event)
+        headers = {"content-type": "application/json", "x-vigil-event": kind}
         for attempt in range(1, self.attempts + 1):
             try:
-                resp = self._client.post(self.url, content=body, headers={"content-type": "application/json"})
+                resp = self._client.post(self.url, content=body, headers=headers)
                 if resp.is_success:
                     WEBHOOK_DELIVERIES.labels("ok").inc()
                     return True
@@ -77,5 +89,5 @@ class WebhookSender:
                 backoff.sleep(self._stop)
         WEBHOOK_DELIVERIES.labels("failed").inc()
         where = mask_credentials(self.url)
-        log.error("webhook %s: gave up on %s event of alert %s: %s", where, event.kind, event.alert.id, reason)
+        log.error("webhook %s: gave up on the %s: %s", where, what, reason)
         return False

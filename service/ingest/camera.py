@@ -21,6 +21,7 @@ from service.bus.client import REDIS_ERRORS, Backoff
 from service.errors import EndOfStream, SourceError
 from service.footage import FootageError, FootagePolicy, is_local, local_path
 from service.ingest.backpressure import BoundedBuffer, BufferClosed, Policy
+from service.ingest.health import DEFAULT_HEALTH, CameraHealthTracker, HealthContext
 from service.ingest.sampler import Window, WindowSampler
 from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource
 from service.ingest.state import StreamStateMachine
@@ -48,10 +49,13 @@ class CameraRunner:
         owner: str,
         resolve_spec: SpecResolver,
         footage: FootagePolicy = UNCONFINED,
+        health: HealthContext = DEFAULT_HEALTH,
     ) -> None:
         self.config, self.settings, self.r, self.owner = config, settings, r, owner
         self.resolve_spec = resolve_spec
         self.footage = footage
+        self.health_context = health
+        self._health: CameraHealthTracker | None = None  # created at the first connection (it reads Redis)
         self._sampler: WindowSampler | None = None
         self._playback: topics.Playback | None = None  # a file camera's play-through, once opened
         self._resync = threading.Event()  # set by the publisher when Redis refused a file window
@@ -232,10 +236,15 @@ class CameraRunner:
             read_timeout_s=self.settings.stall_timeout_s,
             realtime=self.config.realtime,
             pixel_format="gray" if spec.channels == 1 else "bgr24",  # decode straight to what prepare() wants
+            measure=True,  # every decoded frame goes through the camera's health checks
         )
 
     def _stream(self, url: str, sampler: WindowSampler, backoff: Backoff) -> None:
         """Decode until the source ends or fails (raises); returns only when asked to stop."""
+        if self._health is None:
+            self._health = CameraHealthTracker(self.config, self.health_context, self.r)
+        health = self._health
+        health.reset_stream()
         with VideoSource(url, self._options(sampler.spec)) as source:
             sampler.set_source_fps(source.fps)
             source.catching_up = sampler.next_frame < sampler.skip_before
@@ -252,6 +261,7 @@ class CameraRunner:
                     backoff.reset()
                     self.write_status()
                 self._count_frame(frame)
+                frame = health.check(frame)
                 if source.corrupt_packets > corrupt_seen:
                     metrics.FRAMES_DROPPED.labels(camera=self.camera, reason="corrupt").inc(
                         source.corrupt_packets - corrupt_seen
@@ -284,6 +294,8 @@ class CameraRunner:
             capture_ts=list(window.capture_ts),
             source="file" if self.config.kind == "file" else "live",
             stream=window.stream,
+            health=list(window.health),
+            chroma=list(window.chroma),
             frames=window.frames,
         )
         while not self.stop_event.is_set():  # WAIT policy: block in short steps so stop() stays prompt

@@ -24,11 +24,13 @@ from models.errors import VigilModelError
 from models.store import ModelStore
 from models.types import InputSpec
 from service import metrics
+from service.alerts.webhook import WebhookSender
 from service.bus import keys, topics
 from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
 from service.errors import MessageError
 from service.footage import FootagePolicy
 from service.ingest.camera import CameraRunner
+from service.ingest.health import HealthContext
 from service.jobs.manager import JobManager
 from service.lifecycle import ServiceProcess
 from service.messages import CameraConfig, Heartbeat
@@ -83,6 +85,8 @@ class Ingester(ServiceProcess):
         self.stopping: dict[str, threading.Thread] = {}  # cameras whose runner is shutting down
         self.r: redis.Redis | None = None
         self._pubsub: Any = None
+        self.webhook: WebhookSender | None = None  # health events, when alerts.webhook_events names them
+        self.health = HealthContext.of(settings)
         ingest = settings.ingest
         self.tick_s = min(ingest.lease_ttl_s, ingest.heartbeat_ttl_s) / 3
         self.jobs = JobManager(settings, self.id, self.specs, lease=self._renew, release=self._release)
@@ -91,6 +95,10 @@ class Ingester(ServiceProcess):
         self.r = connect(self.settings.redis)
         wait_for_redis(self.r, self.settings.redis.startup_wait_s, self.stop_event)
         ingest = self.settings.ingest
+        url = self.settings.alerts.webhook_url
+        if url and "health" in self.settings.alerts.webhook_events:
+            self.webhook = WebhookSender(url).start()
+            self.health = HealthContext.of(self.settings, self.webhook.send)
         metrics.start_metrics_server(ingest.metrics_port, ingest.metrics_host)
         log.info("ingester %s up (metrics on %s:%d)", self.id, ingest.metrics_host, ingest.metrics_port)
 
@@ -122,6 +130,8 @@ class Ingester(ServiceProcess):
         for thread in self.stopping.values():
             thread.join(self.settings.ingest.open_timeout_s + 15)
         self._close_pubsub()
+        if self.webhook is not None:
+            self.webhook.close()
         if self.r is not None:
             try:
                 topics.clear_heartbeat(self.r, self.component, self.id)
@@ -202,7 +212,13 @@ class Ingester(ServiceProcess):
 
     def _start_camera(self, config: CameraConfig) -> None:
         runner = CameraRunner(
-            config, self.settings.ingest, self._redis, self.id, self.specs, footage=FootagePolicy.of(self.settings)
+            config,
+            self.settings.ingest,
+            self._redis,
+            self.id,
+            self.specs,
+            footage=FootagePolicy.of(self.settings),
+            health=self.health,
         )
         self.runners[config.id] = runner
         runner.start()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.data.transforms import prepare
+from models.health.monitor import spread
 from models.types import InputSpec
 from service.ingest.source import VideoFrame
 
@@ -65,6 +66,10 @@ class Window:
     pts: tuple[float | None, ...]
     capture_ts: tuple[float, ...]
     stream: str = ""  # the sampler's numbering (WindowSampler.stream): frame numbers are unique within it
+    # Per scored frame: camera-health flags of the frame and of the `context` frames before it (models/health
+    # `spread`: the model predicts the frame from them), and its chroma (VideoFrame.health, .chroma).
+    health: tuple[int, ...] = ()
+    chroma: tuple[float | None, ...] = ()
 
     @property
     def num_scored(self) -> int:
@@ -92,8 +97,11 @@ class WindowSampler:
         # reaches across a handover between ingesters, where the video has a gap.
         self.stream = uuid.uuid4().hex[:12]
         self._context: deque[np.ndarray] = deque(maxlen=spec.context)
+        self._context_health: deque[int] = deque(maxlen=spec.context)  # health flags of the `_context` frames
         self._frames: list[np.ndarray] = []  # prepared (h, w, C) frames, warm-up context first after a reset
-        self._meta: list[tuple[int, float | None, float]] = []  # (frame number, pts, capture_ts) per frame
+        # (frame number, pts, capture_ts, health flags, chroma) per frame
+        self._meta: list[tuple[int, float | None, float, int, float | None]] = []
+        self._skipped_health = 0  # health flags of frames decimated away since the last kept frame
         self.frames_kept = 0
         self.frames_skipped = 0
 
@@ -104,7 +112,9 @@ class WindowSampler:
         """Add one decoded frame; returns a window when W new frames (after the warm-up) have gathered."""
         if not self.decimator.keep(frame.index, frame.pts):
             self.frames_skipped += 1
+            self._skipped_health |= frame.health  # a damaged frame dropped here still damaged the stream
             return None
+        health, self._skipped_health = frame.health | self._skipped_health, 0
         self.frames_kept += 1
         number = self.next_frame
         self.next_frame += 1
@@ -112,7 +122,7 @@ class WindowSampler:
             return None
         image = frame.image if frame.image.ndim == 3 else frame.image[:, :, None]
         self._frames.append(prepare(image[None], self.spec)[0])  # (h, w, C)
-        self._meta.append((number, frame.pts, frame.capture_ts))
+        self._meta.append((number, frame.pts, frame.capture_ts, health, frame.chroma))
         warmup = self.spec.context - len(self._context)  # frames still needed as context, not scored
         if len(self._frames) < warmup + self.window_frames:
             return None
@@ -128,7 +138,10 @@ class WindowSampler:
     def _emit(self, warmup: int) -> Window:
         scored = self._meta[warmup:]
         frames = np.stack([*self._context, *self._frames])  # (context + W, h, w, C)
+        flags = np.array([*self._context_health, *(m[3] for m in self._meta)], dtype=np.int64)
+        health = spread(flags, self.spec.context)[len(flags) - len(scored) :]
         self._context.extend(self._frames)  # the last `context` frames become the next window's context
+        self._context_health.extend(m[3] for m in self._meta)
         self._frames, self._meta = [], []
         return Window(
             frames=frames,
@@ -137,10 +150,14 @@ class WindowSampler:
             pts=tuple(m[1] for m in scored),
             capture_ts=tuple(m[2] for m in scored),
             stream=self.stream,
+            health=tuple(int(h) for h in health),
+            chroma=tuple(m[4] for m in scored),
         )
 
     def reset(self) -> None:
         """After a reconnect: the old frames are no context for the new ones; frame numbers keep counting."""
         self._context.clear()
+        self._context_health.clear()
         self._frames, self._meta = [], []
+        self._skipped_health = 0
         self.decimator.reset()

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from models.data.video import NotSelfContainedError, open_local_container
+from models.health.measure import FrameInfo, frame_info
 from service.errors import EndOfStream, SourceConnectionError, SourceError
 from service.footage import local_path
 from service.messages import mask_credentials
@@ -53,6 +54,9 @@ class VideoFrame:
     index: int  # 0-based position in the stream since the source was opened
     pts: float | None  # presentation time in seconds; None when the container has none
     capture_ts: float  # wall-clock unix time the frame was decoded (start of the end-to-end latency)
+    info: FrameInfo | None = None  # camera-health measurements (SourceOptions.measure)
+    health: int = 0  # camera-health flags (models/health BITS) the camera's monitor set; 0 = healthy
+    chroma: float | None = None  # colourfulness as scene-profile evidence, set by the monitor (None: none)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class SourceOptions:
     pixel_format: PixelFormat = "gray"
     max_consecutive_errors: int = 50  # corrupt packets in a row before the stream counts as broken
     decode_threads: int = 0  # 0 = FFmpeg's choice (frame threads, as the ffmpeg CLI does)
+    measure: bool = False  # measure each frame for the camera-health checks (VideoFrame.info)
 
 
 def scheme_of(url: str) -> SourceScheme:
@@ -138,6 +143,7 @@ class VideoSource:
         self.options = options or SourceOptions()
         self.scheme = scheme_of(url)
         self.corrupt_packets = 0  # packets FFmpeg could not decode and we skipped
+        self._undecodable = False  # packets failed since the last frame (the next frame's health says so)
         self.frames_decoded = 0
         # Set by the reader while it skips frames an earlier reader already published: they are not paced.
         self.catching_up = False
@@ -208,7 +214,9 @@ class VideoSource:
             else:
                 pacer.wait(pts)
             image = _gray(av_frame) if self.options.pixel_format == "gray" else av_frame.to_ndarray(format="bgr24")
-            frame = VideoFrame(image=image, index=self.frames_decoded, pts=pts, capture_ts=time.time())
+            info = frame_info(av_frame, self._undecodable) if self.options.measure else None
+            self._undecodable = False
+            frame = VideoFrame(image=image, index=self.frames_decoded, pts=pts, capture_ts=time.time(), info=info)
             self.frames_decoded += 1
             yield frame
         if self.frames_decoded == 0:
@@ -238,6 +246,7 @@ class VideoSource:
                 return
             except av.error.InvalidDataError as e:
                 self.corrupt_packets += 1
+                self._undecodable = True
                 consecutive += 1
                 if consecutive > self.options.max_consecutive_errors:
                     msg = f"{self.name}: {consecutive} undecodable packets in a row, last: {mask_credentials(str(e))}"

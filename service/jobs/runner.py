@@ -1,7 +1,8 @@
 """One job inside an ingester: read the video to the end, publish its windows exactly once, await the scores.
 
 Frames are decoded with the reader `vigil score` uses (models.data.video) and cut into windows by the
-ingester's `WindowSampler` without fps decimation, so the workers see the same pixels offline scoring sees.
+ingester's `WindowSampler` without fps decimation, so the workers see the same pixels offline scoring sees; each
+frame goes through a fresh camera's health checks (models/health, the service's defaults), as in `vigil score`.
 Publishing waits while the job has `jobs.queue_windows` windows unscored (WAIT backpressure on the bus,
 nothing dropped) and goes as fast as the workers take them. Each publish records the next frame in Redis
 in the same step, so a runner that restarts (another ingester, a crash) re-reads the video and skips
@@ -20,6 +21,7 @@ import redis
 
 from models.data.video import open_video
 from models.errors import DatasetError
+from models.health.monitor import HealthMonitor
 from models.store import ModelStore
 from service.bus import keys, topics
 from service.bus.client import REDIS_ERRORS
@@ -113,10 +115,12 @@ class JobRunner:
             raise JobFailed(str(e)) from e
         sampler = WindowSampler(spec, self.settings.ingest.window_frames)
         sampler.decimator = FpsDecimator(None, None)  # every frame, as `vigil score` scores them
+        calib = self.settings.calibration
+        health = HealthMonitor(self.settings.health, (calib.mono_below, calib.colour_above))
         head_pts: list[float] = []  # pts of the warm-up frames, which no window carries
         limit = self.settings.jobs.max_frames
         try:
-            for index, pts, image in reader.iter_frames():
+            for index, pts, image, info in reader.iter_measured():
                 if self.stop_event.is_set():
                     return
                 if index >= limit:
@@ -124,7 +128,9 @@ class JobRunner:
                     raise JobFailed(msg)
                 if len(head_pts) < spec.context:
                     head_pts.append(pts)
-                window = sampler.push(VideoFrame(image=image, index=index, pts=pts, capture_ts=time.time()))
+                checked = health.step(info, pts)
+                frame = VideoFrame(image, index, pts, time.time(), health=checked.flags, chroma=checked.chroma)
+                window = sampler.push(frame)
                 if window is not None:
                     self._publish(window)
         except DatasetError as e:
@@ -156,6 +162,8 @@ class JobRunner:
             capture_ts=list(window.capture_ts[skip:]),
             source="job",
             job_id=self.job.id,
+            health=list(window.health[skip:]),
+            chroma=list(window.chroma[skip:]),
             frames=window.frames[skip:],  # (context + n - skip, h, w, C): the context moves along with the start
         )
         while topics.camera_backlog(self.r, self.stream) >= self.settings.jobs.queue_windows:

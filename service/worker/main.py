@@ -96,7 +96,7 @@ class Worker(ServiceProcess):
         topics.ensure_window_group(self.r)
         self.models = ModelCache(ModelStore(self.settings.store.root), self.device, self.cfg.alias_refresh_s)
         url = self.settings.alerts.webhook_url
-        self.webhook = WebhookSender(url).start() if url else None
+        self.webhook = WebhookSender(url).start() if url and "alerts" in self.settings.alerts.webhook_events else None
         self.publisher = OrderedPublisher(
             self.r,
             calibration=self.models.calibration,
@@ -372,6 +372,8 @@ def _scored(window: WindowMsg, model: str, raw: np.ndarray | None, error: str | 
         error=error,
         source=window.source,
         job_id=window.job_id,
+        health=window.health,
+        chroma=window.chroma,
     )
 
 

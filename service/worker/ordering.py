@@ -23,6 +23,8 @@ import redis
 from models.calibration.camera import CalibrationParams, CameraCalibrator, CameraReference, card_reference
 from models.calibration.reference import ProfileReference
 from models.card import Calibration
+from models.health.monitor import calibration_inputs
+from models.health.params import names_of
 from service.alerts.machine import ScoreRun, advance
 from service.alerts.schema import Incident
 from service.alerts.triage import triage
@@ -214,7 +216,8 @@ class OrderedPublisher:
                 calibrator = self._calibrator(camera, window.model, card, pub)
             raw = np.asarray(window.raw, dtype=np.float64)
             times = np.array([p if p is not None else c for p, c in zip(window.pts, window.capture_ts, strict=True)])
-            out = calibrator.step(raw, times, params.threshold - params.hysteresis)
+            chroma, usable = calibration_inputs(window.health, window.chroma)  # flagged frames never alert
+            out = calibrator.step(raw, times, params.threshold - params.hysteresis, chroma=chroma, usable=usable)
             now = time.time()
             batch = [
                 ScoreMsg(
@@ -231,6 +234,7 @@ class OrderedPublisher:
                     job_id=window.job_id,
                     calibration=ScoreCalibration(version=out.version, profile=out.profiles[i], state=out.states[i]),
                     alertable=bool(out.alertable[i]),
+                    health=names_of(window.health[i]) if window.health else [],
                 )
                 for i in range(len(raw))
             ]

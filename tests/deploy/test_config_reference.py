@@ -31,14 +31,24 @@ def test_reference_names_every_setting_with_its_env_var_and_default() -> None:
     from service.settings import Settings
 
     text = _render()
+
+    def check(fields: dict, prefix: str) -> None:  # nested sections (a health check) one level deeper
+        for sub, info in fields.items():
+            nested = getattr(info.annotation, "model_fields", None)
+            if nested is not None:
+                check(nested, f"{prefix}{sub.upper()}__")
+            else:
+                assert f"| `{prefix}{sub.upper()}` |" in text, sub
+
     for name, field in Settings.model_fields.items():
-        section = field.annotation
-        fields = getattr(section, "model_fields", None)
+        fields = getattr(field.annotation, "model_fields", None)
         if fields is None:
             assert f"`VIGIL_{name.upper()}`" in text
             continue
-        for sub in fields:
-            assert f"| `VIGIL_{name.upper()}__{sub.upper()}` |" in text, sub
+        check(fields, f"VIGIL_{name.upper()}__")
+    assert "| `VIGIL_HEALTH__FROZEN__MIN_S` | float | `1.0` | > 0, <= 3600.0 | no change for this long = frozen |" in (
+        text
+    )
     assert "| `VIGIL_WORKER__MAX_BATCH` | int | `8` | >= 1, <= 1024 | windows per forward pass |" in text
     assert (
         "| `VIGIL_ALERTS__HYSTERESIS` | float | `0.1` | >= 0, < 1 | alert ends below threshold - hysteresis |" in text

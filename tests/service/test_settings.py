@@ -38,3 +38,16 @@ def test_vigil_api_refuses_an_open_public_bind(capsys: pytest.CaptureFixture[str
 
     assert main(["api", "--host", "0.0.0.0"]) == 2
     assert "VIGIL_API__ADMIN_KEYS" in capsys.readouterr().err
+
+
+def test_health_settings_nest_one_level_deeper_and_typos_are_refused() -> None:
+    from service.settings import unknown_env_vars
+
+    env = {"VIGIL_HEALTH__FROZEN__MIN_S": "2.5", "VIGIL_HEALTH__ENABLED": "true"}
+    assert unknown_env_vars(env) == []
+    typos = {"VIGIL_HEALTH__FROZEN__MINS": "1", "VIGIL_HEALTH__BLURR__ENABLED": "0", "VIGIL_WORKER__MAX_BATCH__X": "1"}
+    assert unknown_env_vars(typos) == sorted(typos)
+    settings = Settings.model_validate({"health": {"frozen": {"min_s": 2.5}}})
+    assert settings.health.frozen.min_s == 2.5
+    with pytest.raises(ValueError, match=r"health\.frozen\.min_s"):
+        Settings.model_validate({"health": {"frozen": {"min_s": -1}}})

@@ -30,10 +30,15 @@ class OptimConfig(BaseModel):
     """Base of every objective's optimiser settings; unknown keys are errors, so `optim.lr_g` names what fits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW, TF defaults as the official codes use
 
 
-class StepDecay(OptimConfig):
+class Adam(OptimConfig):
+    """Settings of objectives that train with Adam or AdamW."""
+
+    betas: tuple[float, float] = (0.9, 0.999)  # TF defaults, as the official codes use
+
+
+class StepDecay(Adam):
     """A piecewise-constant learning rate with one drop (FFP's official schedule), shared by the frame methods."""
 
     lr_drop_step: int | None = Field(default=7000, ge=1)  # None = constant learning rate
@@ -108,6 +113,7 @@ def _load_all() -> None:
         dast,  # noqa: F401
         f2lm,  # noqa: F401
         ffp,  # noqa: F401
+        flowmem,  # noqa: F401
         gcl,  # noqa: F401
         vadclip,  # noqa: F401
     )

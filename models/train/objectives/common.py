@@ -7,13 +7,13 @@ from typing import Any
 
 import torch
 
-from models.train.objectives import OptimConfig, StepDecay
+from models.train.objectives import Adam, StepDecay
 
 
 def adam_with_drop(
     params: Any,
     lr: float,
-    optim: OptimConfig,
+    optim: Adam,
     schedule: StepDecay | None = None,
     weight_decay: float = 0.0,
     decoupled: bool = False,

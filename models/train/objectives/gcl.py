@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from models.methods.gcl import Gcl
-from models.train.objectives import OptimConfig, register_objective
+from models.train.objectives import Adam, register_objective
 
 if TYPE_CHECKING:
     from models.train.config import TrainConfig
@@ -39,7 +39,7 @@ def batch_threshold(values: torch.Tensor, stds: float) -> torch.Tensor:
     return values > values.mean() + stds * values.std(unbiased=False)
 
 
-class GclOptim(OptimConfig):
+class GclOptim(Adam):
     """Adam for G (the feature autoencoder) and D (the anomaly classifier), constant learning rates."""
 
     generator_lr: float = Field(default=1e-4, gt=0)

@@ -26,7 +26,7 @@ from torch import nn
 
 from models.methods.vadclip import Vadclip, to_sequence
 from models.pretrained import clip as clip_weights
-from models.train.objectives import OptimConfig, register_objective
+from models.train.objectives import Adam, register_objective
 
 if TYPE_CHECKING:
     from models.train.config import TrainConfig
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 SEPARATION_WEIGHT = 0.1
 
 
-class VadclipOptim(OptimConfig):
+class VadclipOptim(Adam):
     """AdamW for the adapter, heads and prompts; the learning rate drops x`lr_drop_factor` at `lr_milestones`."""
 
     lr: float = Field(default=2e-5, gt=0)  # UCF-Crime 2e-5, XD-Violence 1e-5

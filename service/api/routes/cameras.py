@@ -9,12 +9,21 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from models.health.params import CheckName, HealthOverrides, HealthParams
 from models.store import ModelStore
 from service.api.deps import AdminDep, RedisDep, SettingsDep, StoreDep, ViewerDep
 from service.api.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.bus import keys, topics
 from service.footage import FootageError, FootagePolicy, is_local, local_path
-from service.messages import CAMERA_URL_MAX_LENGTH, AlertOverrides, CameraConfig, CameraKind, CameraStatus, StreamState
+from service.messages import (
+    CAMERA_URL_MAX_LENGTH,
+    AlertOverrides,
+    CameraConfig,
+    CameraHealth,
+    CameraKind,
+    CameraStatus,
+    StreamState,
+)
 from service.settings import Settings
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
@@ -39,6 +48,8 @@ class CameraCreate(BaseModel):
     target_fps: float | None = Field(default=None, gt=0, le=240)
     realtime: bool = True
     alerts: AlertOverrides = AlertOverrides()
+    # per-check health settings over VIGIL_HEALTH__* (GET /cameras/{id}/health shows the effective ones)
+    health: HealthOverrides = HealthOverrides()
 
     @field_validator("id")
     @classmethod
@@ -53,8 +64,9 @@ class CameraCreate(BaseModel):
 
 
 class CameraPatch(BaseModel):
-    """Fields to change; absent fields keep their value. `alerts` merges key by key (JSON merge patch): a key
-    left out keeps its override, a key set to null drops it (back to the service default)."""
+    """Fields to change; absent fields keep their value. `alerts` and `health` merge key by key (JSON merge patch): a
+    key left out keeps its override, a key set to null drops it (back to the service default); `health` merges each
+    check the same way: `{"frozen": {"min_s": 3}}` changes one field, `{"frozen": null}` drops the check's overrides."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     url: str | None = Field(default=None, max_length=CAMERA_URL_MAX_LENGTH)
@@ -64,6 +76,7 @@ class CameraPatch(BaseModel):
     target_fps: float | None = Field(default=None, gt=0, le=240)
     realtime: bool | None = None
     alerts: AlertOverrides | None = None
+    health: HealthOverrides | None = None
 
 
 class CameraOut(BaseModel):
@@ -77,7 +90,15 @@ class CameraOut(BaseModel):
     target_fps: float | None
     realtime: bool
     alerts: AlertOverrides
+    health: HealthOverrides
     state: StreamState | Literal["pending"]  # pending: no ingester has reported on it yet
+    conditions: list[CheckName] = []  # camera health conditions raised now (GET /cameras/{id}/health); [] = ok
+
+
+class CameraHealthOut(CameraHealth):
+    """A camera's health (ok, or the raised conditions with since-when) and the check settings it runs with."""
+
+    params: HealthParams  # VIGIL_HEALTH__* with the camera's `health` overrides merged over them
 
 
 def _validated(data: dict[str, Any], settings: Settings, store: ModelStore) -> CameraConfig:
@@ -99,8 +120,23 @@ def _validated(data: dict[str, Any], settings: Settings, store: ModelStore) -> C
     return camera
 
 
-def _out(camera: CameraConfig, status: CameraStatus | None) -> CameraOut:
-    return CameraOut.model_validate({**camera.public(), "state": status.state if status else "pending"})
+def _out(camera: CameraConfig, status: CameraStatus | None, health: CameraHealth | None = None) -> CameraOut:
+    conditions = list(health.conditions) if health is not None else []
+    state = status.state if status else "pending"
+    return CameraOut.model_validate({**camera.public(), "state": state, "conditions": conditions})
+
+
+def _merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396) of override objects: null drops a key, an object merges into the current one."""
+    out = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            out[key] = None
+        elif isinstance(value, dict):
+            out[key] = _merge_patch(out.get(key) or {}, value)
+        else:
+            out[key] = value
+    return out
 
 
 def existing_camera(redis: RedisDep, camera_id: str) -> CameraConfig:
@@ -142,12 +178,14 @@ def create_camera(
 @router.get("", response_model=list[CameraOut])
 def list_cameras(redis: RedisDep, _: ViewerDep) -> list[CameraOut]:
     statuses = topics.list_camera_statuses(redis)
-    return [_out(c, statuses.get(c.id)) for c in topics.list_cameras(redis)]
+    health = topics.list_camera_health(redis)
+    return [_out(c, statuses.get(c.id), health.get(c.id)) for c in topics.list_cameras(redis)]
 
 
 @router.get("/{camera_id}", response_model=CameraOut)
 def show_camera(camera_id: CameraId, redis: RedisDep, _: ViewerDep) -> CameraOut:
-    return _out(existing_camera(redis, camera_id), topics.get_camera_status(redis, camera_id))
+    camera = existing_camera(redis, camera_id)
+    return _out(camera, topics.get_camera_status(redis, camera_id), topics.get_camera_health(redis, camera_id))
 
 
 @router.patch("/{camera_id}", response_model=CameraOut)
@@ -155,9 +193,11 @@ def update_camera(
     camera_id: CameraId, body: CameraPatch, redis: RedisDep, store: StoreDep, settings: SettingsDep, _: AdminDep
 ) -> CameraOut:
     current = existing_camera(redis, camera_id)
-    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"alerts"})
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"alerts", "health"})
     if body.alerts is not None:
         changes["alerts"] = {**current.alerts.model_dump(), **body.alerts.model_dump(exclude_unset=True)}
+    if body.health is not None:
+        changes["health"] = _merge_patch(current.health.model_dump(), body.health.model_dump(exclude_unset=True))
     data = {**current.model_dump(), **changes}
     camera = _validated(data, settings, store)
     topics.put_camera(redis, camera)
@@ -169,6 +209,15 @@ def delete_camera(camera_id: CameraId, redis: RedisDep, _: AdminDep) -> Response
     if not topics.delete_camera(redis, camera_id):
         existing_camera(redis, camera_id)  # raises the 404 that lists the cameras
     return Response(status_code=204)
+
+
+@router.get("/{camera_id}/health", response_model=CameraHealthOut)
+def camera_health(camera_id: CameraId, redis: RedisDep, settings: SettingsDep, _: ViewerDep) -> CameraHealthOut:
+    """The camera's health as its ingester last wrote it (`ok` until a check raises a condition)."""
+    camera = existing_camera(redis, camera_id)
+    health = topics.get_camera_health(redis, camera_id) or CameraHealth(camera=camera_id)
+    params = HealthParams.merge(settings.health, camera.health.model_dump(exclude_none=True))
+    return CameraHealthOut.model_validate({**health.model_dump(), "params": params.model_dump()})
 
 
 @router.get("/{camera_id}/status", response_model=CameraStatus)

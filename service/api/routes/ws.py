@@ -1,4 +1,5 @@
-"""Thin WebSocket feeds: `/ws/scores?camera=` (one camera or all) and `/ws/alerts`; subscribe and forward JSON.
+"""Thin WebSocket feeds: `/ws/scores?camera=` (one camera or all), `/ws/alerts` and `/ws/health`; subscribe and
+forward JSON.
 
 Blocking XREADs run in worker threads with a 1 s timeout, so a closed socket or a Redis restart is noticed
 within about a second; the feed resumes after a Redis restart without the client reconnecting.
@@ -150,3 +151,31 @@ async def ws_alerts(websocket: WebSocket, camera: CameraQuery = None) -> None:
                     await websocket.send_text(event.model_dump_json())
 
     await _serve(websocket, "alerts", pump)
+
+
+@router.websocket("/ws/health")
+async def ws_health(websocket: WebSocket, camera: CameraQuery = None) -> None:
+    """Every new camera health event (HealthEvent JSON: a condition raised or cleared), optionally of one camera."""
+    redis = await _accept(websocket)
+    if redis is None:
+        return
+    last_id = await anyio.to_thread.run_sync(_now_id, redis)
+
+    async def pump() -> None:
+        nonlocal last_id
+        backoff = Backoff(initial_s=0.2, max_s=2.0)
+        while True:
+            try:
+                read = functools.partial(topics.read_health_events, redis, last_id, block_ms=BLOCK_MS)
+                events = await anyio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=_limiter(websocket))
+            except REDIS_ERRORS as e:
+                log.warning("health feed waiting for Redis: %s", e)
+                await anyio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            for entry_id, event in events:
+                last_id = entry_id
+                if camera is None or event.camera == camera:
+                    await websocket.send_text(event.model_dump_json())
+
+    await _serve(websocket, "health", pump)

@@ -94,6 +94,7 @@ async function refreshCameras() {
       cam.el.dataset.state = c.state;
       cam.modelEl.textContent = c.model;
       refreshCalibration(c.id, cam);
+      renderHealth(cam, c.conditions);
     }
     for (const [id, cam] of state.cameras) {
       if (!seen.has(id)) {
@@ -105,6 +106,21 @@ async function refreshCameras() {
   } catch (e) {
     console.warn("cameras:", e);
   }
+}
+
+// --- camera health -------------------------------------------------------------------------------------------
+
+// The camera's raised health conditions (GET /cameras lists them; GET /cameras/{id}/health has since-when and
+// details): a badge beside its state. Frames flagged by them are scored but never alert.
+function renderHealth(cam, conditions) {
+  if (!cam.healthEl) {
+    cam.healthEl = el("span", "health");
+    cam.stateEl.after(cam.healthEl);
+  }
+  const raised = conditions || [];
+  cam.healthEl.textContent = raised.length ? `health: ${raised.join(", ").replaceAll("_", " ")}` : "health ok";
+  cam.healthEl.className = raised.length ? "health health-bad" : "health health-ok";
+  cam.el.dataset.health = raised.length ? raised.join(" ") : "ok";
 }
 
 // --- score charts --------------------------------------------------------------------------------------

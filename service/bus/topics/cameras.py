@@ -36,6 +36,8 @@ def delete_camera(r: redis.Redis, camera_id: str) -> bool:
     removed = int(r.hdel(keys.CAMERAS_HASH, camera_id))
     r.hdel(keys.CAMERA_STATUS_HASH, camera_id)
     r.delete(keys.camera_playback_key(camera_id))  # a file camera added again plays its file again
+    r.hdel(keys.CAMERA_HEALTH_HASH, camera_id)  # its health and reference views: added again, it learns its view anew
+    r.delete(keys.camera_health_memory_key(camera_id))
     if removed:
         r.publish(keys.CONTROL_CHANNEL, encode_json(ControlMsg(op="delete", camera=camera_id)))
     return bool(removed)

@@ -63,6 +63,7 @@ RUNS = [
     ("dast-clips", "dast_tiny.yaml", ["steps=6", "checkpoint_every=2"]),
     ("f2lm-clips", "f2lm_tiny.yaml", ["steps=4", "checkpoint_every=2"]),
     ("gcl-clips", "gcl_tiny.yaml", ["steps=6", "checkpoint_every=2"]),
+    ("flowmem-clips", "flowmem_tiny.yaml", ["checkpoint_every=2"]),  # epochs=1: 20 steps, the reservoir overflows
     ("gcl-snippets", "gcl_tiny.yaml", ["steps=10", "checkpoint_every=3", "batch_size=4", "split", "i3d"]),
     ("vadclip-videos", "vadclip_tiny.yaml", ["steps=6", "checkpoint_every=2", "split", "clip"]),
 ]

