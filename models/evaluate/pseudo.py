@@ -1,0 +1,172 @@
+"""Pseudo-anomalies in held-out *normal* training videos: a label-free yardstick for choosing training recipes.
+
+Recipes (model size, resolution, schedule, losses, signals) are compared on this, never on a test set: the
+recipes are retrained on cameras whose footage is not here, so a choice tuned to one benchmark's test videos
+would not carry over. Every held-out video is scored as it is (all frames normal) and again with one event
+of each kind injected into `event_frames` consecutive frames (those frames labelled anomalous):
+
+- ``fast``: a rectangle of the scene around the busiest motion plays `speed` times faster than the rest, so
+  the people inside it move as fast as a cyclist or skater (the skip-frame pseudo-anomalies of Astrid et al.,
+  "Learning Not to Reconstruct Anomalies", BMVC 2021, applied to a region instead of the whole frame).
+- ``object``: a patch cut around the busiest motion of another frame of the same camera (a walker) slides
+  across the scene at 4-8 px per frame of the native footage, without walking (the patch pseudo-anomalies of
+  the same paper, moving).
+
+Everything is done on decoded native-resolution frames before `prepare`, so recipes with different input
+sizes are scored on the same footage. Deterministic for a seed. `pseudo_auc` scores a set with the online protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from models.data.transforms import prepare
+from models.evaluate.metrics import roc_auc
+from models.evaluate.protocols import online_scores
+from models.inference import score_frames
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.base import AnomalyMethod
+    from models.card import Calibration
+
+Kind = Literal["fast", "object"]
+KINDS: tuple[Kind, ...] = ("fast", "object")
+
+
+@dataclass(frozen=True)
+class PseudoVideo:
+    """One scored video of the pseudo set: uint8 frames (N, H, W[, C]) and labels (N,) (1 = injected)."""
+
+    name: str
+    frames: np.ndarray
+    labels: np.ndarray
+
+
+def _motion(frames: np.ndarray) -> np.ndarray:
+    """(N, H, W[, C]) uint8 -> (H, W) summed absolute frame differences (where the scene moves)."""
+    gray = frames.astype(np.float32)
+    if gray.ndim == 4:
+        gray = gray.mean(axis=3)
+    return np.abs(np.diff(gray, axis=0)).sum(axis=0) if len(gray) > 1 else np.zeros(gray.shape[1:], np.float32)
+
+
+def _busiest(energy: np.ndarray, box_h: int, box_w: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a box_h x box_w box among the 5 with the most motion energy (one drawn at random)."""
+    h, w = energy.shape
+    integral = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    sums = (
+        integral[box_h:, box_w:] - integral[:-box_h, box_w:] - integral[box_h:, :-box_w] + integral[:-box_h, :-box_w]
+    )  # (h - box_h + 1, w - box_w + 1)
+    best = np.argsort(sums, axis=None)[::-1]
+    picks, taken = [], np.zeros_like(sums, dtype=bool)
+    for flat in best:
+        y, x = divmod(int(flat), sums.shape[1])
+        if not taken[y, x]:
+            picks.append((y, x))
+            taken[max(0, y - box_h // 2) : y + box_h // 2 + 1, max(0, x - box_w // 2) : x + box_w // 2 + 1] = True
+        if len(picks) == 5:
+            break
+    y, x = picks[int(rng.integers(len(picks)))]
+    return min(y, h - box_h), min(x, w - box_w)
+
+
+def inject_fast(frames: np.ndarray, start: int, length: int, speed: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `frames` where a box around the busiest motion runs `speed` x faster for `length` frames."""
+    n, h, w = frames.shape[:3]
+    box_h, box_w = max(8, h // 3), max(8, w // 4)
+    window = frames[start : min(n, start + speed * length)]
+    y, x = _busiest(_motion(window), box_h, box_w, rng)
+    out = frames.copy()
+    for k in range(length):
+        src = min(n - 1, start + speed * k)
+        out[start + k, y : y + box_h, x : x + box_w] = frames[src, y : y + box_h, x : x + box_w]
+    return out
+
+
+def inject_object(
+    frames: np.ndarray, donor: np.ndarray, start: int, length: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A copy of `frames` with a patch of `donor` (a frame of the same camera) sliding across for `length` frames."""
+    n, h, w = frames.shape[:3]
+    ph, pw = max(6, h // 6), max(4, w // 12)  # about one walker of Ped2 at 240x360
+    # Where the donor differs most from the scene's median is where its walkers are.
+    background = np.median(frames[:: max(1, n // 15)].astype(np.float32), axis=0)
+    diff = np.abs(donor.astype(np.float32) - background)
+    y0, x0 = _busiest(diff if diff.ndim == 2 else diff.mean(axis=2), ph, pw, rng)
+    patch = donor[y0 : y0 + ph, x0 : x0 + pw]
+    speed = float(rng.uniform(4.0, 8.0))
+    angle = float(rng.uniform(0, 2 * np.pi))
+    vy, vx = speed * np.sin(angle), speed * np.cos(angle)
+    # Start so that the whole path stays inside the frame (clipped where the frame is too small for it).
+    y_start = float(np.clip(h / 2 - vy * length / 2 - ph / 2, 0, h - ph))
+    x_start = float(np.clip(w / 2 - vx * length / 2 - pw / 2, 0, w - pw))
+    out = frames.copy()
+    for k in range(length):
+        y = round(float(np.clip(y_start + vy * k, 0, h - ph)))
+        x = round(float(np.clip(x_start + vx * k, 0, w - pw)))
+        out[start + k, y : y + ph, x : x + pw] = patch
+    return out
+
+
+def pseudo_set(
+    videos: list[tuple[str, np.ndarray]],
+    repeats: int = 3,
+    event_frames: int = 30,
+    speed: int = 3,
+    seed: int = 0,
+) -> list[PseudoVideo]:
+    """Each held-out normal video as it is, then `repeats` times per kind with one injected event.
+
+    videos: (name, uint8 frames (N, H, W[, C])) at the footage's native resolution, all normal.
+    A video too short for an event (speed * event_frames + 1 frames) is only scored clean.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[PseudoVideo] = []
+    for i, (name, frames) in enumerate(videos):
+        n = len(frames)
+        out.append(PseudoVideo(f"{name}", frames, np.zeros(n, np.uint8)))
+        if n < speed * event_frames + 1:
+            continue
+        other = videos[(i + 1) % len(videos)][1]
+        for kind in [k for _ in range(repeats) for k in KINDS]:
+            start = int(rng.integers(0, n - speed * event_frames))
+            if kind == "fast":
+                injected = inject_fast(frames, start, event_frames, speed, rng)
+            else:
+                donor = other[int(rng.integers(len(other)))]
+                if donor.shape != frames.shape[1:]:
+                    donor = frames[int(rng.integers(n))]
+                injected = inject_object(frames, donor, start, event_frames, rng)
+            labels = np.zeros(n, np.uint8)
+            labels[start : start + event_frames] = 1
+            out.append(
+                PseudoVideo(f"{name}+{kind}{sum(v.name.startswith(f'{name}+{kind}') for v in out)}", injected, labels)
+            )
+    return out
+
+
+def pseudo_auc(
+    method: AnomalyMethod, calibration: Calibration, videos: list[PseudoVideo], device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Micro AUC of the online protocol (the card's calibration, EMA restarting at each video) on a pseudo set,
+    over all of it and per kind (each kind's events against all normal frames)."""
+    context = method.input_spec.context
+    scores, labels, kinds = [], [], []
+    for video in videos:
+        raw = score_frames(method, prepare(video.frames, method.input_spec), device=device)  # (N - context, S)
+        scores.append(online_scores(raw.astype(np.float64), calibration))
+        labels.append(video.labels[context:])
+        kind = video.name.split("+")[1].rstrip("0123456789") if "+" in video.name else ""
+        kinds.append(np.where(video.labels[context:] > 0, kind, ""))
+    s, y, k = np.concatenate(scores), np.concatenate(labels), np.concatenate(kinds)
+    out = {"online_micro_auc": roc_auc(y, s), "frames": float(len(y)), "anomalous": float(y.sum())}
+    for kind in KINDS:
+        keep = (y == 0) | (k == kind)
+        if (k == kind).any():
+            out[f"online_micro_auc_{kind}"] = roc_auc(y[keep], s[keep])
+    return out

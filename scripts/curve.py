@@ -1,0 +1,200 @@
+"""Accuracy against training CPU time, from the snapshots a run keeps (`snapshot_cpu_minutes` in its config).
+
+    # points of one or more runs -> JSON (selection: the pseudo-anomaly yardstick on held-out training videos only)
+    .venv/bin/python scripts/curve.py points runs/ffp-a runs/ffp-b --out runs/curves/ffp.json [--test]
+    # the PNG of RESULTS from such JSON files
+    .venv/bin/python scripts/curve.py plot runs/curves/ffp.json runs/curves/f2lm.json --out docs/img/curves.png
+
+For each snapshot the method is calibrated on the run's held-out training videos exactly as `vigil train` does at
+the end of a run, then scored on `models.evaluate.pseudo` (pseudo-anomalies injected into those held-out videos,
+online protocol) and, with --test, on the labelled test videos (paper and online protocols, as `vigil eval`).
+Recipes are chosen on the pseudo-anomaly AUC alone; the test numbers are reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.data.datasets import LabeledVideo, open_dataset, split_validation
+from models.data.transforms import prepare
+from models.evaluate.protocols import VideoSignals, evaluate
+from models.evaluate.pseudo import pseudo_auc, pseudo_set
+from models.inference import score_frames
+from models.io import load_state
+from models.registry import create_method
+from models.train.checkpoint import SNAPSHOT_FILE, SNAPSHOT_WEIGHTS, list_snapshots
+from models.train.config import TrainConfig
+from models.train.finish import fit_on_videos
+
+log = logging.getLogger("curve")
+
+
+def _compact(frames: np.ndarray) -> np.ndarray:
+    """Gray footage stored as 3 equal channels (Ped2) -> (N, H, W): a third of the memory, `prepare` gives the same."""
+    gray = frames.ndim == 4 and frames.shape[3] == 3 and np.array_equal(frames[..., 0], frames[..., 1])
+    if gray and np.array_equal(frames[..., 0], frames[..., 2]):
+        return np.ascontiguousarray(frames[..., 0])
+    return frames
+
+
+class Footage:
+    """Decoded native frames of a dataset's held-out training videos and test videos, read once."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, int], list[tuple[str, np.ndarray]]] = {}
+        self.test: dict[str, list[tuple[LabeledVideo, np.ndarray]]] = {}
+
+    def held_out(self, root: str, num_val: int) -> list[tuple[str, np.ndarray]]:
+        if (root, num_val) not in self.held:
+            _, val = split_validation(open_dataset(root, "train"), num_val)
+            self.held[(root, num_val)] = [(v.name, _compact(v.reader.read_all())) for v in val]
+        return self.held[(root, num_val)]
+
+    def test_videos(self, root: str) -> list[tuple[LabeledVideo, np.ndarray]]:
+        if root not in self.test:
+            self.test[root] = [(v, _compact(v.reader.read_all())) for v in open_dataset(root, "test")]
+        return self.test[root]
+
+
+def signal_override(variant: str) -> dict[str, Any]:
+    """ "frame+patch16" -> {"signals": ("frame", "patch"), "patch": 16}: signals that need no retraining (ffp)."""
+    signals, patch = [], None
+    for part in variant.split("+"):
+        name = part.rstrip("0123456789")
+        signals.append(name)
+        if part != name:
+            patch = int(part[len(name) :])
+    return {"signals": tuple(signals)} | ({"patch": patch} if patch else {})
+
+
+def point(snapshot: Path, footage: Footage, with_test: bool, variant: str | None = None) -> dict[str, Any]:
+    meta = json.loads((snapshot / SNAPSHOT_FILE).read_text())
+    cfg = TrainConfig.model_validate(meta["config"])
+    config = cfg.method if variant is None else cfg.method.model_copy(update=signal_override(variant))
+    method = create_method(config)
+    load_state(method, load_file(str(snapshot / SNAPSHOT_WEIGHTS)), source=str(snapshot))
+    method.eval()
+    spec, root = method.input_spec, str(cfg.data.root)
+    started = time.monotonic()
+    held = footage.held_out(root, cfg.data.num_val)
+    calibration, _ = fit_on_videos(
+        method,
+        [score_frames(method, prepare(frames, spec)) for _, frames in held],
+        source=f"held-out training videos {', '.join(n for n, _ in held)} of {root}",
+        too_short="held-out videos too short",
+        fps=cfg.data.fps,
+    )
+    out: dict[str, Any] = {
+        "run": str(snapshot.parent.parent),
+        "snapshot": snapshot.name,
+        "cpu_minutes": round(meta["cpu_s"] / 60, 2),
+        "step": meta["step"],
+        "method": cfg.method_name,
+        "label": Path(snapshot.parent.parent).name + (f" {variant}" if variant else ""),
+        "signals": list(method.signal_names),
+        "pseudo": pseudo_auc(method, calibration, pseudo_set(held)),
+    }
+    if with_test:
+        videos = footage.test_videos(root)
+        signals = [
+            VideoSignals(v.name, score_frames(method, prepare(f, spec)), v.labels)
+            for v, f in videos
+            if v.labels is not None
+        ]
+        result, _ = evaluate(signals, spec.context, list(method.signal_names), calibration)
+        keys = ("micro_auc", "macro_auc", "macro_chance", "macro_auc_padded", "macro_chance_padded", "eer")
+        out["test"] = {f"{p}_{k}": getattr(getattr(result, p), k) for p in ("paper", "online") for k in keys}
+    out["eval_s"] = round(time.monotonic() - started, 1)
+    log.info("%s: %s", snapshot, json.dumps({k: v for k, v in out.items() if k != "run"}))
+    return out
+
+
+def points(args: argparse.Namespace) -> int:
+    footage = Footage()
+    rows = []
+    for run in args.runs:
+        snapshots = list_snapshots(Path(run))
+        if not snapshots:
+            print(f"{run} has no snapshots (set snapshot_cpu_minutes in its config)")
+            return 1
+        if args.last:
+            snapshots = snapshots[-1:]
+        rows += [point(s, footage, args.test, v) for s in snapshots for v in (args.signals or [None])]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1))
+    print(f"wrote {len(rows)} points to {args.out}")
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    from matplotlib.figure import Figure
+
+    series: dict[str, list[dict[str, Any]]] = {}
+    for path in args.files:
+        for row in json.loads(Path(path).read_text()):
+            series.setdefault(row["label"], []).append(row)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for name, rows in series.items():
+        rows = sorted(rows, key=lambda r: r["cpu_minutes"])
+        x = [r["cpu_minutes"] for r in rows]
+        if all("test" in r for r in rows):
+            line = axes[0].plot(x, [r["test"]["online_micro_auc"] for r in rows], marker="o", label=f"{name} online")
+            axes[0].plot(x, [r["test"]["paper_micro_auc"] for r in rows], marker=".", linestyle=":",
+                         color=line[0].get_color(), label=f"{name} paper")  # fmt: skip
+        axes[1].plot(x, [r["pseudo"]["online_micro_auc"] for r in rows], marker="o", label=name)
+    axes[0].set(xlabel="training CPU-minutes (1 thread)", ylabel="Ped2 test micro AUC", title="Ped2 test (reported)")
+    axes[1].set(
+        xlabel="training CPU-minutes (1 thread)",
+        ylabel="online micro AUC",
+        title="pseudo-anomalies in held-out training videos (selection)",
+    )
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=100)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("points", help="evaluate every snapshot of the given runs")
+    p.add_argument("runs", nargs="+", help="run directories (out_dir) holding snapshots/")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--test", action="store_true", help="also score the labelled test videos (reported, not chosen on)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--last", action="store_true", help="only the last snapshot of each run")
+    p.add_argument(
+        "--signals",
+        nargs="+",
+        help="ffp only: score each snapshot with these signal sets too, e.g. frame patch16 frame+patch16 "
+        "(the signals need no retraining)",
+    )
+    q = sub.add_parser("plot", help="AUC against training CPU-minutes from points files")
+    q.add_argument("files", nargs="+")
+    q.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.action == "points":
+        torch.set_num_threads(args.threads)
+        return points(args)
+    return plot(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
