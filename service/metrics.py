@@ -32,6 +32,19 @@ RECONNECTS = Counter("vigil_ingest_reconnects_total", "Source reconnect attempts
 INGEST_FPS = Gauge("vigil_ingest_fps", "Decoded frames per second over the last seconds", ["camera"])
 CAMERAS_OWNED = Gauge("vigil_ingest_cameras_owned", "Cameras whose lease this ingester holds", ["ingester"])
 
+# --- camera health (ingest) ----------------------------------------------------------------------------
+HEALTH_CONDITION = Gauge(
+    "vigil_camera_health_condition", "1 while the camera's health condition is raised, else 0", ["camera", "condition"]
+)
+HEALTH_EVENTS = Counter(
+    "vigil_camera_health_events_total", "Health conditions raised and cleared", ["camera", "condition", "kind"]
+)
+HEALTH_FRAMES_FLAGGED = Counter(
+    "vigil_camera_health_frames_flagged_total",
+    "Decoded frames a health check flagged (scored, never alertable), by condition",
+    ["camera", "condition"],
+)
+
 # --- worker -------------------------------------------------------------------------------------------
 WINDOWS_SCORED = Counter("vigil_worker_windows_scored_total", "Windows run through a model", ["model"])
 FRAMES_SCORED = Counter("vigil_worker_frames_scored_total", "Calibrated frame scores published", ["camera"])
@@ -95,7 +108,7 @@ API_REQUESTS = Counter("vigil_api_requests_total", "HTTP requests", ["method", "
 API_REQUEST_SECONDS = Histogram(
     "vigil_api_request_seconds", "HTTP request duration", ["method", "route"], buckets=_LATENCY_BUCKETS
 )
-API_WEBSOCKETS = Gauge("vigil_api_websocket_clients", "Connected WebSocket clients", ["topic"])  # scores|alerts
+API_WEBSOCKETS = Gauge("vigil_api_websocket_clients", "Connected WebSocket clients", ["topic"])  # scores|alerts|health
 
 
 def start_metrics_server(port: int, host: str) -> None:

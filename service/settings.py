@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.calibration.camera import CalibrationParams
+from models.health.params import HealthParams
 from service.alerts.schema import (
     DEFAULT_INCIDENT_GAP_S,
     DEFAULT_NOTIFY_MAX,
@@ -100,6 +101,9 @@ class WorkerSettings(_Section):
         return self
 
 
+WebhookTopic = Literal["alerts", "health"]
+
+
 class AlertSettings(_Section):
     # Scores are 0.5 - 0.1 log10(rises per hour of the camera's normal footage to that level): a threshold of 0.5
     # alerts on levels that normal footage reaches about once an hour; the hysteresis of 0.1 keeps an alert open
@@ -110,6 +114,8 @@ class AlertSettings(_Section):
     cooldown_frames: int = Field(default=25, ge=0, le=1_000_000)
     retention_s: int = Field(default=7 * 24 * 3600, ge=60)
     webhook_url: str | None = None
+    # What is POSTed to webhook_url: alert events (by the workers) and/or camera health events (by the ingesters)
+    webhook_events: list[WebhookTopic] = ["alerts"]
     # Triage (service/alerts/triage.py), each overridable per camera like the four above. An alert starting within
     # incident_gap_s of the end of the camera's previous one joins its incident (GET /incidents).
     incident_gap_s: float = Field(default=DEFAULT_INCIDENT_GAP_S, ge=0, le=7 * 24 * 3600)
@@ -135,6 +141,13 @@ class CalibrationSettings(CalibrationParams):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # About 49 bytes per frame for a one-signal model (bench/replay.py): 24 h at 10 fps 40 MiB, at 25 fps 100 MiB.
     replay_retention_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+
+
+class HealthSettings(HealthParams):
+    """Camera health checks (models/health): every check's defaults, `VIGIL_HEALTH__<CHECK>__<FIELD>`; a camera
+    overrides any of them (`health` in the camera API)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class ApiSettings(_Section):
@@ -215,6 +228,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     alerts: AlertSettings = AlertSettings()
     calibration: CalibrationSettings = CalibrationSettings()
+    health: HealthSettings = HealthSettings()
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
     mqtt: MqttSettings = MqttSettings()
@@ -250,10 +264,12 @@ def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
             unknown.append(key)
             continue
         section = field.annotation
-        if len(parts) > 2 or (
-            len(parts) == 2 and not (isinstance(section, type) and parts[1] in getattr(section, "model_fields", {}))
-        ):
-            unknown.append(key)
+        for part in parts[1:]:  # nested sections, as deep as the settings go (VIGIL_HEALTH__FROZEN__MIN_S)
+            fields = getattr(section, "model_fields", {}) if isinstance(section, type) else {}
+            if part not in fields:
+                unknown.append(key)
+                break
+            section = fields[part].annotation
     return sorted(unknown)
 
 

@@ -31,7 +31,7 @@ def black(frame: np.ndarray, k: int, first: np.ndarray) -> np.ndarray:
 
 def covered(frame: np.ndarray, k: int, first: np.ndarray) -> np.ndarray:
     """A hand or tape over the lens: dark, a little light leaking in at one side, no detail."""
-    h, w = frame.shape[:2]
+    _h, w = frame.shape[:2]
     leak = np.linspace(10, 45, w, dtype=np.float32)[None, :, None]
     glow = cv2.GaussianBlur(frame, (0, 0), w / 8).astype(np.float32) * 0.1
     rng = np.random.default_rng(k)

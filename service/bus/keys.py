@@ -179,6 +179,18 @@ def camera_lease_key(camera: str) -> str:
     return f"{PREFIX}:cam:{camera}:lease"
 
 
+# --- camera health: ingesters -> API / WebSocket / webhooks (models/health, service/ingest/health.py) -----------
+CAMERA_HEALTH_HASH = f"{PREFIX}:camera_health"  # hash camera id -> CameraHealth JSON (ok, or raised conditions)
+HEALTH_EVENTS_STREAM = f"{PREFIX}:health:events"  # raised/cleared events (field d = HealthEvent JSON)
+HEALTH_EVENTS_MAXLEN = 100_000
+
+
+def camera_health_memory_key(camera: str) -> str:
+    """String: the camera's HealthMemory JSON (its colour/IR mode and reference views, about 3 KB per mode), no TTL:
+    an ingester taking the camera over compares with the same reference views."""
+    return f"{PREFIX}:cam:{camera}:health_memory"
+
+
 # --- health -------------------------------------------------------------------------------------------------
 
 

@@ -92,7 +92,8 @@ def test_decode_errors_flag_frames_until_the_next_key_frame():
     assert damaged[150:200].all(), "frames predicted from the damage are flagged until key frame 200"
     assert not damaged[:150].any()
     cleared = [i for i, c in changes if c.kind == "cleared"]
-    assert cleared and 200 <= cleared[0] <= 200 + 1.1 * FPS  # clear_s after the key frame
+    assert cleared
+    assert 200 <= cleared[0] <= 200 + 1.1 * FPS
 
 
 def test_a_view_moved_for_good_becomes_the_reference_and_asks_to_relearn(clean):
@@ -122,7 +123,7 @@ def test_black_frames_are_no_evidence_for_the_ir_profile(clean):
 def test_disabled_checks_raise_nothing(clean):
     frames = list(faults.inject(clean, faults.black, START, STOP))
     off = HealthParams.merge(HealthParams(), {"blank": {"enabled": False}, "illumination": {"enabled": False}})
-    flags, changes = run(frames, off)
+    _flags, changes = run(frames, off)
     assert not [c for _, c in changes if c.condition in ("blank", "illumination")]
     _, changes = run(frames, HealthParams(enabled=False))
     assert changes == []
@@ -138,14 +139,17 @@ def test_spread_ors_each_frame_with_its_context():
 def test_calibration_inputs():
     chroma, usable = calibration_inputs([0, 2, 0], [10.0, None, 1.5])
     assert usable.tolist() == [True, False, True]
-    assert chroma[0] == 10.0 and np.isnan(chroma[1]) and chroma[2] == 1.5
+    assert chroma[0] == 10.0
+    assert np.isnan(chroma[1])
+    assert chroma[2] == 1.5
     assert calibration_inputs(None, None) == (None, None)
 
 
 def test_overrides_validate_each_field_and_merge_over_the_defaults():
     overrides = HealthOverrides.model_validate({"frozen": {"min_s": 3}, "moved": {"enabled": False}})
     params = HealthParams.merge(HealthParams(), overrides.model_dump(exclude_none=True))
-    assert params.frozen.min_s == 3 and params.frozen.max_change == HealthParams().frozen.max_change
+    assert params.frozen.min_s == 3
+    assert params.frozen.max_change == HealthParams().frozen.max_change
     assert not params.moved.enabled
     for bad, loc in [
         ({"blurr": {}}, ("blurr",)),
