@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import make_stack, model_root  # noqa: F401  (fixtures)
+from tests.service.mqtt.conftest import make_broker, run_bridge, subscribers  # noqa: F401  (fixtures)
 from tests.synthetic import render_frames, write_video
 
 VIEWER_KEY = "viewer-key-for-the-live-page-test"

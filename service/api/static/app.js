@@ -1,7 +1,8 @@
 // vigil live page: cameras and their state (polled), per-camera score charts fed by /ws/scores, recent alerts
 // (GET /alerts, then /ws/alerts) with the peak frame's thumbnail. Plain JS, no dependencies.
 // Calibration: each camera shows whether it is learning its reference or which version scores it; operators mark
-// alerts as false alarms or confirm them; a threshold slider per camera replays the chart's time range through
+// alerts as false alarms or confirm them, acknowledge and resolve them (the list filters by that state); a
+// threshold slider per camera replays the chart's time range through
 // POST /cameras/{id}/replay, so the alerts that threshold would have produced show above the chart.
 // The API key is kept in localStorage; REST calls send it as X-API-Key, WebSockets as a subprotocol
 // (browsers cannot set headers on a WebSocket, and a query string would put the key into access logs).
@@ -18,7 +19,8 @@ const state = {
   alerts: new Map(), // id -> {alert, el, thumbFrame}
   sockets: {},
   // Counters the headless-browser test reads; also handy in the devtools console.
-  stats: { scores: 0, alertEvents: 0, thumbnails: 0, replays: 0, feedback: 0 },
+  stats: { scores: 0, alertEvents: 0, thumbnails: 0, replays: 0, feedback: 0, acks: 0 },
+  filter: "all", // which alerts the list shows: all, open, unacknowledged, acknowledged, resolved
 };
 window.vigil = state;
 
@@ -324,6 +326,8 @@ function renderAlert(entry) {
   li.className = `alert ${alert.state}`;
   li.dataset.alert = alert.id;
   li.dataset.camera = alert.camera;
+  li.dataset.ack = alert.ack ? alert.ack.state : "unacknowledged";
+  li.hidden = !matchesFilter(alert);
   if (!entry.el) {
     li.append(el("div", "thumb thumb-missing", "no picture"), el("div", "alert-body"));
     entry.el = li;
@@ -336,6 +340,7 @@ function renderAlert(entry) {
     el("div", "", `peak ${alert.peak_score.toFixed(3)} at frame ${alert.peak_frame}`),
     el("div", "muted", `frames ${alert.start_frame}–${end} · ${fmtTime(alert.start_ts)}`),
     feedbackRow(alert),
+    ackRow(alert),
   );
   body.firstChild.append(el("span", "muted", alert.model));
   if (entry.thumbFrame !== alert.peak_frame) loadThumbnail(entry);
@@ -374,6 +379,60 @@ async function giveFeedback(id, verdict, button) {
     button.disabled = false;
     console.warn("feedback:", e);
   }
+}
+
+// --- acknowledging -----------------------------------------------------------------------------------------
+// POST /alerts/{id}/ack (operator key): acknowledged, then resolved; the event on /ws/alerts updates every open page.
+
+function ackRow(alert) {
+  const row = el("div", "ack");
+  const ack = alert.ack;
+  if (ack) {
+    const note = ack.note ? `: ${ack.note}` : "";
+    row.append(el("span", `ack-state ack-${ack.state}`, `${ack.state} (${ack.role}, ${fmtTime(ack.ts)})${note}`));
+  }
+  let actions = [["acknowledge", "Acknowledge"], ["resolve", "Resolve"]];
+  if (ack) actions = ack.state === "acknowledged" ? actions.slice(1) : [];
+  if (!actions.length) return row;
+  const input = el("input", "ack-note");
+  Object.assign(input, { type: "text", placeholder: "note", maxLength: 1000 });
+  row.append(input);
+  for (const [action, text] of actions) {
+    const button = el("button", `do-${action}`, text);
+    button.type = "button";
+    button.addEventListener("click", () => giveAck(alert.id, action, input.value, button));
+    row.append(button);
+  }
+  return row;
+}
+
+async function giveAck(id, action, note, button) {
+  button.disabled = true;
+  try {
+    const resp = await api(`/alerts/${encodeURIComponent(id)}/ack`, { action, note });
+    const body = await resp.json();
+    if (!resp.ok) {
+      showMessage(`${action} ${id}: ${body.detail}`);
+      button.disabled = false;
+      return;
+    }
+    state.stats.acks += 1;
+    upsertAlert(body);
+  } catch (e) {
+    button.disabled = false;
+    console.warn("ack:", e);
+  }
+}
+
+function matchesFilter(alert) {
+  const f = state.filter;
+  if (f === "all") return true;
+  if (f === "open") return alert.state === "open";
+  return (alert.ack ? alert.ack.state : "unacknowledged") === f;
+}
+
+function applyFilter() {
+  for (const entry of state.alerts.values()) entry.el.hidden = !matchesFilter(entry.alert);
 }
 
 function upsertAlert(alert) {
@@ -480,6 +539,10 @@ function start() {
     state.key = $("key-input").value.trim();
     localStorage.setItem(KEY_STORAGE, state.key);
     connect();
+  });
+  $("alert-filter").addEventListener("change", (ev) => {
+    state.filter = ev.target.value;
+    applyFilter();
   });
   connect();
   setInterval(refreshCameras, CAMERA_POLL_MS);
