@@ -27,16 +27,16 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.calibration import fit_calibration
 from models.data.datasets import LabeledVideo, open_dataset, split_validation
 from models.data.transforms import prepare
 from models.evaluate.protocols import VideoSignals, evaluate
-from models.evaluate.pseudo import pseudo_auc, pseudo_set
+from models.evaluate.pseudo import pseudo_auc, pseudo_raw, pseudo_set
 from models.inference import score_frames
 from models.io import load_state
 from models.registry import create_method
 from models.train.checkpoint import SNAPSHOT_FILE, SNAPSHOT_WEIGHTS, list_snapshots
 from models.train.config import TrainConfig
-from models.train.finish import fit_on_videos
 
 log = logging.getLogger("curve")
 
@@ -68,57 +68,65 @@ class Footage:
         return self.test[root]
 
 
-def signal_override(variant: str) -> dict[str, Any]:
-    """ "frame+patch16" -> {"signals": ("frame", "patch"), "patch": 16}: signals that need no retraining (ffp)."""
-    signals, patch = [], None
-    for part in variant.split("+"):
-        name = part.rstrip("0123456789")
-        signals.append(name)
-        if part != name:
-            patch = int(part[len(name) :])
-    return {"signals": tuple(signals)} | ({"patch": patch} if patch else {})
-
-
-def point(snapshot: Path, footage: Footage, with_test: bool, variant: str | None = None) -> dict[str, Any]:
+def point(
+    snapshot: Path, footage: Footage, with_test: bool, signals: list[str] | None = None, patch: int | None = None
+) -> list[dict[str, Any]]:
+    """One row per signal set: `signals` are "+"-joined subsets of the method's signal names (one scoring pass
+    serves them all); None = the method's own signals."""
     meta = json.loads((snapshot / SNAPSHOT_FILE).read_text())
     cfg = TrainConfig.model_validate(meta["config"])
-    config = cfg.method if variant is None else cfg.method.model_copy(update=signal_override(variant))
+    config = cfg.method
+    if signals and config.name == "ffp":  # type: ignore[attr-defined]
+        update = {"signals": ("frame", "patch")} | ({"patch": patch} if patch else {})
+        config = config.model_copy(update=update)  # every ffp signal in one pass
     method = create_method(config)
     load_state(method, load_file(str(snapshot / SNAPSHOT_WEIGHTS)), source=str(snapshot))
     method.eval()
-    spec, root = method.input_spec, str(cfg.data.root)
+    spec, root, names = method.input_spec, str(cfg.data.root), list(method.signal_names)
     started = time.monotonic()
     held = footage.held_out(root, cfg.data.num_val)
-    calibration, _ = fit_on_videos(
-        method,
-        [score_frames(method, prepare(frames, spec)) for _, frames in held],
-        source=f"held-out training videos {', '.join(n for n, _ in held)} of {root}",
-        too_short="held-out videos too short",
-        fps=cfg.data.fps,
-    )
-    out: dict[str, Any] = {
-        "run": str(snapshot.parent.parent),
-        "snapshot": snapshot.name,
-        "cpu_minutes": round(meta["cpu_s"] / 60, 2),
-        "step": meta["step"],
-        "method": cfg.method_name,
-        "label": Path(snapshot.parent.parent).name + (f" {variant}" if variant else ""),
-        "signals": list(method.signal_names),
-        "pseudo": pseudo_auc(method, calibration, pseudo_set(held)),
-    }
+    held_raw = [score_frames(method, prepare(frames, spec)) for _, frames in held]
+    pseudo = pseudo_set(held)
+    pseudo_scores = pseudo_raw(method, pseudo)
+    test_signals = []
     if with_test:
-        videos = footage.test_videos(root)
-        signals = [
+        test_signals = [
             VideoSignals(v.name, score_frames(method, prepare(f, spec)), v.labels)
-            for v, f in videos
+            for v, f in footage.test_videos(root)
             if v.labels is not None
         ]
-        result, _ = evaluate(signals, spec.context, list(method.signal_names), calibration)
-        keys = ("micro_auc", "macro_auc", "macro_chance", "macro_auc_padded", "macro_chance_padded", "eer")
-        out["test"] = {f"{p}_{k}": getattr(getattr(result, p), k) for p in ("paper", "online") for k in keys}
-    out["eval_s"] = round(time.monotonic() - started, 1)
-    log.info("%s: %s", snapshot, json.dumps({k: v for k, v in out.items() if k != "run"}))
-    return out
+    rows = []
+    for variant in signals or ["+".join(names)]:
+        cols = [names.index(n) for n in variant.split("+")]
+        subset = [names[c] for c in cols]
+        raw = np.concatenate([r[:, cols] for r in held_raw])
+        calibration = fit_calibration(
+            raw,
+            subset,
+            weights=method.calibration_weights(raw) if subset == names else None,
+            segments=[len(r) for r in held_raw],
+            source=f"held-out training videos {', '.join(n for n, _ in held)} of {root}",
+            fps=cfg.data.fps,
+        )
+        row: dict[str, Any] = {
+            "run": str(snapshot.parent.parent),
+            "snapshot": snapshot.name,
+            "cpu_minutes": round(meta["cpu_s"] / 60, 2),
+            "step": meta["step"],
+            "method": cfg.method_name,
+            "label": Path(snapshot.parent.parent).name + (f" {variant}" if signals else ""),
+            "signals": subset,
+            "pseudo": pseudo_auc([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration),
+        }
+        if with_test:
+            videos = [VideoSignals(v.name, v.raw[:, cols], v.labels) for v in test_signals]
+            result, _ = evaluate(videos, spec.context, subset, calibration)
+            keys = ("micro_auc", "macro_auc", "macro_chance", "macro_auc_padded", "macro_chance_padded", "eer")
+            row["test"] = {f"{p}_{k}": getattr(getattr(result, p), k) for p in ("paper", "online") for k in keys}
+        row["eval_s"] = round(time.monotonic() - started, 1)
+        log.info("%s", json.dumps({k: v for k, v in row.items() if k != "run"}))
+        rows.append(row)
+    return rows
 
 
 def points(args: argparse.Namespace) -> int:
@@ -131,7 +139,7 @@ def points(args: argparse.Namespace) -> int:
             return 1
         if args.last:
             snapshots = snapshots[-1:]
-        rows += [point(s, footage, args.test, v) for s in snapshots for v in (args.signals or [None])]
+        rows += [row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
     print(f"wrote {len(rows)} points to {args.out}")
@@ -180,11 +188,12 @@ def main() -> int:
     p.add_argument("--test", action="store_true", help="also score the labelled test videos (reported, not chosen on)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--last", action="store_true", help="only the last snapshot of each run")
+    p.add_argument("--patch", type=int, help="ffp: the patch signal's window side (default: the run's method.patch)")
     p.add_argument(
         "--signals",
         nargs="+",
-        help="ffp only: score each snapshot with these signal sets too, e.g. frame patch16 frame+patch16 "
-        "(the signals need no retraining)",
+        help="signal sets to calibrate and score separately, '+'-joined signal names, e.g. neg_psnr "
+        "neg_patch_psnr neg_psnr+neg_patch_psnr (ffp snapshots are scored with both of its signals for this)",
     )
     q = sub.add_parser("plot", help="AUC against training CPU-minutes from points files")
     q.add_argument("files", nargs="+")

@@ -5,15 +5,16 @@ recipes are retrained on cameras whose footage is not here, so a choice tuned to
 would not carry over. Every held-out video is scored as it is (all frames normal) and again with one event
 of each kind injected into `event_frames` consecutive frames (those frames labelled anomalous):
 
-- ``fast``: a rectangle of the scene around the busiest motion plays `speed` times faster than the rest, so
-  the people inside it move as fast as a cyclist or skater (the skip-frame pseudo-anomalies of Astrid et al.,
+- ``fast``: a rectangle of the scene around the busiest motion plays `speed` (2) times faster than the rest, so
+  the people inside it move about as fast as a cyclist or skater (the skip-frame pseudo-anomalies of Astrid et al.,
   "Learning Not to Reconstruct Anomalies", BMVC 2021, applied to a region instead of the whole frame).
-- ``object``: a patch cut around the busiest motion of another frame of the same camera (a walker) slides
-  across the scene at 4-8 px per frame of the native footage, without walking (the patch pseudo-anomalies of
-  the same paper, moving).
+- ``object``: a patch cut around the busiest motion of another frame of the same camera (a walker), blended in
+  with soft edges, glides across the scene at 3-6 px per frame of the native footage without walking (the patch
+  pseudo-anomalies of the same paper, moving).
 
 Everything is done on decoded native-resolution frames before `prepare`, so recipes with different input
-sizes are scored on the same footage. Deterministic for a seed. `pseudo_auc` scores a set with the online protocol.
+sizes are scored on the same footage. Deterministic for a seed. `pseudo_raw` and `pseudo_auc` score a set with the
+online protocol.
 """
 
 from __future__ import annotations
@@ -91,15 +92,19 @@ def inject_fast(frames: np.ndarray, start: int, length: int, speed: int, rng: np
 def inject_object(
     frames: np.ndarray, donor: np.ndarray, start: int, length: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """A copy of `frames` with a patch of `donor` (a frame of the same camera) sliding across for `length` frames."""
+    """A copy of `frames` with a patch of `donor` (a frame of the same camera) gliding across for `length` frames,
+    blended in with soft edges (no hard seam to give it away)."""
     n, h, w = frames.shape[:3]
     ph, pw = max(6, h // 6), max(4, w // 12)  # about one walker of Ped2 at 240x360
     # Where the donor differs most from the scene's median is where its walkers are.
     background = np.median(frames[:: max(1, n // 15)].astype(np.float32), axis=0)
     diff = np.abs(donor.astype(np.float32) - background)
     y0, x0 = _busiest(diff if diff.ndim == 2 else diff.mean(axis=2), ph, pw, rng)
-    patch = donor[y0 : y0 + ph, x0 : x0 + pw]
-    speed = float(rng.uniform(4.0, 8.0))
+    patch = donor[y0 : y0 + ph, x0 : x0 + pw].astype(np.float32)
+    alpha = np.outer(np.hanning(ph + 2)[1:-1], np.hanning(pw + 2)[1:-1]) ** 0.5  # (ph, pw), 1 inside, 0 at the rim
+    if patch.ndim == 3:
+        alpha = alpha[:, :, None]
+    speed = float(rng.uniform(3.0, 6.0))
     angle = float(rng.uniform(0, 2 * np.pi))
     vy, vx = speed * np.sin(angle), speed * np.cos(angle)
     # Start so that the whole path stays inside the frame (clipped where the frame is too small for it).
@@ -109,7 +114,8 @@ def inject_object(
     for k in range(length):
         y = round(float(np.clip(y_start + vy * k, 0, h - ph)))
         x = round(float(np.clip(x_start + vx * k, 0, w - pw)))
-        out[start + k, y : y + ph, x : x + pw] = patch
+        region = out[start + k, y : y + ph, x : x + pw].astype(np.float32)
+        out[start + k, y : y + ph, x : x + pw] = np.round(alpha * patch + (1 - alpha) * region).astype(np.uint8)
     return out
 
 
@@ -117,7 +123,7 @@ def pseudo_set(
     videos: list[tuple[str, np.ndarray]],
     repeats: int = 3,
     event_frames: int = 30,
-    speed: int = 3,
+    speed: int = 2,
     seed: int = 0,
 ) -> list[PseudoVideo]:
     """Each held-out normal video as it is, then `repeats` times per kind with one injected event.
@@ -150,16 +156,22 @@ def pseudo_set(
     return out
 
 
+def pseudo_raw(
+    method: AnomalyMethod, videos: list[PseudoVideo], device: torch.device | str = "cpu"
+) -> list[np.ndarray]:
+    """Raw signals (N - context, S) of every video of a pseudo set."""
+    return [score_frames(method, prepare(v.frames, method.input_spec), device=device) for v in videos]
+
+
 def pseudo_auc(
-    method: AnomalyMethod, calibration: Calibration, videos: list[PseudoVideo], device: torch.device | str = "cpu"
+    raw: list[np.ndarray], videos: list[PseudoVideo], context: int, calibration: Calibration
 ) -> dict[str, float]:
     """Micro AUC of the online protocol (the card's calibration, EMA restarting at each video) on a pseudo set,
-    over all of it and per kind (each kind's events against all normal frames)."""
-    context = method.input_spec.context
+    over all of it and per kind (each kind's events against all normal frames). raw: `pseudo_raw`'s, with the
+    calibration's signals as columns."""
     scores, labels, kinds = [], [], []
-    for video in videos:
-        raw = score_frames(method, prepare(video.frames, method.input_spec), device=device)  # (N - context, S)
-        scores.append(online_scores(raw.astype(np.float64), calibration))
+    for signals, video in zip(raw, videos, strict=True):
+        scores.append(online_scores(signals.astype(np.float64), calibration))
         labels.append(video.labels[context:])
         kind = video.name.split("+")[1].rstrip("0123456789") if "+" in video.name else ""
         kinds.append(np.where(video.labels[context:] > 0, kind, ""))
