@@ -26,6 +26,7 @@ Design (all tensors: frames are grayscale in [0, 1]):
   not the clip mean, because frame t is then scored only from frames up to t (causal, one frame of latency
   like the other methods) and an anomaly raises the score of the frames where it is, instead of being spread
   over the 5 clips that contain it. Scoring decodes only the last step, so it costs one decoder pass.
+  `signals` may add (or use instead) `neg_patch_psnr`, the same for the worst patch x patch window.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from models.base import AnomalyMethod, MethodConfig
+from models.components.losses import patch_psnr, psnr
 from models.registry import register_method
 from models.types import InputSpec
 
@@ -58,6 +60,10 @@ class DastConfig(MethodConfig):
     skip_levels: int = Field(default=3, ge=0, le=3)
     lambda_intensity: float = Field(default=1.0, ge=0)  # trainer only: L2 weight
     lambda_gradient: float = Field(default=1.0, ge=0)  # trainer only: gradient-difference weight
+    # Raw signals of the reconstructed last frame: "frame" = -PSNR of the whole frame (ours, as FFP's), "patch" =
+    # -PSNR of the worst patch x patch window (models.components.losses.patch_psnr).
+    signals: tuple[Literal["frame", "patch"], ...] = Field(default=("frame",), min_length=1)
+    patch: int = Field(default=16, ge=2)  # side of the patch signal's windows, in input pixels
 
     @field_validator("height", "width")
     @classmethod
@@ -191,7 +197,7 @@ class DastNet(AnomalyMethod):
         super().__init__()
         self.config = config
         self.input_spec = config.input_spec
-        self.signal_names = ("neg_psnr",)
+        self.signal_names = tuple({"frame": "neg_psnr", "patch": "neg_patch_psnr"}[s] for s in config.signals)
         w = config.widths
         self.stem = conv_bn_relu(1, w[0])
         self.enc = nn.ModuleList(DenseResBlock(w[max(k - 1, 0)], w[k]) for k in range(4))
@@ -238,8 +244,12 @@ class DastNet(AnomalyMethod):
         scored = torch.arange(CLIP_LEN - 1, t, device=window.device)
         last_skips = [s.reshape(b, t, *s.shape[1:])[:, scored].flatten(0, 1) for s in skips]  # (B*N, w_k, H_k, W_k)
         recon = self.decode(last, last_skips).reshape(b, n, *window.shape[2:])  # (B, N, 1, H, W)
-        mse = (recon - window[:, CLIP_LEN - 1 :]).pow(2).mean(dim=(2, 3, 4)).clamp_min(1e-10)
-        return (10.0 * torch.log10(mse)).unsqueeze(-1)  # -PSNR = 10 log10(mse), (B, N, 1)
+        pred, target = recon.flatten(0, 1), window[:, CLIP_LEN - 1 :].flatten(0, 1)  # (B*N, 1, H, W)
+        signals = [
+            -psnr(pred, target) if s == "frame" else -patch_psnr(pred, target, self.config.patch)
+            for s in self.config.signals
+        ]  # -PSNR = 10 log10(mse) of the frame, or of its worst patch
+        return torch.stack(signals, dim=1).reshape(b, n, len(signals)).float()
 
 
 @register_method(

@@ -94,3 +94,16 @@ def test_trains_on_the_synthetic_dataset_and_registers(synthetic_dataset: Path, 
         scores = method.score(torch.rand(1, 6, 1, 32, 32))
     assert scores.shape == (1, 2, 1)
     assert torch.isfinite(scores).all()
+
+
+def test_patch_signal_is_opt_in_and_leaves_the_published_one_unchanged() -> None:
+    torch.manual_seed(0)
+    both = DastNet(DastConfig.tiny().model_copy(update={"signals": ("frame", "patch"), "patch": 8})).eval()
+    plain = DastNet(DastConfig.tiny()).eval()
+    plain.load_state_dict(both.state_dict())
+    window = torch.rand(2, 4 + 3, 1, 32, 32)
+    with torch.no_grad():
+        out, ref = both.score(window), plain.score(window)
+    assert both.signal_names == ("neg_psnr", "neg_patch_psnr")
+    torch.testing.assert_close(out[..., :1], ref)
+    assert (out[..., 1] >= out[..., 0]).all()  # the worst 8x8 window is predicted no better than the frame
