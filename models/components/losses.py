@@ -41,15 +41,19 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(_MIN_MSE))
 
 
-def patch_psnr(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
-    """Per-sample PSNR in dB of the worst square patch of (B, C, H, W) tensors in [0, 1] -> (B,).
+def patch_mse(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """Per-sample mean squared error of the worst square patch of (B, C, H, W) tensors -> (B,).
 
     The squared error is averaged over channels and over each `patch` x `patch` window (stride patch // 2), and
-    the window with the largest mean gives the PSNR: a small object predicted badly is not averaged away by the
-    rest of the frame, and the value depends less on how many well-predicted things share the scene.
+    the window with the largest mean is kept: a small object predicted badly is not averaged away by the rest of
+    the frame, and the value depends less on how many well-predicted things share the scene.
     """
     err = ((pred.float() - target.float()) ** 2).mean(dim=1, keepdim=True)  # (B, 1, H, W)
     k = (min(patch, err.shape[2]), min(patch, err.shape[3]))
     local = F.avg_pool2d(err, k, stride=(max(1, k[0] // 2), max(1, k[1] // 2)))  # (B, 1, h, w)
-    mse = local.flatten(1).amax(dim=1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(_MIN_MSE))
+    return local.flatten(1).amax(dim=1)
+
+
+def patch_psnr(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """Per-sample PSNR in dB of the worst square patch (`patch_mse`) of (B, C, H, W) tensors in [0, 1] -> (B,)."""
+    return 10 * torch.log10(1.0 / patch_mse(pred, target, patch).clamp_min(_MIN_MSE))

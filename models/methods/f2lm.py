@@ -33,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from models.base import AnomalyMethod, MethodConfig
+from models.components.losses import patch_mse
 from models.components.unet import DoubleConv, UNet
 from models.methods.f2lm_streams import FlowEstimator, LabelBackbone, consecutive_flows, upsample_labels
 from models.registry import register_method
@@ -40,6 +41,7 @@ from models.types import InputSpec
 
 PAST = 4  # frames t-4..t-1 predict frame t
 SIGNALS = ("pred_mse", "motion_triplet", "label_triplet", "destroyer_mse")
+PATCH_SIGNALS = ("pred_patch_mse", "motion_triplet", "label_triplet", "destroyer_patch_mse")
 
 
 class F2lmConfig(MethodConfig):
@@ -57,6 +59,10 @@ class F2lmConfig(MethodConfig):
     label_blocks: int = Field(default=5, ge=1, le=16)  # EfficientNet-Lite0 blocks kept (5 -> 40 ch at 1/8)
     triplet_margin: float = Field(default=0.2, ge=0)
     signal_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # prior, order of SIGNALS
+    # "frame": pred_mse and destroyer_mse over the whole frame (published); "patch": over the worst patch x patch
+    # window instead (pred_patch_mse, destroyer_patch_mse; models.components.losses.patch_mse).
+    error: Literal["frame", "patch"] = "frame"
+    patch: int = Field(default=16, ge=2)
     # Training only (models/train/objectives/f2lm.py); defaults are the official values.
     phase: Literal["generator", "destroyer"] = "generator"  # destroyer = phase 2, generator frozen
     init_from: str | None = None  # phase 2: the registered phase-1 model (name@vN) it starts from
@@ -217,7 +223,7 @@ class F2lm(AnomalyMethod):
         super().__init__()
         self.config = config
         self.input_spec = config.input_spec
-        self.signal_names = SIGNALS
+        self.signal_names = SIGNALS if config.error == "frame" else PATCH_SIGNALS
         self.flow = FlowEstimator(config.flow)
         self.backbone = LabelBackbone(config.label_blocks)
         self.generator = F2lmGenerator(config.channels, self.backbone.out_channels, config.base_channels)
@@ -260,12 +266,22 @@ class F2lm(AnomalyMethod):
         margin = self.config.triplet_margin
         pred = (out.pred + 1) / 2
         destroyed = (self.destroyer(out.pred) + 1) / 2  # the Destroyer sees the clean prediction at test time
+        if self.config.error == "patch":
+            pred_err, destroyed_err = (
+                patch_mse(pred, target, self.config.patch),
+                patch_mse(destroyed, target, self.config.patch),
+            )
+        else:
+            pred_err, destroyed_err = (
+                (pred - target).pow(2).mean(dim=(1, 2, 3)),
+                (destroyed - target).pow(2).mean(dim=(1, 2, 3)),
+            )
         return torch.stack(
             [
-                (pred - target).pow(2).mean(dim=(1, 2, 3)),
+                pred_err,
                 triplet(out.frame_to_motion, out.motion, out.frame, margin),
                 triplet(out.frame_to_label, out.label, out.frame, margin),
-                (destroyed - target).pow(2).mean(dim=(1, 2, 3)),
+                destroyed_err,
             ],
             dim=1,
         )

@@ -199,3 +199,15 @@ def test_two_phase_training_generator_then_destroyer(synthetic_dataset: Path, tm
         scores = full.score(torch.rand(1, 6, 3, 32, 32))
     assert scores.shape == (1, 2, 4)
     assert torch.isfinite(scores).all()
+
+
+def test_patch_error_is_opt_in_and_leaves_the_other_signals_unchanged(tiny: F2lm) -> None:
+    patchy = F2lm(F2lmConfig.tiny().model_copy(update={"error": "patch", "patch": 8})).eval()
+    patchy.load_state_dict(tiny.state_dict())
+    torch.manual_seed(0)
+    window = torch.rand(1, 4 + 2, 3, 32, 32)
+    with torch.no_grad():
+        frame, patch = tiny.score(window), patchy.score(window)
+    assert patchy.signal_names == ("pred_patch_mse", "motion_triplet", "label_triplet", "destroyer_patch_mse")
+    torch.testing.assert_close(patch[..., 1:3], frame[..., 1:3])  # the triplet signals are the same
+    assert (patch[..., 0] >= frame[..., 0]).all()  # the worst window errs at least as much as the frame on average
