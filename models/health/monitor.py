@@ -16,11 +16,13 @@ them) are held back too. Checks and what they compare:
 - covered / blur / moved: against the camera's reference view of the scene profile (learned from the first
   `reference_s` of healthy frames, then following slow change with time constant `adapt_s`): detail far below the
   reference's and the view gone too (its coarse layout no longer correlates with the reference's, or its contrast
-  collapsed: covered), detail alone (blur), or the layout alone (moved). A view moved for `relearn_s` becomes the
+  collapsed: covered), detail alone (blur), or the layout alone (moved: its mismatch with the reference's, 1 -
+  correlation, many times the camera's usual one). A view moved for `relearn_s` becomes the
   new reference, and the monitor asks for the camera's calibration to relearn (`FrameHealth.relearn`).
 - ir_switch: the frame's chroma is on the other side of the calibration's mono/colour bounds than the camera's
   mode; after `raise_s` the mode switches (and with it the reference view used).
-- illumination: the mean level jumped by more than `max_jump` against the last second's.
+- illumination: the mean level jumped by more than `max_jump` against the last second's, or stays that far from the
+  reference view's (lights left on: after `relearn_s` the lit view becomes the reference, as a moved one does).
 
 Frames that are no evidence about the scene (decode errors, blank, covered) are not compared further and carry no
 chroma, so a black frame never argues for the IR profile. Time is the frames' stream time (pts), so the same
@@ -48,6 +50,7 @@ NOISE_LEVELS = 2  # a sampled pixel that changed by more than this many grey lev
 _MIN_LEARN_FRAMES = 5
 _LAYOUT_NOISE = 2.0  # grey levels of variation every layout cell has (weights of the layout correlation)
 _EXPLAIN_STILLNESS = frozenset({"decode_error", "blank", "covered"})
+_LASTING: tuple[CheckName, ...] = ("moved", "illumination")  # changes that become the new reference after relearn_s
 
 
 class ViewReference(BaseModel):
@@ -57,10 +60,12 @@ class ViewReference(BaseModel):
     learned: bool = False
     seconds: float = 0.0  # healthy stream time averaged in so far
     frames: int = 0
+    level: float = 0.0
     contrast: float = 0.0
     texture: float = 0.0
     layout: list[float] = Field(default_factory=list)  # (h * LAYOUT_W) coarse luma, row-major
     variance: list[float] = Field(default_factory=list)  # per layout cell: how much it varies (moving objects)
+    mismatch: float = 0.0  # the usual 1 - correlation of a healthy frame's layout with the reference's
     shape: list[int] = Field(default_factory=list)  # [h, LAYOUT_W]
 
 
@@ -165,7 +170,7 @@ class HealthMonitor:
         flags = 0
         for name in {*suspect, *self.active}:
             flags |= BITS[name]
-        relearn = self._relearn_moved(t, changes)
+        relearn = self._relearn(t, changes)
         if flags == 0 and self.params.enabled:
             self._learn(s, dt)
         return FrameHealth(flags, chroma, tuple(changes), relearn)
@@ -198,12 +203,19 @@ class HealthMonitor:
             self._ir(s.chroma, suspect)
         else:
             self._switch_quietly(s.chroma)
-        if p.illumination.enabled and "ir_switch" not in suspect and self._level is not None:
-            jump = s.level - self._level
-            if abs(jump) > p.illumination.max_jump:
-                suspect["illumination"] = f"the mean level jumped by {jump:+.0f} grey levels"
+        if p.illumination.enabled and "ir_switch" not in suspect:
+            self._illumination(s, ref, suspect)
         self._follow_level(s.level, t)
         return s.chroma
+
+    def _illumination(self, s: FrameStats, ref: ViewReference | None, suspect: dict[CheckName, str]) -> None:
+        """A jump against the last second's level, or a level still far from the reference view's after one (the
+        lights stayed on: the model sees another scene until the camera relearns)."""
+        limit = self.params.illumination.max_jump
+        if self._level is not None and abs(s.level - self._level) > limit:
+            suspect["illumination"] = f"the mean level jumped by {s.level - self._level:+.0f} grey levels"
+        elif ref is not None and ref.learned and abs(s.level - ref.level) > limit:
+            suspect["illumination"] = f"the mean level is {s.level - ref.level:+.0f} grey levels off the reference's"
 
     def _frozen(self, change: float | None, t: float, suspect: dict[CheckName, str]) -> None:
         check = self.params.frozen
@@ -229,8 +241,15 @@ class HealthMonitor:
             )
         elif p.blur.enabled and texture <= p.blur.max_texture:
             suspect["blur"] = f"detail {texture:.0%} of the reference view's"
-        elif p.moved.enabled and match < p.moved.min_match:
-            suspect["moved"] = f"the view matches the reference view at {match:.2f} (of 1)"
+        elif p.moved.enabled and self._off_view(match, ref):
+            suspect["moved"] = f"the view matches the reference view at {match:.2f} (usually {1 - ref.mismatch:.3f})"
+
+    def _off_view(self, match: float, ref: ViewReference) -> bool:
+        check = self.params.moved
+        mismatch = 1.0 - match
+        return match < check.min_match or (
+            mismatch >= check.min_mismatch and mismatch >= check.mismatch_ratio * ref.mismatch
+        )
 
     @property
     def _mode(self) -> Mode:
@@ -306,18 +325,21 @@ class HealthMonitor:
                 changes.append(Change(name, "cleared", self.details.pop(name, "")))
         return changes
 
-    def _relearn_moved(self, t: float, changes: list[Change]) -> bool:
-        """A view moved for `relearn_s` is the camera's new view: forget every reference view, clear the condition."""
-        since = self.active.get("moved")
-        if since is None or t - since < self.params.moved.relearn_s:
-            return False
-        del self.active["moved"]
-        self.details.pop("moved", None)
-        self._since.pop("moved", None)
-        self.memory.views = {}
-        self.memory_changed = True
-        changes.append(Change("moved", "cleared", "the moved view became the camera's reference view"))
-        return True
+    def _relearn(self, t: float, changes: list[Change]) -> bool:
+        """A view moved, or lit differently, for `relearn_s` is the camera's new view: forget every reference view (the
+        next healthy frames are learned), clear the condition."""
+        for name in _LASTING:
+            since = self.active.get(name)
+            if since is None or t - since < getattr(self.params, name).relearn_s:
+                continue
+            del self.active[name]
+            self.details.pop(name, None)
+            self._since.pop(name, None)
+            self.memory.views = {}
+            self.memory_changed = True
+            changes.append(Change(name, "cleared", "the camera's view as it is now became its reference view"))
+            return True
+        return False
 
     def _learn(self, s: FrameStats, dt: float) -> None:
         """Average a healthy frame into the reference view of the current mode (learn, then follow slow change)."""
@@ -328,6 +350,10 @@ class HealthMonitor:
             ref = self.memory.views[mode] = ViewReference(
                 shape=shape, layout=[0.0] * s.layout.size, variance=[0.0] * s.layout.size
             )
+        if ref.frames >= 2:  # how well a healthy frame usually matches (before it joins the reference)
+            ref.mismatch += (1.0 - _correlation(s.layout, ref) - ref.mismatch) * (
+                min(1.0, dt / self.params.adapt_s) if ref.learned else 1.0 / (ref.frames - 1)
+            )
         layout = np.asarray(ref.layout, dtype=np.float64)
         variance = np.asarray(ref.variance, dtype=np.float64)
         w = min(1.0, dt / self.params.adapt_s) if ref.learned else 1.0 / (ref.frames + 1)  # follow, or average
@@ -335,6 +361,7 @@ class HealthMonitor:
         layout += delta * w
         variance += (delta * (s.layout.reshape(-1) - layout) - variance) * w  # Welford while learning, then an EMA
         ref.layout, ref.variance = layout.tolist(), variance.tolist()
+        ref.level += (s.level - ref.level) * w
         ref.contrast += (s.contrast - ref.contrast) * w
         ref.texture += (s.texture - ref.texture) * w
         ref.frames += 1

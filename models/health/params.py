@@ -85,7 +85,12 @@ class BlurCheck(_Check):
 class MovedCheck(_Check):
     """The view no longer matches the camera's reference view (moved, turned, a PTZ camera panning)."""
 
-    min_match: float = Field(default=0.5, ge=-1, le=1)  # correlation of the coarse layout with the reference's
+    # A frame is off the view when its coarse layout's mismatch with the reference's (1 - correlation) is at least
+    # min_mismatch and mismatch_ratio times the camera's usual mismatch (a still scene's is small, a busy one's
+    # larger), or its correlation is below min_match whatever the usual
+    min_mismatch: float = Field(default=0.05, gt=0, le=2)
+    mismatch_ratio: float = Field(default=8.0, ge=1, le=1000)
+    min_match: float = Field(default=0.5, ge=-1, le=1)
     raise_s: float = Field(default=1.0, ge=0, le=_SECONDS)
     # A view moved this long is the camera's new view: it becomes the reference and the camera relearns its
     # calibration (service.calibration.request_learning)
@@ -105,7 +110,11 @@ class IrSwitchCheck(_Check):
 class IlluminationCheck(_Check):
     """A sudden global illumination change (lights switched on or off)."""
 
-    max_jump: float = Field(default=30.0, gt=0, le=255)  # mean luma change (grey levels) against the last second's
+    # mean luma change (grey levels) against the last second's, or away from the reference view's level
+    max_jump: float = Field(default=30.0, gt=0, le=255)
+    # Lights changed this long are the camera's new normal: the lit view becomes the reference and the camera
+    # relearns its calibration
+    relearn_s: float = Field(default=30.0, gt=0, le=86_400)
 
 
 class HealthParams(BaseModel):

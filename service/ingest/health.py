@@ -8,7 +8,8 @@ from alerts and feeds the chroma to the camera's calibration (scene profiles).
 
 `CameraHealthTracker` is the shell around the pure monitor: it stores the camera's health (`vigil:camera_health`)
 and its reference views, publishes an event per raised or cleared condition (`vigil:health:events`, `/ws/health`,
-webhooks), keeps the metrics, and asks the camera's calibration to relearn when the view moved for good. Every
+webhooks), keeps the metrics, and asks the camera's calibration to relearn when the view changed for good (moved, or
+lit differently, for `relearn_s`). Every
 Redis write is best effort: a Redis outage must not stop decoding.
 """
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 _READ_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, MessageError, ValueError)
 _RELEARN_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, VigilServiceError)  # busy camera, bad state
 MEMORY_SAVE_S = 60.0  # how often a camera's reference views (which follow slow change) are stored at most
-RELEARN_PROFILES = ["colour", "mono"]  # a moved view makes every scene profile's reference stale
+RELEARN_PROFILES = ["colour", "mono"]  # a changed view makes every scene profile's reference stale
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class HealthContext:
 
     defaults: HealthParams
     chroma_bounds: tuple[float, float]  # the calibration's (mono_below, colour_above): one notion of colour vs IR
-    learn_s: float  # how long a camera relearns its calibration after its view moved
+    learn_s: float  # how long a camera relearns its calibration after its view changed for good
     on_event: Callable[[HealthEvent], None] | None = None  # webhooks subscribed to health events
 
     @classmethod
@@ -144,13 +145,13 @@ class CameraHealthTracker:
             log.debug("camera %s: health memory not stored: %s", self.camera, e)
 
     def _relearn(self) -> None:
-        """The view moved for good: the camera's calibration learns its new normal (in the background, as it waits
+        """The view changed for good: the camera's calibration learns its new normal (in the background, as it waits
         for the camera's scoring lock)."""
-        log.warning("camera %s: its view moved for good; it relearns its reference view and calibration", self.camera)
+        log.warning("camera %s: its view changed for good; it relearns its reference view and calibration", self.camera)
         threading.Thread(target=self._request_learning, name=f"health-relearn-{self.camera}", daemon=True).start()
 
     def _request_learning(self) -> None:
         try:
-            calibration.request_learning(self.r, self.camera, self.ctx.learn_s, RELEARN_PROFILES, "view moved")
+            calibration.request_learning(self.r, self.camera, self.ctx.learn_s, RELEARN_PROFILES, "view changed")
         except _RELEARN_ERRORS as e:
-            log.error("camera %s: could not make its calibration relearn after the view moved: %s", self.camera, e)
+            log.error("camera %s: could not make its calibration relearn after its view changed: %s", self.camera, e)

@@ -111,6 +111,18 @@ def test_a_view_moved_for_good_becomes_the_reference_and_asks_to_relearn(clean):
     assert monitor.memory.views["colour"].learned, "the moved view was learned as the new reference"
 
 
+def test_lights_left_on_are_flagged_until_the_lit_view_becomes_the_reference(clean):
+    params = HealthParams.merge(HealthParams(), {"illumination": {"relearn_s": 2.0}})
+    frames = list(faults.inject(clean, faults.lights_on, START, None))
+    monitor = HealthMonitor(params)
+    outs = [monitor.step(FrameInfo(measure_bgr(f)), i / FPS) for i, f in enumerate(frames)]
+    relearn_at = [i for i, out in enumerate(outs) if out.relearn]
+    assert len(relearn_at) == 1
+    assert START + 2 * FPS <= relearn_at[0] <= START + 3 * FPS
+    assert all(out.flags for out in outs[START : relearn_at[0]]), "lit frames flagged until the relearn"
+    assert not any(out.flags for out in outs[relearn_at[0] + 1 :]), "the lit view is the camera's normal now"
+
+
 def test_black_frames_are_no_evidence_for_the_ir_profile(clean):
     frames = list(faults.inject(clean, faults.black, START, STOP))
     monitor = HealthMonitor(HealthParams())
