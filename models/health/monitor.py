@@ -16,9 +16,10 @@ them) are held back too. Checks and what they compare:
 - covered / blur / moved: against the camera's reference view of the scene profile (learned from the first
   `reference_s` of healthy frames, then following slow change with time constant `adapt_s`): detail far below the
   reference's and the view gone too (its coarse layout no longer correlates with the reference's, or its contrast
-  collapsed: covered), detail alone (blur), or the layout alone (moved: its mismatch with the reference's, 1 -
-  correlation, many times the camera's usual one). A view moved for `relearn_s` becomes the
-  new reference, and the monitor asks for the camera's calibration to relearn (`FrameHealth.relearn`).
+  collapsed: covered), detail alone (blur), or the layout alone (moved: at least `min_off` of the layout's cells off the
+  reference view by more than 4 of their usual deviations, so an object passing, even an anomalous one, is no move).
+  A view moved for `relearn_s` becomes the new reference, and the monitor asks for the camera's calibration to
+  relearn (`FrameHealth.relearn`).
 - ir_switch: the frame's chroma is on the other side of the calibration's mono/colour bounds than the camera's
   mode; after `raise_s` the mode switches (and with it the reference view used).
 - illumination: the mean level jumped by more than `max_jump` against the last second's, or stays that far from the
@@ -48,7 +49,9 @@ MAX_FRAME_GAP_S = 2.0  # a longer gap (a reconnect, a seek) restarts the checks 
 LEVEL_TAU_S = 1.0  # time constant of the level the illumination check compares with
 NOISE_LEVELS = 2  # a sampled pixel that changed by more than this many grey levels changed (frozen)
 _MIN_LEARN_FRAMES = 5
-_LAYOUT_NOISE = 2.0  # grey levels of variation every layout cell has (weights of the layout correlation)
+_LAYOUT_NOISE = 2.0  # grey levels every layout cell varies by anyway (noise, compression)
+OFF_SIGMAS = 4.0  # a layout cell this many of its usual deviations from the reference view is off it
+_MIN_GAIN = 0.5  # the light may change the layout by 0.5x-2x before a cell counts as off (illumination checks the rest)
 _EXPLAIN_STILLNESS = frozenset({"decode_error", "blank", "covered"})
 _LASTING: tuple[CheckName, ...] = ("moved", "illumination")  # changes that become the new reference after relearn_s
 
@@ -65,7 +68,6 @@ class ViewReference(BaseModel):
     texture: float = 0.0
     layout: list[float] = Field(default_factory=list)  # (h * LAYOUT_W) coarse luma, row-major
     variance: list[float] = Field(default_factory=list)  # per layout cell: how much it varies (moving objects)
-    mismatch: float = 0.0  # the usual 1 - correlation of a healthy frame's layout with the reference's
     shape: list[int] = Field(default_factory=list)  # [h, LAYOUT_W]
 
 
@@ -107,8 +109,7 @@ def spread(flags: np.ndarray, context: int) -> np.ndarray:
 
 def _correlation(layout: np.ndarray, ref: ViewReference) -> float:
     """Correlation of a frame's layout with the reference's, each cell weighted by how still it is in the reference
-    (1 / (variance + noise)): where people and cars pass counts little, the still scene counts (1.0 when the
-    reference is flat)."""
+    (1.0 when the reference is flat): a blurred view keeps it, a covered lens shows another picture."""
     b = np.asarray(ref.layout, dtype=np.float64)
     w = 1.0 / (np.asarray(ref.variance, dtype=np.float64) + _LAYOUT_NOISE**2)
     w /= w.sum()
@@ -119,6 +120,23 @@ def _correlation(layout: np.ndarray, ref: ViewReference) -> float:
         return 1.0
     norm = float(np.sqrt(np.dot(w, a * a) * bb))
     return float(np.dot(w, a * b)) / norm if norm > 0 else 0.0
+
+
+def _off_view(layout: np.ndarray, ref: ViewReference) -> float:
+    """Share of a frame's layout cells that are off the reference view: more than OFF_SIGMAS of their usual deviation
+    from it, after the gain and offset that fit best (within 0.5x-2x, so a change of light alone is no move). A moved
+    camera puts most cells off; a person, a car or a bright object (an anomaly) only the few it covers, and cells
+    where people pass anyway have a large usual deviation."""
+    b = np.asarray(ref.layout, dtype=np.float64)
+    var = np.asarray(ref.variance, dtype=np.float64) + _LAYOUT_NOISE**2
+    x = layout.reshape(-1).astype(np.float64)
+    w = 1.0 / var
+    bm, xm = float(np.dot(w, b) / w.sum()), float(np.dot(w, x) / w.sum())
+    vb = float(np.dot(w, (b - bm) ** 2))
+    gain = float(np.dot(w, (b - bm) * (x - xm))) / vb if vb > 0 else 1.0
+    gain = min(max(gain, _MIN_GAIN), 1.0 / _MIN_GAIN)
+    z = np.abs(x - xm - gain * (b - bm)) / np.sqrt(var)
+    return float(np.mean(z > OFF_SIGMAS))
 
 
 class HealthMonitor:
@@ -241,15 +259,8 @@ class HealthMonitor:
             )
         elif p.blur.enabled and texture <= p.blur.max_texture:
             suspect["blur"] = f"detail {texture:.0%} of the reference view's"
-        elif p.moved.enabled and self._off_view(match, ref):
-            suspect["moved"] = f"the view matches the reference view at {match:.2f} (usually {1 - ref.mismatch:.3f})"
-
-    def _off_view(self, match: float, ref: ViewReference) -> bool:
-        check = self.params.moved
-        mismatch = 1.0 - match
-        return match < check.min_match or (
-            mismatch >= check.min_mismatch and mismatch >= check.mismatch_ratio * ref.mismatch
-        )
+        elif p.moved.enabled and (off := _off_view(s.layout, ref)) >= p.moved.min_off:
+            suspect["moved"] = f"{off:.0%} of the view is off the reference view"
 
     @property
     def _mode(self) -> Mode:
@@ -349,10 +360,6 @@ class HealthMonitor:
         if ref is None or ref.shape != shape:
             ref = self.memory.views[mode] = ViewReference(
                 shape=shape, layout=[0.0] * s.layout.size, variance=[0.0] * s.layout.size
-            )
-        if ref.frames >= 2:  # how well a healthy frame usually matches (before it joins the reference)
-            ref.mismatch += (1.0 - _correlation(s.layout, ref) - ref.mismatch) * (
-                min(1.0, dt / self.params.adapt_s) if ref.learned else 1.0 / (ref.frames - 1)
             )
         layout = np.asarray(ref.layout, dtype=np.float64)
         variance = np.asarray(ref.variance, dtype=np.float64)

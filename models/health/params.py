@@ -66,7 +66,7 @@ class BlankCheck(_Check):
 
 
 class CoveredCheck(_Check):
-    """The lens is covered or sprayed: the detail is gone, and so is the view (its layout no longer matches the
+    """The lens is covered or sprayed: the detail is gone, and so is the view (its layout no longer correlates with the
     reference's) or its contrast. A blurred view keeps its layout and contrast."""
 
     max_texture: float = Field(default=0.3, gt=0, le=1)  # fine detail as a share of the reference's
@@ -85,12 +85,9 @@ class BlurCheck(_Check):
 class MovedCheck(_Check):
     """The view no longer matches the camera's reference view (moved, turned, a PTZ camera panning)."""
 
-    # A frame is off the view when its coarse layout's mismatch with the reference's (1 - correlation) is at least
-    # min_mismatch and mismatch_ratio times the camera's usual mismatch (a still scene's is small, a busy one's
-    # larger), or its correlation is below min_match whatever the usual
-    min_mismatch: float = Field(default=0.05, gt=0, le=2)
-    mismatch_ratio: float = Field(default=8.0, ge=1, le=1000)
-    min_match: float = Field(default=0.5, ge=-1, le=1)
+    # Share of the coarse layout's cells off the reference view (each by more than 4 of its usual deviations, after
+    # the light's gain and offset) at or above which the view moved; an object passing covers far less
+    min_off: float = Field(default=0.4, gt=0, le=1)
     raise_s: float = Field(default=1.0, ge=0, le=_SECONDS)
     # A view moved this long is the camera's new view: it becomes the reference and the camera relearns its
     # calibration (service.calibration.request_learning)
