@@ -128,7 +128,7 @@ def _camera_events(
         update={
             "camera": camera,
             "events": events,
-            "alert_params": alerts.model_dump(),
+            "alert_params": alerts.model_dump(include=set(AlertParams.MACHINE_FIELDS)),
             "camera_calibration": source,
         }
     ), stream
@@ -234,7 +234,7 @@ def _print_table(result: EvalResult) -> None:
     if online is None:
         print(f"online protocol skipped: {result.online_skipped}")
     if result.events:
-        params = ", ".join(f"{k} {v:g}" for k, v in result.alert_params.items())
+        params = ", ".join(f"{k} {v:g}" for k, v in result.alert_params.items())  # the machine's four numbers
         print(f"alerts ({params}; camera reference from {result.camera_calibration}):")
     for mode, e in result.events.items():
         per_hour = "-" if e.false_alerts_per_hour is None else f"{e.false_alerts_per_hour:.1f}"

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             results.append({"video": doc["video"], "alerts": [a.model_dump(mode="json") for a in alerts]})
             spans = ", ".join(f"{a.start_frame}-{a.end_frame if a.end_frame is not None else '...'}" for a in alerts)
             print(f"{doc['video']}: {len(alerts)} alert(s){': frames ' + spans if alerts else ''}")
-    print(", ".join(f"{k} {v:g}" for k, v in params.model_dump().items()))
+    print(params.describe())
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(

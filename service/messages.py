@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -87,6 +87,12 @@ class AlertParams(BaseModel):
     notify_period_s: float = Field(default=DEFAULT_NOTIFY_PERIOD_S, gt=0, le=MAX_NOTIFY_PERIOD_S)
     mute: list[MuteWindow] = Field(default_factory=list, max_length=MAX_MUTE_WINDOWS)
     timezone: str = Field(default="UTC", max_length=64)
+
+    MACHINE_FIELDS: ClassVar[tuple[str, ...]] = ("threshold", "hysteresis", "min_duration_frames", "cooldown_frames")
+
+    def describe(self) -> str:
+        """The alert machine's parameters in one line, e.g. `threshold 0.5, hysteresis 0.1, ...`."""
+        return ", ".join(f"{k} {getattr(self, k):g}" for k in self.MACHINE_FIELDS)
 
     @classmethod
     def merge(cls, defaults: Any, overrides: AlertOverrides | None) -> AlertParams:

@@ -77,7 +77,8 @@ def test_learning_alert_feedback_replay_and_restart_on_the_real_stack(
     assert replayed["held_back"] == learned
     before = httpx.get(f"{api}/cameras/porch/calibration", timeout=10).json()
     assert (before["state"], before["version"]) == ("ready", 2)
-    assert before["profiles"]["colour"]["feedback_frames"] > 0
+    assert before["profile"] == "mono"  # the synthetic footage is grey
+    assert before["profiles"]["mono"]["feedback_frames"] > 0
     stack.stop()
 
     again = make_stack(redis_url, **env)  # every process new; Redis (and so the calibration) stays
