@@ -325,6 +325,7 @@ class OrderedPublisher:
         if scores:
             FRAMES_SCORED.labels(camera).inc(len(scores))
             CAMERA_SCORE.labels(camera).set(scores[-1].score)
+            ALERTS_OPEN.labels(camera)  # the camera's series exists (at 0) before its first alert: its panel shows it
             hist = E2E_LATENCY_SECONDS.labels(camera)
             for s in scores:
                 hist.observe(max(0.0, s.published_ts - s.capture_ts))
