@@ -36,7 +36,7 @@ from models.inference import score_frames
 from models.io import load_state
 from models.registry import create_method
 from models.train.checkpoint import SNAPSHOT_FILE, SNAPSHOT_WEIGHTS, list_snapshots
-from models.train.config import TrainConfig
+from models.train.config import TrainConfig, parse_value
 
 log = logging.getLogger("curve")
 
@@ -69,13 +69,18 @@ class Footage:
 
 
 def point(
-    snapshot: Path, footage: Footage, with_test: bool, signals: list[str] | None = None, patch: int | None = None
+    snapshot: Path,
+    footage: Footage,
+    with_test: bool,
+    signals: list[str] | None = None,
+    patch: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per signal set: `signals` are "+"-joined subsets of the method's signal names (one scoring pass
     serves them all); None = the method's own signals."""
     meta = json.loads((snapshot / SNAPSHOT_FILE).read_text())
     cfg = TrainConfig.model_validate(meta["config"])
-    config = cfg.method
+    config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
         update = {"signals": ("frame", "patch")} | ({"patch": patch} if patch else {})
         config = config.model_copy(update=update)  # every ffp signal in one pass
@@ -114,7 +119,10 @@ def point(
             "cpu_minutes": round(meta["cpu_s"] / 60, 2),
             "step": meta["step"],
             "method": cfg.method_name,
-            "label": Path(snapshot.parent.parent).name + (f" {variant}" if signals else ""),
+            "label": " ".join(
+                [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
+                + ([variant] if signals else [])
+            ),
             "signals": subset,
             "pseudo": pseudo_auc([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration),
         }
@@ -139,7 +147,8 @@ def points(args: argparse.Namespace) -> int:
             return 1
         if args.last:
             snapshots = snapshots[-1:]
-        rows += [row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch)]
+        overrides = {k: parse_value(v) for k, _, v in (o.partition("=") for o in args.set)}
+        rows += [row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch, overrides)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
     print(f"wrote {len(rows)} points to {args.out}")
@@ -189,6 +198,13 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--last", action="store_true", help="only the last snapshot of each run")
     p.add_argument("--patch", type=int, help="ffp: the patch signal's window side (default: the run's method.patch)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method settings that need no retraining, e.g. error=patch patch=16 (f2lm)",
+    )
     p.add_argument(
         "--signals",
         nargs="+",
