@@ -48,6 +48,8 @@ from service.worker.thumbnails import peak_candidates
 
 log = logging.getLogger(__name__)
 
+STATE_SNAPSHOT_S = 5.0  # how old a camera's state may be for choosing thumbnail candidates (peak_candidates)
+
 # Compare-and-delete: only the holder's token releases the lock (it may have expired and been re-taken).
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
 
@@ -124,6 +126,7 @@ class OrderedPublisher:
         self._release = client.register_script(_RELEASE)
         self._references: dict[str, CameraReference] = {}  # camera -> its stored reference, as last read
         self._fallbacks: dict[str, ProfileReference] = {}  # model -> the card's held-out frames as a reference
+        self._states: dict[str, tuple[ScoringState, float]] = {}  # camera -> its state as last published, and when
 
     def submit(self, results: list[ScoredWindow]) -> None:
         """Stash results (one transaction), then drain each camera they belong to."""
@@ -190,6 +193,7 @@ class OrderedPublisher:
         pipe.execute()
         if pub.reference is not None:
             self._references[camera] = pub.reference
+        self._states[camera] = (state, time.monotonic())
         if pub.scores:
             CALIBRATION_VERSION.labels(camera).set(state.calib_version)
         for profile in pub.learned:
@@ -299,10 +303,14 @@ class OrderedPublisher:
         return cached
 
     def peak_candidates(self, camera: str, model: str, raw: np.ndarray, threshold: float) -> np.ndarray:
-        """Which frames of a window could be an alert's peak (thumbnails.peak_candidates), with the camera's stored
-        calibration as it is now (an extra read of its scoring state; the reference comes from the cache)."""
+        """Which frames of a window could be an alert's peak (thumbnails.peak_candidates), with the camera's
+        calibration as this worker last published it (read from Redis when that is older than STATE_SNAPSHOT_S: a
+        camera drained by other workers; the drift moves far less than the candidates' margin in that time)."""
         card = self.calibration(model)
-        state = topics.load_scoring_state(self.r, camera)
+        snapshot = self._states.get(camera)
+        if snapshot is None or time.monotonic() - snapshot[1] > STATE_SNAPSHOT_S:
+            snapshot = self._states[camera] = (topics.load_scoring_state(self.r, camera), time.monotonic())
+        state = snapshot[0]
         stored = self.reference(camera, state.calib_version) if state.calib.model == model else None
         profile = state.calib.profile or "colour"
         ref = stored.profiles.get(profile) if stored is not None else None
