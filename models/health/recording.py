@@ -3,13 +3,22 @@ over each frame's context. What `vigil eval`, `vigil score` and the batch jobs h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from models.data.video import VideoReader
+from models.health.measure import FrameInfo
 from models.health.monitor import Change, HealthMonitor, spread
 from models.health.params import HealthParams
+
+
+class MeasuredReader(Protocol):
+    """What a recording's check reads: models.data.video's readers (a protocol, so that models.data, which measures
+    frames with models.health while it decodes them, is not imported back)."""
+
+    def iter_measured(self) -> Iterable[tuple[int, float, object, FrameInfo]]: ...
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,7 @@ class RecordingHealth:
 
 
 def check_recording(
-    reader: VideoReader,
+    reader: MeasuredReader,
     params: HealthParams,
     chroma_bounds: tuple[float, float],
     context: int,
