@@ -19,7 +19,7 @@ import torch
 from models.base import AnomalyMethod, SnippetHistoryMethod
 from models.calibration import calibrate
 from models.card import ModelCard, Precision
-from models.data.transforms import prepare, to_tensor
+from models.data.transforms import to_tensor
 from models.data.video import VideoReader, open_video
 from models.scored import ScoredVideo
 
@@ -218,13 +218,13 @@ def score_video(
     dev = resolve_device(device, method)
     history: np.ndarray | None = None  # a SnippetHistoryMethod's features of the previous chunks' last frames
     pts: list[float] = []
-    buffer: list[np.ndarray] = []  # raw decoded frames not yet prepared
+    buffer: list[np.ndarray] = []  # prepared frames not yet scored
     carry = np.empty((0, spec.height, spec.width, spec.channels), dtype=np.uint8)  # last `context` prepared frames
     parts: list[np.ndarray] = []
 
     def flush() -> None:
         nonlocal carry, buffer, history
-        prepared = np.concatenate([carry, prepare(np.stack(buffer), spec)])
+        prepared = np.concatenate([carry, np.stack(buffer)])
         if isinstance(method, SnippetHistoryMethod):  # histories reach back across chunks, as live
             features = _window_outputs(method, prepared, batch_size, window, dev, progress, precision)
             joined = features if history is None else np.concatenate([history, features])
@@ -235,7 +235,7 @@ def score_video(
         carry = prepared[len(prepared) - spec.context :] if spec.context else prepared[:0]
         buffer = []
 
-    for _, t, frame in reader.iter_frames():
+    for _, t, frame in reader.iter_frames(spec):  # prepared as the live ingester prepares them
         pts.append(t)
         buffer.append(frame)
         if len(buffer) + len(carry) >= chunk_frames + spec.context:

@@ -12,8 +12,11 @@ import av
 import cv2
 import numpy as np
 
+from models.data.scaling import FrameScaler
+from models.data.transforms import prepare
 from models.errors import DatasetError
 from models.health.measure import FrameInfo, frame_info, measure_bgr
+from models.types import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +70,14 @@ class VideoReader(Protocol):
         """All frames, uint8 (N, H, W, 3) BGR."""
         ...
 
-    def iter_frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        """(index, pts in seconds, frame (H, W, 3) BGR) for every decodable frame, in order."""
+    def iter_frames(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, pts in seconds, frame (H, W, 3) BGR) for every decodable frame, in order; with `spec`, the
+        frame as the model's input (uint8 (h, w, C)), prepared as the live ingester prepares it."""
         ...
 
-    def iter_measured(self) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
-        """`iter_frames` plus each frame's camera-health measurements (models/health), as the ingester takes them."""
+    def iter_measured(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
+        """`iter_frames` plus each frame's camera-health measurements (models/health, from the decoded frame at full
+        size), as the ingester takes them."""
         ...
 
 
@@ -114,11 +119,11 @@ class FrameFolder:
             raise DatasetError(msg)
         return np.asarray(img, dtype=np.uint8)
 
-    def iter_measured(self) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
+    def iter_measured(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
         for i, pts, img in self.iter_frames():
-            yield i, pts, img, FrameInfo(measure_bgr(img))
+            yield i, pts, img if spec is None else prepare(img[None], spec)[0], FrameInfo(measure_bgr(img))
 
-    def iter_frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
+    def iter_frames(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
         shape: tuple[int, ...] | None = None
         for i, path in enumerate(self.files):
             img = self._read(path)
@@ -129,7 +134,7 @@ class FrameFolder:
                 )
                 raise DatasetError(msg)
             shape = img.shape
-            yield i, i / self.fps, img
+            yield i, i / self.fps, img if spec is None else prepare(img[None], spec)[0]
 
     def read_all(self) -> np.ndarray:
         return np.stack([img for _, _, img in self.iter_frames()])
@@ -169,17 +174,20 @@ class VideoFile:
     def num_frames(self) -> int:
         return self._num_frames
 
-    def iter_frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        for index, pts, img, _ in self._decode(measure=False):
+    def iter_frames(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+        for index, pts, img, _ in self._decode(measure=False, scaler=None if spec is None else FrameScaler(spec)):
             yield index, pts, img
 
-    def iter_measured(self) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
-        for index, pts, img, info in self._decode(measure=True):
+    def iter_measured(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
+        for index, pts, img, info in self._decode(measure=True, scaler=None if spec is None else FrameScaler(spec)):
             assert info is not None  # measured
             yield index, pts, img, info
 
-    def _decode(self, measure: bool) -> Iterator[tuple[int, float, np.ndarray, FrameInfo | None]]:
-        """Every decodable frame; with `measure`, its health measurements from the decoded planes (as live)."""
+    def _decode(
+        self, measure: bool, scaler: FrameScaler | None = None
+    ) -> Iterator[tuple[int, float, np.ndarray, FrameInfo | None]]:
+        """Every decodable frame (BGR, or the model's input through `scaler`); with `measure`, its health
+        measurements from the decoded planes (as live)."""
         self.corrupt_packets = 0
         index = 0
         undecodable = False  # packets failed since the last frame
@@ -207,7 +215,7 @@ class VideoFile:
                     pts = float(frame.pts * base) if frame.pts is not None and base else index / self.fps
                     info = frame_info(frame, undecodable) if measure else None
                     undecodable = False
-                    yield index, pts, frame.to_ndarray(format="bgr24"), info
+                    yield index, pts, frame.to_ndarray(format="bgr24") if scaler is None else scaler(frame), info
                     index += 1
         if self.corrupt_packets:
             log.warning("%s: %d corrupt packets skipped", self.path, self.corrupt_packets)

@@ -20,8 +20,10 @@ import av.error
 import cv2
 import numpy as np
 
+from models.data.scaling import FrameScaler
 from models.data.video import NotSelfContainedError, open_local_container
 from models.health.measure import FrameInfo, frame_info
+from models.types import InputSpec
 from service.errors import EndOfStream, SourceConnectionError, SourceError
 from service.footage import local_path
 from service.messages import mask_credentials
@@ -71,6 +73,8 @@ class SourceOptions:
     max_consecutive_errors: int = 50  # corrupt packets in a row before the stream counts as broken
     decode_threads: int = 0  # 0 = FFmpeg's choice (frame threads, as the ffmpeg CLI does)
     measure: bool = False  # measure each frame for the camera-health checks (VideoFrame.info)
+    # Frames as this model input (models.data.scaling, as offline scoring prepares video files); None = full size
+    spec: InputSpec | None = None
 
 
 def scheme_of(url: str) -> SourceScheme:
@@ -207,13 +211,19 @@ class VideoSource:
         if self._container is None:
             self.open()
         pacer = _Pacer(self.options.realtime and self.scheme == "file")
+        scale = None if self.options.spec is None else FrameScaler(self.options.spec)
         for av_frame in self._decoded():
             pts = _seconds(av_frame)
             if self.catching_up:
                 pacer.restart()
             else:
                 pacer.wait(pts)
-            image = _gray(av_frame) if self.options.pixel_format == "gray" else av_frame.to_ndarray(format="bgr24")
+            if scale is not None:
+                image = scale(av_frame)
+            elif self.options.pixel_format == "gray":
+                image = _gray(av_frame)
+            else:
+                image = av_frame.to_ndarray(format="bgr24")
             info = frame_info(av_frame, self._undecodable) if self.options.measure else None
             self._undecodable = False
             frame = VideoFrame(image=image, index=self.frames_decoded, pts=pts, capture_ts=time.time(), info=info)

@@ -120,7 +120,7 @@ class JobRunner:
         head_pts: list[float] = []  # pts of the warm-up frames, which no window carries
         limit = self.settings.jobs.max_frames
         try:
-            for index, pts, image, info in reader.iter_measured():
+            for index, pts, image, info in reader.iter_measured(spec):  # prepared as `vigil score` does
                 if self.stop_event.is_set():
                     return
                 if index >= limit:

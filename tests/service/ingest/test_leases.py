@@ -18,7 +18,6 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from models.data.transforms import prepare
 from service.bus import keys, topics
 from service.errors import EndOfStream
 from service.ingest.ingester import Ingester
@@ -50,9 +49,9 @@ def ten_s_clip(synthetic_video: tuple[Path, np.ndarray], tmp_path: Path) -> Path
 def prepared_frames(path: Path) -> np.ndarray:
     """Every frame of a file as the ingester prepares it for SPEC, by position in the recording."""
     images = []
-    with VideoSource(str(path), SourceOptions(realtime=False)) as source, contextlib.suppress(EndOfStream):
-        images.extend(frame.image[:, :, None] for frame in source)
-    return prepare(np.stack(images), SPEC)
+    with VideoSource(str(path), SourceOptions(realtime=False, spec=SPEC)) as source, contextlib.suppress(EndOfStream):
+        images.extend(frame.image for frame in source)
+    return np.stack(images)
 
 
 def test_a_killed_ingesters_cameras_move_to_a_live_one(
