@@ -4,9 +4,9 @@ The live ingester and offline scoring of video files (`vigil score`, `vigil eval
 PyAV and hand every decoded frame to a `FrameScaler`. For one-channel models it scales and converts in one libswscale
 pass from the decoder's planes: on a 720p H.264 camera scaled to 256x256 gray the full-size route (luma range LUT
 0.3 ms, OpenCV INTER_AREA resize 1.3 ms a frame) became 0.3 ms, a seventh of the decode itself
-(bench/ingest_decode.py), with the same pixels as `models.data.transforms.prepare` to within one grey level
-(0.02 on average). Colour models keep the full-size BGR frame and `prepare`: swscale's colour area filter moved
-sharp colour edges by up to 141 levels against OpenCV's at 128x128.
+(bench/ingest_decode.py), with the pixels `models.data.transforms.prepare` made from the luma plane to within one
+grey level (0.02 on average on a test pattern, 0.2 on fine texture). Colour models keep the full-size BGR frame and
+`prepare`: swscale's colour area filter moved sharp colour edges by up to 141 levels against OpenCV's at 128x128.
 
 The swscale context is kept between frames (PyAV's `VideoFrame.reformat` builds a new one for every call, which
 made it slower than OpenCV).
