@@ -28,6 +28,9 @@ from typing import Any
 import httpx
 import numpy as np
 import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (RTSP server, footage) from anywhere
+
 from pipeline import register_untrained, stack_env, start_redis
 
 from cli.up import Stack, free_port, stop_process
