@@ -69,6 +69,8 @@ class _Open:
     recording: Recording | None  # live cameras
     next_partial: float  # monotonic time of the next partial write
     closed: bool = False
+    written_to: float | None = None  # the newest source pts when the last partial clip was written
+    partials: int = 0
 
 
 class ClipRecorder:
@@ -108,9 +110,12 @@ class ClipRecorder:
 
     def _run(self) -> None:
         backoff = Backoff(0.5, 10.0)
-        last_id = "$"
+        last_id: str | None = None
         while not self.stop_event.is_set():
             try:
+                if last_id is None:  # "now" by the server's clock: unlike "$" it holds between reads, so events
+                    seconds, micros = self.r.time()  # added while a clip is being written are read after it
+                    last_id = f"{int(seconds) * 1000 + int(micros) // 1000}-0"
                 for stream_id, event in topics.read_alert_events(self.r, last_id, block_ms=_BLOCK_MS):
                     last_id = stream_id
                     self.on_event(event)
@@ -151,7 +156,10 @@ class ClipRecorder:
                     self._finished.popitem(last=False)
             elif now >= o.next_partial:
                 o.next_partial = now + self.settings.clips.partial_interval_s
-                self._write(o, final=False)
+                newest = self._newest_s(o)
+                if o.partials == 0 or newest != o.written_to:  # nothing new (a file that ended): keep the last one
+                    o.written_to, o.partials = newest, o.partials + 1
+                    self._write(o, final=False)
         if now >= self._next_sweep:
             self._next_sweep = now + self.settings.clips.sweep_interval_s
             self.sweep()

@@ -3,6 +3,7 @@ driven by alert events through the recorder on a real Redis; the overlay hook; t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import av
@@ -13,7 +14,7 @@ import redis
 from service.bus import topics
 from service.clips.buffer import Packet, PacketBuffer, StreamInfo
 from service.clips.recorder import BufferSource, ClipRecorder, FileSource
-from service.messages import Alert, AlertEvent
+from service.messages import Alert, AlertClip, AlertEvent
 from service.settings import Settings
 from tests.service.clips.conftest import FPS, decoded, frame_number
 
@@ -159,3 +160,32 @@ def test_the_overlay_hook_draws_on_every_frame(
     assert seen[-1] == pytest.approx(6.6)
     off = ClipRecorder(_settings(tmp_path), rclient, lambda cam: None, heatmaps=lambda alert: box)
     assert off.overlay_for(_alert("open", 4.0, None)) is None  # the setting is off by default
+
+
+def test_the_recorder_thread_follows_the_alert_event_stream(
+    recording: tuple[Path, np.ndarray], rclient: redis.Redis, tmp_path: Path
+) -> None:
+    """Events saved back to back (as a worker saves them) while the recorder is busy writing are all read: the
+    closed event after the opened one gets the final clip; another camera's alerts are left alone."""
+    path, _ = recording
+    mine = {"door": FileSource(path, lambda: 5.0)}
+    rec = ClipRecorder(_settings(tmp_path), rclient, mine.get).start()
+    try:
+        time.sleep(0.3)  # the recorder reads from "now"
+        other = _alert("open", 4.0, None).model_copy(update={"id": "yard-1-x", "camera": "yard"})
+        events = [("opened", _alert("open", 4.0, None)), ("opened", other), ("closed", _alert("closed", 4.0, 7.0))]
+        for kind, alert in events:
+            topics.save_alert_event(rclient, AlertEvent(kind=kind, alert=alert), 600)
+        deadline = time.monotonic() + 20
+        while (c := clip_of(rclient, "door-100-abc")) is None or c.state != "final":
+            assert time.monotonic() < deadline, "no final clip"
+            time.sleep(0.05)
+    finally:
+        rec.stop()
+    assert (c.start_pts, c.end_pts) == (pytest.approx(2.0), pytest.approx(8.6))
+    assert not topics.get_alert_clips(rclient, ["yard-1-x"])
+    assert not (tmp_path / "clips" / "yard").exists()
+
+
+def clip_of(r: redis.Redis, alert_id: str) -> AlertClip | None:
+    return topics.get_alert_clips(r, [alert_id]).get(alert_id)
