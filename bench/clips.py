@@ -4,10 +4,11 @@ frame rate with and without clips, side by side in one run.
 
 The source is a 720p H.264 stream as an IP camera sends it (ffmpeg testsrc2, a key frame every 2 s, no B-frames).
 (1) runs the clip writer of service/clips (decode the source packets, scale to 640 px, x264 `veryfast` crf 26 on one
-thread) several times and takes the median. (2) alternates rounds of the ingester's read path (VideoSource +
-WindowSampler: decode, gray, resize to 128x128, windows; as fast as it decodes, one decoding thread) without clips and
-with clips: the packet buffer filled from every packet, and a clip writer thread writing 20 s clips back to back the
-whole time (the worst case: one alert after another on this camera). Prints medians and the ratio with / without.
+thread) several times and takes the median, and times the packet buffer itself per packet. (2) alternates rounds of
+the ingester's read path (VideoSource + WindowSampler: decode, gray, resize to 128x128, windows; as fast as it
+decodes, one decoding thread) without clips, with the packet buffer only (what every live camera pays while no alert
+is open), and with clips: the buffer plus a clip writer thread writing 20 s clips back to back the whole time (the
+worst case: one alert after another on this camera). Prints medians and the ratios to the run without clips.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/clips.py
     OMP_NUM_THREADS=1 .venv/bin/python bench/clips.py --seconds 40 --rounds 3 --json runs/bench/clips.json
@@ -80,6 +81,24 @@ def clip_cost(source: Path, info: StreamInfo, packets: list[Packet], out: Path, 
     return result
 
 
+def buffer_cost(source: Path, info: StreamInfo, rounds: int) -> float:
+    """Microseconds per packet the reader spends on the packet buffer (copy the packet, add, trim), median."""
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        raw = [p for p in container.demux(stream) if p.size]
+        per_packet = []
+        for _ in range(rounds):
+            buffer, last = PacketBuffer(15.0, 32 * 1024**2), 0.0
+            buffer.reset(info)
+            start = time.perf_counter()
+            for p in raw:
+                kept = Packet.of(p, last)
+                last = kept.seconds
+                buffer.add(kept)
+            per_packet.append((time.perf_counter() - start) / len(raw) * 1e6)
+    return statistics.median(per_packet)
+
+
 def ingest_fps(source: Path, buffer: PacketBuffer | None) -> tuple[float, int]:
     """(frames per second, frames) of the ingester's read path over the whole file, one decoding thread."""
     options = SourceOptions(realtime=False, pixel_format="gray", decode_threads=1)
@@ -129,27 +148,36 @@ def main() -> int:
         info, packets = read_packets(source)
         bitrate = sum(len(p.data) for p in packets) * 8 / packets[-1].seconds / 1e6
         cost = clip_cost(source, info, packets, out, args.rounds)
-        off, on, clips = [], [], []
-        for _ in range(args.rounds):  # alternated, so drift in the machine's load hits both alike
+        buffer_us = buffer_cost(source, info, args.rounds)
+        off, buffered, on, clips = [], [], [], []
+        for _ in range(args.rounds):  # alternated, so drift in the machine's load hits all alike
             off.append(ingest_fps(source, None)[0])
+            buffered.append(ingest_fps(source, PacketBuffer(15.0, 32 * 1024**2))[0])
             fps, n = with_clips(source, info, packets, out)
             on.append(fps)
             clips.append(n)
     report = {
         "source": f"1280x720 H.264 25 fps, {bitrate:.2f} Mbit/s, {len(packets)} frames",
         "clip": {"seconds": CLIP_S, "width": 640, **cost},
+        "buffer_us_per_packet": buffer_us,
         "ingest_fps_without_clips": statistics.median(off),
+        "ingest_fps_buffer_only": statistics.median(buffered),
         "ingest_fps_with_clips": statistics.median(on),
+        "ratio_buffer_only": statistics.median(buffered) / statistics.median(off),
         "ratio": statistics.median(on) / statistics.median(off),
         "clips_written_during_with_rounds": clips,
-        "rounds": {"without": off, "with": on},
+        "rounds": {"without": off, "buffer_only": buffered, "with": on},
     }
     for kind in ("buffer", "file"):
         c = cost[kind]
         print(f"one {CLIP_S:.0f} s clip at 640 px from the {kind:6s}: {c['cpu_s']:.2f} s CPU, "
               f"{c['wall_s']:.2f} s wall, {c['bytes'] / 1024:.0f} KiB")  # fmt: skip
-    print(f"ingester fps without clips: {report['ingest_fps_without_clips']:.1f}, with clips written back to back: "
-          f"{report['ingest_fps_with_clips']:.1f} (ratio {report['ratio']:.2f}; clips per round {clips})")  # fmt: skip
+    print(f"packet buffer: {buffer_us:.1f} us per packet (one packet per frame)")
+    print(
+        f"ingester fps without clips: {report['ingest_fps_without_clips']:.1f}; with the packet buffer only: "
+        f"{report['ingest_fps_buffer_only']:.1f} (ratio {report['ratio_buffer_only']:.2f}); with clips written back "
+        f"to back: {report['ingest_fps_with_clips']:.1f} (ratio {report['ratio']:.2f}; clips per round {clips})"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
