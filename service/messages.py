@@ -297,6 +297,7 @@ class Alert(_Message):
     end_pts: float | None = None
     peak_score: float
     peak_frame: int
+    peak_pts: float | None = None  # pts of the peak frame: where in its clip the heatmap overlay belongs
     opened_frame: int | None = None  # the frame that completed min_duration_frames: when the alert fired
     updated_ts: float = Field(default_factory=time.time)
     feedback: AlertFeedback | None = None  # an operator's verdict (POST /alerts/{id}/feedback)
@@ -420,6 +421,7 @@ class AlertTrack(BaseModel):
     run_end_ts: float = 0.0
     run_start_pts: float | None = None  # pts of the run's first and newest frame (stream seconds), if known
     run_end_pts: float | None = None
+    run_peak_pts: float | None = None
     cooldown_left: int = 0
     alert: Alert | None = None  # the open alert while active
 

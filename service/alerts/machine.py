@@ -134,6 +134,7 @@ class _Stepper:
         best = start + int(np.argmax(r.scores[start:stop]))  # the first frame at the maximum
         if r.scores[best] > t.run_peak:
             t.run_peak, t.run_peak_frame = float(r.scores[best]), int(r.frames[best])
+            t.run_peak_pts = r.pts_at(best)
             return True
         return False
 
@@ -153,7 +154,12 @@ class _Stepper:
         j = int(self.below_close[i])
         if j > i and self._extend(i, j):
             t.alert = t.alert.model_copy(
-                update={"peak_score": t.run_peak, "peak_frame": t.run_peak_frame, "updated_ts": time.time()}
+                update={
+                    "peak_score": t.run_peak,
+                    "peak_frame": t.run_peak_frame,
+                    "peak_pts": t.run_peak_pts,
+                    "updated_ts": time.time(),
+                }
             )
             self._emit(AlertEvent(kind="updated", alert=t.alert))
         if j >= n:
@@ -182,7 +188,7 @@ class _Stepper:
             t.phase = "pending"
             t.run_start_frame, t.run_start_ts, t.run_len = int(r.frames[j]), float(r.ts[j]), 0
             t.run_start_pts = r.pts_at(j)
-            t.run_peak, t.run_peak_frame = -1.0, int(r.frames[j])
+            t.run_peak, t.run_peak_frame, t.run_peak_pts = -1.0, int(r.frames[j]), t.run_start_pts
             i = j
         stop = int(self.below_threshold[i])  # the run of frames at or above the threshold ends here
         need = self.params.min_duration_frames - t.run_len
@@ -205,6 +211,7 @@ class _Stepper:
             start_pts=t.run_start_pts,
             peak_score=t.run_peak,
             peak_frame=t.run_peak_frame,
+            peak_pts=t.run_peak_pts,
             opened_frame=int(r.frames[opened_at - 1]),
         )
         self._emit(AlertEvent(kind="opened", alert=t.alert))

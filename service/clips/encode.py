@@ -18,8 +18,9 @@ import numpy as np
 
 from service.clips.decode import DecodedFrame
 
-# frame_bgr (H, W, 3) uint8 at the clip's size, the camera's frame number where known (None otherwise), the frame's
-# pts in source seconds -> the frame to encode (same shape). Heatmaps (service/clips/recorder.py: overlay_for).
+# frame_bgr (H, W, 3) uint8 at the clip's size, the camera's frame number where known (None today: packets and seeked
+# recordings carry no frame numbers), the frame's pts in source seconds (the alert's start_pts, peak_pts and end_pts
+# are on the same clock) -> the frame to encode (same shape). Heatmaps plug in at service/clips/recorder.py:overlay_for.
 Overlay = Callable[[np.ndarray, int | None, float | None], np.ndarray]
 
 _TIME_BASE = Fraction(1, 1000)  # clip timestamps in milliseconds: exact enough for any source rate, VFR included
