@@ -5,10 +5,11 @@ frame rate with and without clips, side by side in one run.
 The source is a 720p H.264 stream as an IP camera sends it (ffmpeg testsrc2, a key frame every 2 s, no B-frames).
 (1) runs the clip writer of service/clips (decode the source packets, scale to 640 px, x264 `veryfast` crf 26 on one
 thread) several times and takes the median, and times the packet buffer itself per packet. (2) alternates rounds of
-the ingester's read path (VideoSource + WindowSampler: decode, gray, resize to 128x128, windows; as fast as it
-decodes, one decoding thread) without clips, with the packet buffer only (what every live camera pays while no alert
-is open), and with clips: the buffer plus a clip writer thread writing 20 s clips back to back the whole time (the
-worst case: one alert after another on this camera). Prints medians and the ratios to the run without clips.
+the ingester's read path (VideoSource + WindowSampler: decode, scale to 128x128 gray as CameraRunner does, windows;
+as fast as it decodes, one decoding thread) without clips, with the packet buffer only (what every live camera pays
+while no alert is open), and with clips: the buffer plus a clip writer thread writing 20 s clips back to back the
+whole time (the worst case: one alert after another on this camera). Prints medians and the ratios to the run
+without clips.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/clips.py
     OMP_NUM_THREADS=1 .venv/bin/python bench/clips.py --seconds 40 --rounds 3 --json runs/bench/clips.json
@@ -101,7 +102,7 @@ def buffer_cost(source: Path, info: StreamInfo, rounds: int) -> float:
 
 def ingest_fps(source: Path, buffer: PacketBuffer | None) -> tuple[float, int]:
     """(frames per second, frames) of the ingester's read path over the whole file, one decoding thread."""
-    options = SourceOptions(realtime=False, pixel_format="gray", decode_threads=1)
+    options = SourceOptions(realtime=False, pixel_format="gray", decode_threads=1, spec=SPEC)  # as CameraRunner
     sampler = WindowSampler(SPEC, 8, None)
     frames = 0
     start = time.perf_counter()

@@ -21,6 +21,7 @@ from service.errors import VigilServiceError
 log = logging.getLogger(__name__)
 
 DecodedFrame = tuple[Any, float]  # (av.VideoFrame, pts in seconds)
+_THREADS = 1  # one core per clip, as the encoder: clips must not starve the decoding of live cameras
 
 
 class ClipSourceError(VigilServiceError):
@@ -35,6 +36,7 @@ def _seconds(frame: Any, time_base: Any, previous: float) -> float:
 def decode_packets(info: StreamInfo, packets: Sequence[Packet]) -> Iterator[DecodedFrame]:
     """Decode buffered packets (the first is a key frame) with a fresh decoder."""
     ctx: Any = av.CodecContext.create(info.codec, "r")
+    ctx.thread_count = _THREADS
     if info.extradata:
         ctx.extradata = info.extradata
     last = packets[0].seconds if packets else 0.0
@@ -66,7 +68,7 @@ def decode_file(path: Path, start_s: float, stop_s: float) -> Iterator[DecodedFr
             msg = f"the recording {path.name} has no video stream"
             raise ClipSourceError(msg)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = _THREADS
         tb = stream.time_base
         if tb is None:
             msg = f"the recording {path.name} has no time base"
