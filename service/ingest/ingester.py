@@ -102,6 +102,7 @@ class Ingester(ServiceProcess):
             self.webhook = WebhookSender(url).start()
             self.health = HealthContext.of(self.settings, self.webhook.send)
         if self.settings.clips.enabled:
+            # heatmaps=: the per-alert heatmap drawer (issue 11 item 2) goes here; ClipRecorder.overlay_for gates it
             self.clips = ClipRecorder(self.settings, self.r, self._clip_source).start()
         metrics.start_metrics_server(ingest.metrics_port, ingest.metrics_host)
         log.info("ingester %s up (metrics on %s:%d)", self.id, ingest.metrics_host, ingest.metrics_port)
