@@ -46,6 +46,20 @@ def local_path(url: str) -> str:
     return unquote(rest.split("?", 1)[0].split("#", 1)[0])
 
 
+def confine(root: Path, given: str | Path, what: str) -> Path:
+    """`given` (relative to `root`, or absolute) as a real path under `root` once `..` and every symlink are
+    resolved; OutsideFootageRoot otherwise (the message says it lies outside `what`). It need not exist yet.
+
+    The one confinement check: footage paths (below) and alert clips (service/clips/store.py) both go through it."""
+    real_root = root.resolve()
+    candidate = Path(given) if Path(given).is_absolute() else real_root / given
+    path = candidate.resolve()  # follows every symlink, also dangling ones as far as they go
+    if not path.is_relative_to(real_root):
+        msg = f"path {str(given)!r} is outside {what}"
+        raise OutsideFootageRoot(msg)
+    return path
+
+
 @dataclass(frozen=True)
 class FootagePolicy:
     """`root`: Settings.footage_root; `dev`: Settings.env == "dev" (absolute paths anywhere when there is no root)."""
@@ -65,12 +79,7 @@ class FootagePolicy:
         if self.root is None:
             path = self._unrooted(given)
         else:
-            real_root = self.root.resolve()
-            candidate = Path(given) if Path(given).is_absolute() else real_root / given
-            path = candidate.resolve()  # follows every symlink, also dangling ones as far as they go
-            if not path.is_relative_to(real_root):
-                msg = f"path {given!r} is outside the footage root; give a path under VIGIL_FOOTAGE_ROOT"
-                raise OutsideFootageRoot(msg)
+            path = confine(self.root, given, "the footage root; give a path under VIGIL_FOOTAGE_ROOT")
         if not path.exists():
             where = " under the footage root" if self.root is not None else ""
             msg = f"path {given!r} does not exist{where}"

@@ -292,14 +292,37 @@ class Alert(_Message):
     start_ts: float  # capture time of the first frame
     end_frame: int | None = None  # last frame at or above threshold - hysteresis
     end_ts: float | None = None
+    # pts (stream seconds) of the first and last frame, None where the source gives none: where its clip is cut
+    start_pts: float | None = None
+    end_pts: float | None = None
     peak_score: float
     peak_frame: int
+    peak_pts: float | None = None  # pts of the peak frame: where in its clip the heatmap overlay belongs
     opened_frame: int | None = None  # the frame that completed min_duration_frames: when the alert fired
     updated_ts: float = Field(default_factory=time.time)
     feedback: AlertFeedback | None = None  # an operator's verdict (POST /alerts/{id}/feedback)
     ack: AlertAck | None = None  # acknowledged or resolved by an operator (POST /alerts/{id}/ack)
     incident: str | None = None  # the incident it belongs to (GET /incidents/{id})
     notification: AlertNotification | None = None  # notified (webhooks, MQTT) or not, and why
+    # The path of its clip (GET /alerts/{id}/clip.mp4) once an ingester wrote one, partial while the alert is open;
+    # filled in by the API from the clip's record (vigil:alert:<id>:clip), never stored with the alert.
+    clip: str | None = None
+
+
+class AlertClip(_Message):
+    """An alert's clip as its ingester last wrote it (service/clips/): partial while the alert is open, final once
+    the post-roll after its end was recorded."""
+
+    alert: str
+    camera: str
+    state: Literal["partial", "final"]
+    start_pts: float  # source pts (seconds) of its first and last frame
+    end_pts: float
+    frames: int
+    bytes: int
+    source: Literal["buffer", "file"]  # a live camera's packet buffer, or the recording (file camera, job)
+    truncated: bool = False  # it ends before end + post-roll (clips.max_clip_s or the byte cap, a reconnect)
+    updated_ts: float = Field(default_factory=time.time)
 
 
 AlertEventKind = Literal["opened", "updated", "closed", "feedback", "acknowledged", "resolved"]
@@ -396,6 +419,9 @@ class AlertTrack(BaseModel):
     run_peak_frame: int = 0
     run_end_frame: int = 0  # newest frame of the run (at or above threshold - hysteresis while active)
     run_end_ts: float = 0.0
+    run_start_pts: float | None = None  # pts of the run's first and newest frame (stream seconds), if known
+    run_end_pts: float | None = None
+    run_peak_pts: float | None = None
     cooldown_left: int = 0
     alert: Alert | None = None  # the open alert while active
 

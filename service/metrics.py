@@ -45,6 +45,21 @@ HEALTH_FRAMES_FLAGGED = Counter(
     ["camera", "condition"],
 )
 
+# --- alert clips (ingest, service/clips/) -----------------------------------------------------------------
+CLIPS_WRITTEN = Counter(
+    "vigil_clips_written_total", "Alert clips finished, by where their frames came from", ["source"]
+)  # buffer (a live camera's packet buffer)|file (a recording: file cameras, jobs)
+CLIPS_FAILED = Counter("vigil_clips_failed_total", "Alert clips that could not be written, by reason", ["reason"])
+CLIPS_REMOVED = Counter("vigil_clips_removed_total", "Clips deleted, by reason", ["reason"])  # retention|size_cap
+CLIPS_BYTES = Gauge("vigil_clips_bytes", "Bytes of alert clips in the clips directory (at the last sweep)")
+CLIP_SECONDS = Histogram(
+    "vigil_clip_write_seconds",
+    "Time spent decoding and encoding one clip (CPU work, not waiting)",
+    ["source"],
+    buckets=_LATENCY_BUCKETS,
+)
+CLIP_BUFFER_BYTES = Gauge("vigil_clips_buffer_bytes", "Bytes in a camera's pre-roll packet buffer", ["camera"])
+
 # --- worker -------------------------------------------------------------------------------------------
 WINDOWS_SCORED = Counter("vigil_worker_windows_scored_total", "Windows run through a model", ["model"])
 FRAMES_SCORED = Counter("vigil_worker_frames_scored_total", "Calibrated frame scores published", ["camera"])

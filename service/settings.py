@@ -158,6 +158,9 @@ class ApiSettings(_Section):
     admin_keys: list[SecretStr] = Field(default_factory=list)  # may change state
     # Request bodies beyond this get 413 before anything parses them (job uploads have jobs.max_upload_bytes).
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # The API's address as webhook receivers reach it (https://vigil.example.com): webhook payloads link an alert's
+    # clip, heatmap and thumbnail under it; without it the links are paths (/alerts/<id>/clip.mp4).
+    public_url: str | None = Field(default=None, max_length=512, pattern=r"^https?://[^\s?#]+$")
 
 
 class JobSettings(_Section):
@@ -169,6 +172,41 @@ class JobSettings(_Section):
     max_frames: int = Field(default=100_000, ge=1, le=100_000)
     # Ended jobs (done, failed, cancelled) are removed this long after they ended, files included; 0 = keep all.
     retention_s: int = Field(default=30 * 24 * 3600, ge=0)
+
+
+ClipPreset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
+
+
+class ClipSettings(_Section):
+    """Alert clips (service/clips/): an H.264 MP4 of every alert with pre- and post-roll, written by the ingesters into
+    `dir`, which the API and every ingester must see (a shared volume: an absolute path)."""
+
+    enabled: bool = True
+    dir: Path = Path("clips")  # one folder per camera: <dir>/<camera>/<alert id>.mp4
+    pre_roll_s: float = Field(default=5.0, ge=0, le=60)  # seconds before the alert's first frame
+    post_roll_s: float = Field(default=5.0, ge=0, le=60)  # seconds after its last frame
+    width: int = Field(default=640, ge=64, le=3840)  # px; narrower sources keep their width; the height keeps aspect
+    crf: int = Field(default=26, ge=0, le=51)  # x264 quality (lower = better, larger)
+    preset: ClipPreset = "veryfast"  # x264 speed/size trade-off
+    # While an alert is open its clip is written at once (pre-roll up to now) and rewritten this often; the final
+    # clip replaces it once the post-roll after its end is in.
+    partial_interval_s: float = Field(default=30.0, ge=1, le=3600)
+    # Live cameras: how late an alert's opening may reach the camera's ingester (the alert's min_duration_frames plus
+    # the queue and scoring delay) and still find its pre-roll in the camera's packet buffer.
+    max_delay_s: float = Field(default=10.0, ge=0, le=120)
+    # Hard cap on one camera's packet buffer (the source's compressed video for pre_roll_s + max_delay_s + one key
+    # frame interval): ~2.5 MiB for a 1 Mbit/s stream, ~9 MiB at 4 Mbit/s; beyond it the oldest seconds go.
+    buffer_bytes: int = Field(default=32 * 1024**2, ge=1024**2, le=1024**3)
+    # Live cameras: the source packets one open alert may hold (about 4 min at 2 Mbit/s); the clip ends there.
+    recording_bytes: int = Field(default=64 * 1024**2, ge=1024**2, le=4 * 1024**3)
+    max_clip_s: float = Field(
+        default=600.0, gt=0, le=24 * 3600
+    )  # a clip stops growing after this (an alert open for hours)
+    retention_s: int = Field(default=7 * 24 * 3600, ge=60)  # clips older than this are deleted
+    max_bytes: int = Field(default=20 * 1024**3, ge=1024**2)  # above it the oldest clips are deleted first
+    sweep_interval_s: float = Field(default=60.0, gt=0, le=3600)  # how often retention and the cap are applied
+    # Draw the model's heatmap over the clip's frames (needs a method with a localisation map; issue 11 item 2).
+    heatmap_overlay: bool = False
 
 
 class MqttSettings(_Section):
@@ -232,6 +270,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     jobs: JobSettings = JobSettings()
     mqtt: MqttSettings = MqttSettings()
+    clips: ClipSettings = ClipSettings()
     footage_root: Path | None = None  # only paths under it may be read by jobs and file cameras
 
     @model_validator(mode="after")

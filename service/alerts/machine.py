@@ -37,11 +37,14 @@ class FrameScore:
 
 @dataclass(frozen=True)
 class ScoreRun:
-    """Consecutive frames as arrays: frame numbers, capture times and the scores the machine sees (-inf = held)."""
+    """Consecutive frames as arrays: frame numbers, capture times and the scores the machine sees (-inf = held), and
+    optionally the frames' pts (stream seconds, NaN where a frame has none), which alerts carry so a clip can be cut
+    from the recording or the ingester's packet buffer (service/clips)."""
 
     frames: np.ndarray  # (N,) int64
     ts: np.ndarray  # (N,) float64
     scores: np.ndarray  # (N,) float64
+    pts: np.ndarray | None = None  # (N,) float64
 
     @classmethod
     def of(cls, frames: list[FrameScore]) -> ScoreRun:
@@ -52,10 +55,24 @@ class ScoreRun:
         )
 
     @classmethod
-    def held(cls, frames: np.ndarray, ts: np.ndarray, scores: np.ndarray, alertable: np.ndarray) -> ScoreRun:
+    def held(
+        cls,
+        frames: np.ndarray,
+        ts: np.ndarray,
+        scores: np.ndarray,
+        alertable: np.ndarray,
+        pts: np.ndarray | None = None,
+    ) -> ScoreRun:
         """Scores with the frames that may not alert replaced by -inf."""
         effective = np.where(np.asarray(alertable, dtype=bool), np.asarray(scores, dtype=np.float64), -np.inf)
-        return cls(np.asarray(frames, dtype=np.int64), np.asarray(ts, dtype=np.float64), effective)
+        stream_s = None if pts is None else np.asarray(pts, dtype=np.float64)
+        return cls(np.asarray(frames, dtype=np.int64), np.asarray(ts, dtype=np.float64), effective, stream_s)
+
+    def pts_at(self, i: int) -> float | None:
+        """The pts of frame i of the run in seconds, None when unknown."""
+        if self.pts is None or not np.isfinite(self.pts[i]):
+            return None
+        return float(self.pts[i])
 
 
 def new_alert_id(camera: str, start_frame: int) -> str:
@@ -113,9 +130,11 @@ class _Stepper:
         t, r = self.track, self.run_
         t.run_len += stop - start
         t.run_end_frame, t.run_end_ts = int(r.frames[stop - 1]), float(r.ts[stop - 1])
+        t.run_end_pts = r.pts_at(stop - 1)
         best = start + int(np.argmax(r.scores[start:stop]))  # the first frame at the maximum
         if r.scores[best] > t.run_peak:
             t.run_peak, t.run_peak_frame = float(r.scores[best]), int(r.frames[best])
+            t.run_peak_pts = r.pts_at(best)
             return True
         return False
 
@@ -135,13 +154,24 @@ class _Stepper:
         j = int(self.below_close[i])
         if j > i and self._extend(i, j):
             t.alert = t.alert.model_copy(
-                update={"peak_score": t.run_peak, "peak_frame": t.run_peak_frame, "updated_ts": time.time()}
+                update={
+                    "peak_score": t.run_peak,
+                    "peak_frame": t.run_peak_frame,
+                    "peak_pts": t.run_peak_pts,
+                    "updated_ts": time.time(),
+                }
             )
             self._emit(AlertEvent(kind="updated", alert=t.alert))
         if j >= n:
             return n
         closed = t.alert.model_copy(
-            update={"state": "closed", "end_frame": t.run_end_frame, "end_ts": t.run_end_ts, "updated_ts": time.time()}
+            update={
+                "state": "closed",
+                "end_frame": t.run_end_frame,
+                "end_ts": t.run_end_ts,
+                "end_pts": t.run_end_pts,
+                "updated_ts": time.time(),
+            }
         )
         t.alert = None
         t.cooldown_left = self.params.cooldown_frames
@@ -157,7 +187,8 @@ class _Stepper:
                 return n
             t.phase = "pending"
             t.run_start_frame, t.run_start_ts, t.run_len = int(r.frames[j]), float(r.ts[j]), 0
-            t.run_peak, t.run_peak_frame = -1.0, int(r.frames[j])
+            t.run_start_pts = r.pts_at(j)
+            t.run_peak, t.run_peak_frame, t.run_peak_pts = -1.0, int(r.frames[j]), t.run_start_pts
             i = j
         stop = int(self.below_threshold[i])  # the run of frames at or above the threshold ends here
         need = self.params.min_duration_frames - t.run_len
@@ -177,8 +208,10 @@ class _Stepper:
             state="open",
             start_frame=t.run_start_frame,
             start_ts=t.run_start_ts,
+            start_pts=t.run_start_pts,
             peak_score=t.run_peak,
             peak_frame=t.run_peak_frame,
+            peak_pts=t.run_peak_pts,
             opened_frame=int(r.frames[opened_at - 1]),
         )
         self._emit(AlertEvent(kind="opened", alert=t.alert))

@@ -86,7 +86,7 @@ def run_camera(
         out = calibrator.step(rec.raw, rec.times, close, chroma=rec.chroma, usable=rec.usable)
         frames = np.arange(offset, offset + len(rec.raw), dtype=np.int64)
         track, events = advance(
-            track, alerts, ScoreRun.held(frames, rec.times, out.scores, out.alertable), camera, model
+            track, alerts, ScoreRun.held(frames, rec.times, out.scores, out.alertable, rec.times), camera, model
         )
         for event in events:
             events_alerts[event.alert.id] = event.alert

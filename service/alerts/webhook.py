@@ -9,9 +9,11 @@ given up (counted as failed). Alerts themselves are always in Redis; the webhook
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+from collections.abc import Callable
 
 import httpx
 
@@ -22,6 +24,7 @@ from service.metrics import WEBHOOK_DELIVERIES
 log = logging.getLogger(__name__)
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 Event = AlertEvent | HealthEvent
+Links = Callable[[str], dict[str, str]]  # alert id -> links to its resources (service/alerts/links.py)
 
 
 def _describe(event: Event) -> tuple[str, str]:
@@ -35,12 +38,18 @@ class WebhookSender:
     """`start()`, then `send(event)` from any thread; `close()` delivers what is queued (bounded wait)."""
 
     def __init__(
-        self, url: str, attempts: int = 5, timeout_s: float = 5.0, backoff_s: float = 0.5, max_queue: int = 1000
+        self,
+        url: str,
+        attempts: int = 5,
+        timeout_s: float = 5.0,
+        backoff_s: float = 0.5,
+        max_queue: int = 1000,
+        links: Links | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             msg = f"webhook url must be http:// or https://, got {mask_credentials(url)!r}"
             raise ValueError(msg)
-        self.url, self.attempts, self.backoff_s = url, attempts, backoff_s
+        self.url, self.attempts, self.backoff_s, self.links = url, attempts, backoff_s, links
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=max_queue)
         self._client = httpx.Client(timeout=timeout_s)
         self._stop = threading.Event()
@@ -67,10 +76,18 @@ class WebhookSender:
         while (event := self._queue.get()) is not None:
             self.deliver(event)
 
+    def body(self, event: Event) -> str:
+        """The event's JSON; an alert event's gets `links` (alert, thumbnail, clip) beside `kind` and `alert`."""
+        if self.links is None or not isinstance(event, AlertEvent):
+            return event.model_dump_json()
+        doc = event.model_dump(mode="json")
+        doc["links"] = self.links(event.alert.id)
+        return json.dumps(doc)
+
     def deliver(self, event: Event) -> bool:
         """POST one event, retrying transient failures; True when the receiver accepted it (2xx)."""
         backoff = Backoff(initial_s=self.backoff_s, max_s=30.0)
-        body = event.model_dump_json()
+        body = self.body(event)
         kind, what = _describe(event)
         headers = {"content-type": "application/json", "x-vigil-event": kind}
         for attempt in range(1, self.attempts + 1):

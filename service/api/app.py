@@ -12,7 +12,7 @@ from models.store import ModelStore
 from service.api import docs
 from service.api.errors import register_exception_handlers
 from service.api.middleware import BodyLimit, RequestMetrics, WebSocketKeyFromQuery
-from service.api.routes import alerts, calibration, cameras, health, incidents, jobs, models, scores, ui, ws
+from service.api.routes import alerts, calibration, cameras, clips, health, incidents, jobs, models, scores, ui, ws
 from service.bus.client import connect
 from service.settings import Settings, get_settings
 
@@ -50,8 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ModelStore(settings.store.root)
     register_exception_handlers(app)
     app.include_router(jobs.router)  # batch re-scoring jobs (service/jobs/)
-    routers = (health.router, cameras.router, calibration.router, scores.router, alerts.router, incidents.router)
-    for router in (*routers, ws.router, models.router, ui.router):
+    routers = (health, cameras, calibration, scores, alerts, clips, incidents, ws, models, ui)
+    for router in (module.router for module in routers):
         app.include_router(router)
     docs.mount(app)
     docs.document_errors(app)

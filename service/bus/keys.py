@@ -125,6 +125,11 @@ def alert_key(alert_id: str) -> str:
     return f"{PREFIX}:alert:{alert_id}"
 
 
+def alert_clip_key(alert_id: str) -> str:
+    """String: the AlertClip JSON of the alert's clip (service/clips/), with the alert's retention."""
+    return f"{PREFIX}:alert:{alert_id}:clip"
+
+
 def camera_alerts_index(camera: str) -> str:
     """Zset like ALERTS_INDEX for one camera."""
     return f"{PREFIX}:alerts:index:{camera}"

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
@@ -18,6 +19,8 @@ from models.types import InputSpec
 from service import metrics
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS, Backoff
+from service.clips.buffer import PacketBuffer
+from service.clips.recorder import BufferSource, ClipSource, FileSource
 from service.errors import EndOfStream, SourceError
 from service.footage import FootageError, FootagePolicy, is_local, local_path
 from service.ingest.backpressure import BoundedBuffer, BufferClosed, Policy
@@ -26,7 +29,7 @@ from service.ingest.sampler import Window, WindowSampler
 from service.ingest.source import SourceOptions, StallError, VideoFrame, VideoSource
 from service.ingest.state import StreamStateMachine
 from service.messages import CameraConfig, CameraStatus, WindowMsg
-from service.settings import IngestSettings
+from service.settings import ClipSettings, IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class CameraRunner:
         resolve_spec: SpecResolver,
         footage: FootagePolicy = UNCONFINED,
         health: HealthContext = DEFAULT_HEALTH,
+        clips: ClipSettings | None = None,
     ) -> None:
         self.config, self.settings, self.r, self.owner = config, settings, r, owner
         self.resolve_spec = resolve_spec
@@ -71,6 +75,12 @@ class CameraRunner:
         self.reconnects = 0
         self.windows_published = 0
         self.last_frame_ts: float | None = None
+        self.last_pts: float | None = None  # of the newest decoded frame: where a file camera's partial clip ends
+        # A live camera's pre-roll packets for alert clips (None: clips off, or a file camera, cut from its file)
+        self.packets: PacketBuffer | None = None
+        if clips is not None and clips.enabled and config.kind == "live":
+            self.packets = PacketBuffer(clips.pre_roll_s + clips.max_delay_s, clips.buffer_bytes)
+        self._clips_on = clips is not None and clips.enabled
         self._fps = _RateMeter(settings.status_interval_s)
         self._threads = [
             threading.Thread(target=self._read_loop, name=f"ingest-read-{config.id}", daemon=True),
@@ -100,6 +110,20 @@ class CameraRunner:
             self.state.to("stopped", "camera stopped by the ingester")
         if write_status:
             self.write_status()
+        if self.packets is not None:  # open recordings end here; the memory goes
+            self.packets.reset(None)
+            metrics.CLIP_BUFFER_BYTES.labels(self.camera).set(0)
+
+    def clip_source(self) -> ClipSource | None:
+        """Where this camera's alert clips come from: its packet buffer (live) or its file; None when clips are off."""
+        if self.packets is not None:
+            return BufferSource(self.packets)
+        if not self._clips_on or self.config.kind != "file":
+            return None
+        try:
+            return FileSource(Path(self._source_url()), lambda: self.last_pts)
+        except SourceError:
+            return None
 
     @property
     def alive(self) -> bool:
@@ -246,7 +270,9 @@ class CameraRunner:
             self._health = CameraHealthTracker(self.config, self.health_context, self.r)
         health = self._health
         health.reset_stream()
-        with VideoSource(url, self._options(sampler.spec)) as source:
+        source = VideoSource(url, self._options(sampler.spec))
+        source.packet_buffer = self.packets
+        with source:
             sampler.set_source_fps(source.fps)
             source.catching_up = sampler.next_frame < sampler.skip_before
             corrupt_seen = 0
@@ -278,11 +304,13 @@ class CameraRunner:
 
     def _count_frame(self, frame: VideoFrame) -> None:
         self.frames_decoded += 1
-        self.last_frame_ts = frame.capture_ts
+        self.last_frame_ts, self.last_pts = frame.capture_ts, frame.pts
         metrics.FRAMES_DECODED.labels(camera=self.camera).inc()
         fps = self._fps.tick()
         if fps is not None:
             metrics.INGEST_FPS.labels(camera=self.camera).set(fps)
+            if self.packets is not None:
+                metrics.CLIP_BUFFER_BYTES.labels(self.camera).set(self.packets.bytes)
             self.write_status()  # about once a status interval, with the fresh fps
 
     def _enqueue(self, window: Window) -> None:

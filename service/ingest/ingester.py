@@ -27,6 +27,7 @@ from service import metrics
 from service.alerts.webhook import WebhookSender
 from service.bus import keys, topics
 from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
+from service.clips.recorder import ClipRecorder, ClipSource, FileSource
 from service.errors import MessageError
 from service.footage import FootagePolicy
 from service.ingest.camera import CameraRunner
@@ -86,6 +87,7 @@ class Ingester(ServiceProcess):
         self.r: redis.Redis | None = None
         self._pubsub: Any = None
         self.webhook: WebhookSender | None = None  # health events, when alerts.webhook_events names them
+        self.clips: ClipRecorder | None = None  # alert clips of this ingester's cameras and jobs (clips.enabled)
         self.health = HealthContext.of(settings)
         ingest = settings.ingest
         self.tick_s = min(ingest.lease_ttl_s, ingest.heartbeat_ttl_s) / 3
@@ -99,6 +101,9 @@ class Ingester(ServiceProcess):
         if url and "health" in self.settings.alerts.webhook_events:
             self.webhook = WebhookSender(url).start()
             self.health = HealthContext.of(self.settings, self.webhook.send)
+        if self.settings.clips.enabled:
+            # heatmaps=: the per-alert heatmap drawer (issue 11 item 2) goes here; ClipRecorder.overlay_for gates it
+            self.clips = ClipRecorder(self.settings, self.r, self._clip_source).start()
         metrics.start_metrics_server(ingest.metrics_port, ingest.metrics_host)
         log.info("ingester %s up (metrics on %s:%d)", self.id, ingest.metrics_host, ingest.metrics_port)
 
@@ -130,6 +135,8 @@ class Ingester(ServiceProcess):
         for thread in self.stopping.values():
             thread.join(self.settings.ingest.open_timeout_s + 15)
         self._close_pubsub()
+        if self.clips is not None:
+            self.clips.stop()
         if self.webhook is not None:
             self.webhook.close()
         if self.r is not None:
@@ -219,10 +226,21 @@ class Ingester(ServiceProcess):
             self.specs,
             footage=FootagePolicy.of(self.settings),
             health=self.health,
+            clips=self.settings.clips,
         )
         self.runners[config.id] = runner
         runner.start()
         log.info("camera %s: started (%s, %s)", config.id, config.redacted_url, config.kind)
+
+    def _clip_source(self, camera: str) -> ClipSource | None:
+        """Where the clips of `camera`'s alerts come from if this ingester runs it (or the job it stands for)."""
+        runner = self.runners.get(camera)
+        if runner is not None:
+            return runner.clip_source()
+        job = self.jobs.runners.get(camera.removeprefix(keys.JOB_STREAM_PREFIX))
+        if camera.startswith(keys.JOB_STREAM_PREFIX) and job is not None and job.path is not None:
+            return FileSource(job.path, lambda: job.last_pts)
+        return None
 
     def _stop_camera(self, camera: str, release: bool, write_status: bool = True) -> None:
         """Stop a camera in the background: a source stuck in FFmpeg must not delay renewing the other leases."""

@@ -24,6 +24,7 @@ from models.data.scaling import FrameScaler
 from models.data.video import NotSelfContainedError, open_local_container
 from models.health.measure import FrameInfo, frame_info
 from models.types import InputSpec
+from service.clips.buffer import Packet, PacketBuffer, StreamInfo
 from service.errors import EndOfStream, SourceConnectionError, SourceError
 from service.footage import local_path
 from service.messages import mask_credentials
@@ -153,6 +154,9 @@ class VideoSource:
         self.catching_up = False
         self._container: Any = None
         self._stream: Any = None
+        # A live camera's pre-roll (service/clips): every demuxed packet is copied into it, reset at each open.
+        self.packet_buffer: PacketBuffer | None = None
+        self._packet_s = 0.0
 
     @property
     def name(self) -> str:
@@ -188,6 +192,8 @@ class VideoSource:
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # frame + slice threads, as the ffmpeg CLI decodes
         self._stream.codec_context.thread_count = self.options.decode_threads
+        if self.packet_buffer is not None:
+            self.packet_buffer.reset(StreamInfo.of(self._stream))
         return self
 
     def close(self) -> None:
@@ -251,6 +257,10 @@ class VideoSource:
                 # it held and only fails on the next read, which doubled the stall time.
                 if silent >= self.options.read_timeout_s * _TIMED_OUT and self.scheme != "file":
                     raise StallError(f"{self.name}: no data for {self.options.read_timeout_s:g} s")
+                if self.packet_buffer is not None and packet.size:
+                    kept = Packet.of(packet, self._packet_s)
+                    self._packet_s = kept.seconds
+                    self.packet_buffer.add(kept)
                 frames = packet.decode()
             except StopIteration:
                 return

@@ -60,6 +60,8 @@ class JobRunner:
         self.stream = keys.job_stream(job.id)
         self.stop_event = threading.Event()
         self.next_frame: int | None = None  # first frame not yet on the bus (None: nothing published yet)
+        self.path: Path | None = None  # the video being read (its alerts' clips are cut from it)
+        self.last_pts: float | None = None  # of the newest frame read
         self._thread = threading.Thread(target=self._run, name=f"job-{job.id}", daemon=True)
 
     @property
@@ -111,6 +113,7 @@ class JobRunner:
             if self.job.source == "path":  # checked again here: a symlink may have been swapped in since
                 path = FootagePolicy.of(self.settings).resolve(self.job.input)
             reader = open_video(path)
+            self.path = path
         except (ValueError, DatasetError, JobInputError, FootageError) as e:
             raise JobFailed(str(e)) from e
         sampler = WindowSampler(spec, self.settings.ingest.window_frames)
@@ -126,6 +129,7 @@ class JobRunner:
                 if index >= limit:
                     msg = f"the video has more than {limit} frames (jobs.max_frames); split it into shorter parts"
                     raise JobFailed(msg)
+                self.last_pts = pts
                 if len(head_pts) < spec.context:
                     head_pts.append(pts)
                 checked = health.step(info, pts)

@@ -15,6 +15,7 @@ ordering, so nothing is published twice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ import redis
 from models.base import SnippetHistoryMethod
 from models.inference import resolve_device
 from models.store import ModelStore
+from service.alerts.links import alert_links
 from service.alerts.webhook import WebhookSender
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
@@ -96,7 +98,8 @@ class Worker(ServiceProcess):
         topics.ensure_window_group(self.r)
         self.models = ModelCache(ModelStore(self.settings.store.root), self.device, self.cfg.alias_refresh_s)
         url = self.settings.alerts.webhook_url
-        self.webhook = WebhookSender(url).start() if url and "alerts" in self.settings.alerts.webhook_events else None
+        if url and "alerts" in self.settings.alerts.webhook_events:
+            self.webhook = WebhookSender(url, links=functools.partial(alert_links, settings=self.settings)).start()
         self.publisher = OrderedPublisher(
             self.r,
             calibration=self.models.calibration,

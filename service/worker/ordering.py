@@ -244,7 +244,8 @@ class OrderedPublisher:
             ]
             frames = np.arange(window.first_frame, window.first_frame + len(raw), dtype=np.int64)
             ts = np.asarray(window.capture_ts, dtype=np.float64)
-            run = ScoreRun.held(frames, ts, out.scores, out.alertable)
+            pts = np.array([np.nan if p is None else p for p in window.pts], dtype=np.float64)
+            run = ScoreRun.held(frames, ts, out.scores, out.alertable, pts)
             track, events = advance(pub.state.track, params, run, camera, window.model)
             # Incident and notification decision of each alert that opened (webhooks and MQTT read the latter).
             triaged = triage(pub.state.triage, track, events, params, now)

@@ -1,13 +1,16 @@
 """The live page in headless Chromium against a real stack (api + ingest + worker on a private Redis): the page
 takes the viewer key, its chart receives scores over the WebSocket while the camera learns its reference, an alert
-with its thumbnail appears, an operator marks it a false alarm, and a threshold slider replays the chart's range."""
+with its thumbnail appears and its clip (written by the ingester from the file camera's recording) plays in a <video>,
+an operator marks it a false alarm, and a threshold slider replays the chart's range."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+import av
 import cv2
 import httpx
 import numpy as np
@@ -31,8 +34,9 @@ SEEDED = 130  # earlier alerts in Redis before the page opens: more than the 50 
 SCREENSHOT_DIR_ENV = "VIGIL_TEST_SCREENSHOT_DIR"  # not a setting: where to keep the screenshot for a human
 
 
-def _keys_env(footage: Path) -> dict[str, str]:
+def _keys_env(footage: Path, clips: Path) -> dict[str, str]:
     return {
+        "VIGIL_CLIPS__DIR": str(clips),
         "VIGIL_API__VIEWER_KEYS": json.dumps([VIEWER_KEY]),
         "VIGIL_API__OPERATOR_KEYS": json.dumps([OPERATOR_KEY]),
         "VIGIL_API__ADMIN_KEYS": json.dumps([ADMIN_KEY]),
@@ -46,7 +50,7 @@ def _keys_env(footage: Path) -> dict[str, str]:
 def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
     make_stack: Callable[..., Stack], redis_url: str, footage: Path, tmp_path: Path
 ) -> None:
-    stack = make_stack(redis_url, **_keys_env(footage))
+    stack = make_stack(redis_url, **_keys_env(footage, tmp_path / "clips"))
     assert httpx.get(f"{stack.api_url}/cameras", timeout=10).status_code == 401  # the key is really needed
     _seed_alerts(redis_url, SEEDED)
     with chromium(tmp_path / "profile") as page:
@@ -93,14 +97,22 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
             " return {stats: window.vigil.stats, alert: e.alert, text: e.el.innerText,"
             " img: [img.naturalWidth, img.naturalHeight], chart: document.querySelector('canvas.chart').width}; })()"
         )
+        target = shown["alert"]["id"]
+        row = f"document.querySelector('#alerts .alert[data-alert=\"{target}\"]')"
+        # Its clip: the page learns it exists (the alert's `clip`), fetches it with the key and plays it.
+        page.wait_for(f"!!{row}?.querySelector('button.play-clip')", 40, "the clip's button", f"{row}?.innerText")
+        page.evaluate(f"{row}.querySelector('button.play-clip').click(); true")
+        page.wait_for(f"{row}?.dataset.clip === 'loaded'", 20, "the clip playing in a <video>", "window.vigil.stats")
+        video = page.evaluate(
+            f"(() => {{ const v = {row}.querySelector('video.clip');"
+            " return {ready: v.readyState, duration: v.duration, width: v.videoWidth}; })()"
+        )
         # The operator marks it a false alarm from the page (with an operator key): the verdict shows in the list.
         page.evaluate(
             f"document.getElementById('key-input').value = {json.dumps(OPERATOR_KEY)};"
             "document.getElementById('key-form').requestSubmit(); true"
         )
         page.wait_for("document.getElementById('conn').dataset.alerts === 'open'", 10, "reconnected as operator")
-        target = shown["alert"]["id"]
-        row = f"document.querySelector('#alerts .alert[data-alert=\"{target}\"]')"
         page.evaluate(f"{row}.querySelector('button.give-false_alarm').click(); true")
         page.wait_for(f"{row}?.querySelector('.feedback')?.dataset.verdict === 'false_alarm'", 10, "the verdict shown")
         # What if the threshold were higher: the slider replays the chart's range and marks what it would raise.
@@ -132,6 +144,29 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
     assert image is not None
     assert [image.shape[1], image.shape[0]] == shown["img"]
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+    _check_clip(stack.api_url, target, video)
+
+
+def _check_clip(api_url: str, alert_id: str, video: dict[str, float]) -> None:
+    """The clip the page played decodes with PyAV and covers [start - 5 s pre-roll, end] (the file camera's 8 s cut
+    it short: the pre-roll starts at 0, the 5 s post-roll runs to the file's end); browsers get ranges."""
+    key = {"X-API-Key": VIEWER_KEY}
+    alert = httpx.get(f"{api_url}/alerts/{alert_id}", headers=key, timeout=10).json()
+    assert alert["clip"] == f"/alerts/{alert_id}/clip.mp4"
+    data = httpx.get(f"{api_url}{alert['clip']}", headers=key, timeout=10)
+    assert data.status_code == 200
+    with av.open(io.BytesIO(data.content)) as container:
+        times = [f.time for f in container.decode(video=0)]
+    start = max(0.0, alert["start_pts"] - 5.0)
+    end = alert["end_pts"] if alert["end_pts"] is not None else alert["start_pts"]
+    assert times[0] == 0.0
+    assert times[-1] >= end - start - 0.05
+    assert len(times) == round(times[-1] * 25) + 1  # every source frame of the span, none twice
+    assert video["ready"] >= 1  # HAVE_METADATA or more
+    assert 1.0 < video["duration"] <= times[-1] + 0.1  # the page may have played the partial clip (alert still open)
+    assert video["width"] == 64  # the source is narrower than clips.width: it keeps its width
+    part = httpx.get(f"{api_url}{alert['clip']}", headers={**key, "Range": "bytes=-64"}, timeout=10)
+    assert (part.status_code, part.content) == (206, data.content[-64:])
 
 
 def _seed_alerts(redis_url: str, count: int) -> None:

@@ -44,6 +44,7 @@ def stack_env(redis_url: str, model_root: Path, **extra: str) -> dict[str, str]:
             "VIGIL_REDIS__URL": redis_url,
             "VIGIL_REDIS__STARTUP_WAIT_S": "30",
             "VIGIL_STORE__ROOT": str(model_root),
+            "VIGIL_CLIPS__DIR": str(model_root.parent / "clips"),  # alert clips of the stack's alerts
             "VIGIL_WORKER__DEVICE": "cpu",
             "VIGIL_WORKER__MAX_WAIT_MS": "10",
             "VIGIL_WORKER__HEARTBEAT_TTL_S": "3",

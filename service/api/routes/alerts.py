@@ -44,7 +44,8 @@ def list_alerts(
 ) -> AlertPage:
     """Alerts changed after `since`, oldest change first; an alert reappears after each change (opened, closed,
     acknowledged). With `state`, only the alerts in that state now; page on with `next_cursor` as without it."""
-    return topics.list_alerts(redis, since=since, limit=limit, camera=camera, state=state)
+    page = topics.list_alerts(redis, since=since, limit=limit, camera=camera, state=state)
+    return page.model_copy(update={"alerts": topics.with_clip_paths(redis, page.alerts)})
 
 
 @router.get("/{alert_id}", response_model=Alert)
@@ -52,7 +53,7 @@ def show_alert(alert_id: AlertId, redis: RedisDep, _: ViewerDep) -> Alert:
     alert = topics.get_alert(redis, alert_id)
     if alert is None:
         raise NotFoundError(unknown_alert(alert_id))
-    return alert
+    return topics.with_clip_paths(redis, [alert])[0]
 
 
 @router.post("/{alert_id}/ack", response_model=Alert, responses={404: {}, 409: {}, 503: {}})
@@ -74,4 +75,4 @@ def acknowledge_alert(
     except CameraBusyError as e:
         raise HTTPException(503, str(e), headers={"Retry-After": "2"}) from e
     ALERT_ACKS.labels(alert.camera, state).inc()
-    return alert
+    return topics.with_clip_paths(redis, [alert])[0]

@@ -24,7 +24,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
 # No inline scripts or styles and nothing from elsewhere: a stolen alert id or camera name cannot inject script.
 _CSP = (
-    "default-src 'self'; img-src 'self' blob:; connect-src 'self' ws: wss:; "
+    "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
     "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 )
 AlertId = Annotated[str, PathParam(max_length=128, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="alert id")]

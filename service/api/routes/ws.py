@@ -140,15 +140,19 @@ async def ws_alerts(websocket: WebSocket, camera: CameraQuery = None) -> None:
             try:
                 read = functools.partial(topics.read_alert_events, redis, last_id, block_ms=BLOCK_MS)
                 events = await anyio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=_limiter(websocket))
+                mine = [e for _, e in events if camera is None or e.alert.camera == camera]
+                # each alert with its clip's path once one is written (an event is saved before its clip exists)
+                fill = functools.partial(topics.with_clip_paths, redis, [e.alert for e in mine])
+                alerts = await anyio.to_thread.run_sync(fill, limiter=_limiter(websocket)) if mine else []
             except REDIS_ERRORS as e:
                 log.warning("alert feed waiting for Redis: %s", e)
                 await anyio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            for entry_id, event in events:
-                last_id = entry_id
-                if camera is None or event.alert.camera == camera:
-                    await websocket.send_text(event.model_dump_json())
+            if events:
+                last_id = events[-1][0]
+            for event, alert in zip(mine, alerts, strict=True):
+                await websocket.send_text(event.model_copy(update={"alert": alert}).model_dump_json())
 
     await _serve(websocket, "alerts", pump)
 

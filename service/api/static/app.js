@@ -1,5 +1,5 @@
 // vigil live page: cameras and their state (polled), per-camera score charts fed by /ws/scores, recent alerts
-// (GET /alerts, then /ws/alerts) with the peak frame's thumbnail. Plain JS, no dependencies.
+// (GET /alerts, then /ws/alerts) with the peak frame's thumbnail and a playable clip. Plain JS, no dependencies.
 // Calibration: each camera shows whether it is learning its reference or which version scores it; operators mark
 // alerts as false alarms or confirm them, acknowledge and resolve them (the list filters by that state); a
 // threshold slider per camera replays the chart's time range through
@@ -19,7 +19,7 @@ const state = {
   alerts: new Map(), // id -> {alert, el, thumbFrame}
   sockets: {},
   // Counters the headless-browser test reads; also handy in the devtools console.
-  stats: { scores: 0, alertEvents: 0, thumbnails: 0, replays: 0, feedback: 0, acks: 0 },
+  stats: { scores: 0, alertEvents: 0, thumbnails: 0, replays: 0, feedback: 0, acks: 0, clips: 0 },
   filter: "all", // which alerts the list shows: all, open, unacknowledged, acknowledged, resolved
 };
 window.vigil = state;
@@ -320,6 +320,73 @@ async function loadThumbnail(entry, attempt = 0) {
   }
 }
 
+// Alert clips (GET /alerts/{id}/clip.mp4): an alert read carries `clip` once its ingester wrote one (partial while the
+// alert is open). The button fetches the current clip with the key as a header into a blob URL a <video> plays
+// (a <video src> request could not carry the key); an alert without a clip yet is looked up again a few times.
+const CLIP_CHECKS = 10;
+const CLIP_CHECK_MS = 3000;
+
+function clipRow(entry) {
+  const { alert } = entry;
+  const row = el("div", "clip-row");
+  if (!alert.clip) {
+    if ((entry.clipChecks || 0) < CLIP_CHECKS && !entry.clipCheck) {
+      entry.clipCheck = setTimeout(() => recheckClip(entry), CLIP_CHECK_MS);
+    }
+    return row;
+  }
+  const button = el("button", "play-clip", alert.state === "open" ? "Play clip (so far)" : "Play clip");
+  button.type = "button";
+  button.addEventListener("click", () => playClip(entry, button));
+  row.append(button);
+  return row;
+}
+
+async function recheckClip(entry) {
+  entry.clipCheck = null;
+  entry.clipChecks = (entry.clipChecks || 0) + 1;
+  try {
+    const resp = await api(`/alerts/${encodeURIComponent(entry.alert.id)}`);
+    if (!resp.ok) return;
+    const alert = await resp.json();
+    if (state.alerts.get(alert.id) === entry) {
+      entry.alert = alert;
+      renderAlert(entry);
+    }
+  } catch (e) {
+    console.warn("clip:", e);
+  }
+}
+
+async function playClip(entry, button) {
+  button.disabled = true;
+  try {
+    const resp = await api(entry.alert.clip);
+    if (!resp.ok) {
+      const body = await resp.json().catch(() => ({}));
+      showMessage(`clip: ${body.detail || resp.status}`);
+      return;
+    }
+    const video = el("video", "clip");
+    Object.assign(video, { controls: true, muted: true, autoplay: true, playsInline: true });
+    video.addEventListener("loadedmetadata", () => {
+      state.stats.clips += 1;
+      entry.el.dataset.clip = "loaded";
+    });
+    const old = entry.el.querySelector("video.clip");
+    if (old) {
+      URL.revokeObjectURL(old.src);
+      old.remove();
+    }
+    video.src = URL.createObjectURL(await resp.blob());
+    entry.el.querySelector(".alert-body").after(video);
+  } catch (e) {
+    console.warn("clip:", e);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function renderAlert(entry) {
   const { alert } = entry;
   const li = entry.el || el("li");
@@ -341,6 +408,7 @@ function renderAlert(entry) {
     el("div", "muted", `frames ${alert.start_frame}–${end} · ${fmtTime(alert.start_ts)}`),
     feedbackRow(alert),
     ackRow(alert),
+    clipRow(entry),
   );
   body.firstChild.append(el("span", "muted", alert.model));
   if (entry.thumbFrame !== alert.peak_frame) loadThumbnail(entry);

@@ -42,6 +42,7 @@ from service.bus.topics.cameras import (
     subscribe_control,
     write_heartbeat,
 )
+from service.bus.topics.clips import delete_alert_clips, get_alert_clips, put_alert_clip, with_clip_paths
 from service.bus.topics.codec import AnyRedis, Fields, M, check_version, decode_json, describe_errors, encode_json
 from service.bus.topics.health import (
     get_camera_health,
@@ -130,6 +131,7 @@ __all__ = [
     "decode_control",
     "decode_json",
     "decode_window",
+    "delete_alert_clips",
     "delete_camera",
     "delete_job",
     "describe_errors",
@@ -140,6 +142,7 @@ __all__ = [
     "finish_playback",
     "forget_consumer",
     "get_alert",
+    "get_alert_clips",
     "get_alert_thumb",
     "get_camera",
     "get_camera_health",
@@ -166,6 +169,7 @@ __all__ = [
     "publish_health_event",
     "publish_job_window",
     "publish_window",
+    "put_alert_clip",
     "put_camera",
     "put_frame_thumbs",
     "put_job",
@@ -192,6 +196,7 @@ __all__ = [
     "stash_result",
     "subscribe_control",
     "window_backlog",
+    "with_clip_paths",
     "write_heartbeat",
     "write_snippet_features",
 ]

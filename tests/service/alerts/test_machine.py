@@ -168,3 +168,24 @@ def test_replay_of_a_day_is_one_pass() -> None:
         live.update({e.alert.id: e.alert for e in events})
     first = [(a.start_frame, a.end_frame) for a in alerts if a.start_frame < 79_000]
     assert [(a.start_frame, a.end_frame) for a in live.values() if a.start_frame < 79_000] == first
+
+
+def test_alerts_carry_the_pts_of_their_first_and_last_frame() -> None:
+    """Where a clip is cut (service/clips): the stream seconds of the first and last frame, across calls; None where
+    the source has no pts."""
+    scores = np.array([0.1, H, H + 0.01, H, H, 0.1, 0.1])
+    pts = np.arange(7) * 0.04 + 100.0
+    pts[4] = np.nan
+    run = ScoreRun.held(np.arange(7), np.arange(7.0), scores, np.ones(7, dtype=bool), pts)
+    track, events = AlertTrack(), []
+    for a in range(0, 7, 2):  # two frames a call, as windows come
+        part = ScoreRun(run.frames[a : a + 2], run.ts[a : a + 2], run.scores[a : a + 2], pts[a : a + 2])
+        track, new = advance(track, PARAMS, part, "cam", "m@v1")
+        events += new
+    closed = [e.alert for e in events if e.kind == "closed"]
+    assert len(closed) == 1
+    assert closed[0].start_pts == pytest.approx(100.04)
+    assert closed[0].peak_pts == pytest.approx(100.08)  # the peak frame's: where a heatmap overlay belongs
+    assert closed[0].end_pts is None  # frame 4 had none
+    no_pts = replay(ScoreRun.held(np.arange(7), np.arange(7.0), scores, np.ones(7, dtype=bool)), PARAMS, "c", "m")
+    assert no_pts[0][0].start_pts is None

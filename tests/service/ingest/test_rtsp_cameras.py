@@ -1,19 +1,23 @@
-"""RTSP cameras from a real RTSP server (tests/rtsp.py): streaming, server restart, bad credentials, dead URLs."""
+"""RTSP cameras from a real RTSP server (tests/rtsp.py): streaming, an alert's clip from the camera's packet buffer,
+server restart, bad credentials, dead URLs."""
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import av
 import numpy as np
+import pytest
 import redis
 
 from service.bus import topics
 from service.ingest.ingester import Ingester
-from service.messages import CameraConfig
-from service.settings import Settings
+from service.messages import Alert, AlertEvent, CameraConfig
+from service.settings import ClipSettings, Settings
 from tests.conftest import free_port
 from tests.rtsp import RtspServer
 from tests.service.ingest.conftest import MODEL, SPEC, make_settings, state_is, status, wait_for, windows
@@ -29,11 +33,14 @@ def test_rtsp_camera_streams_and_recovers_when_the_server_restarts(
     settings: Settings,
     rclient: redis.Redis,
     start_ingester: Callable[..., Ingester],
+    tmp_path: Path,
 ) -> None:
     server = rtsp_server_factory(synthetic_video[0], duration_s=60)
-    start_ingester(settings)
+    clips = ClipSettings(dir=tmp_path / "clips", pre_roll_s=1.0, post_roll_s=1.0, sweep_interval_s=3600)
+    start_ingester(settings.model_copy(update={"clips": clips}))
     topics.put_camera(rclient, live_camera("door", server.url()))
     wait_for(lambda: len(windows(rclient, "door")) >= 3, 20, "windows from the RTSP camera")
+    _check_live_clip(rclient, clips)
     assert status(rclient, "door").state == "streaming"  # type: ignore[union-attr]
     before = windows(rclient, "door")
     assert [w.seq for w in before] == list(range(1, len(before) + 1))
@@ -61,6 +68,29 @@ def test_rtsp_camera_streams_and_recovers_when_the_server_restarts(
         assert a.frames.shape == (SPEC.context + a.num_scored, 32, 32, 1)
         # frames decoded before a drop go out in a shorter window instead of being lost
         assert a.num_scored == 4 or gap == SPEC.context
+
+
+def _check_live_clip(r: redis.Redis, clips: ClipSettings) -> None:
+    """An alert of the camera opens and closes (as a worker publishes them): the ingester cuts its clip from the
+    camera's packet buffer, [start - 1 s, end + 1 s], once the post-roll is in."""
+    wait_for(lambda: (windows(r, "door")[-1].pts[-1] or 0) > 2.0, 20, "2 s of stream")
+    start = windows(r, "door")[-1].pts[-1]
+    assert start is not None
+    alert = Alert(id="door-9-abc", camera="door", model=MODEL, state="open", start_frame=9, start_ts=time.time(),
+                  start_pts=start, peak_score=0.9, peak_frame=9)  # fmt: skip
+    topics.save_alert_event(r, AlertEvent(kind="opened", alert=alert), 600)
+    wait_for(lambda: topics.get_alert_clips(r, [alert.id]), 10, "the partial clip")
+    closed = alert.model_copy(update={"state": "closed", "end_frame": 20, "end_pts": start + 0.4})
+    topics.save_alert_event(r, AlertEvent(kind="closed", alert=closed), 600)
+    wait_for(lambda: topics.get_alert_clips(r, [alert.id])[alert.id].state == "final", 15, "the final clip")
+    record = topics.get_alert_clips(r, [alert.id])[alert.id]
+    assert record.source == "buffer"
+    assert record.start_pts == pytest.approx(start - 1.0, abs=0.05)
+    assert record.end_pts == pytest.approx(start + 1.4, abs=0.05)
+    with av.open(str(clips.dir / "door" / f"{alert.id}.mp4")) as container:
+        times = [f.time for f in container.decode(video=0)]
+    assert times[-1] == pytest.approx(record.end_pts - record.start_pts, abs=1e-3)
+    assert len(times) == record.frames
 
 
 def test_wrong_credentials_and_unreachable_urls_are_errors_with_a_reason(
