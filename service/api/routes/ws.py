@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from anyio import CancelScope
@@ -25,7 +25,7 @@ from service.api.routes.ui import subprotocol_key
 from service.api.security import AuthError, Role, authorize
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS, Backoff
-from service.messages import ScoreMsg
+from service.messages import AlertEvent, HealthEvent, ScoreMsg
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,36 +125,55 @@ async def ws_scores(websocket: WebSocket, camera: CameraQuery = None) -> None:
     await _serve(websocket, "scores", pump)
 
 
-@router.websocket("/ws/alerts")
-async def ws_alerts(websocket: WebSocket, camera: CameraQuery = None) -> None:
-    """Every new alert event (AlertEvent JSON: opened, updated, closed), optionally of one camera."""
-    redis = await _accept(websocket)
-    if redis is None:
-        return
-    last_id = await anyio.to_thread.run_sync(_now_id, redis)
+def _event_feed(
+    websocket: WebSocket,
+    name: str,
+    read: Callable[[str], list[tuple[str, Any]]],
+    messages: Callable[[list[Any]], list[str]],
+    last_id: str,
+) -> Callable[[], Awaitable[None]]:
+    """The pump of an event stream's WebSocket feed: blocking reads after `last_id` (in a worker thread),
+    `messages` turns a batch of events into the JSON texts to send (filtering, adding what an event lacks, in the
+    same thread), and a Redis outage waits with backoff instead of closing the socket."""
 
     async def pump() -> None:
         nonlocal last_id
         backoff = Backoff(initial_s=0.2, max_s=2.0)
         while True:
             try:
-                read = functools.partial(topics.read_alert_events, redis, last_id, block_ms=BLOCK_MS)
-                events = await anyio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=_limiter(websocket))
-                mine = [e for _, e in events if camera is None or e.alert.camera == camera]
-                # each alert with its clip's path once one is written (an event is saved before its clip exists)
-                fill = functools.partial(topics.with_clip_paths, redis, [e.alert for e in mine])
-                alerts = await anyio.to_thread.run_sync(fill, limiter=_limiter(websocket)) if mine else []
+                batch = await anyio.to_thread.run_sync(
+                    read, last_id, abandon_on_cancel=True, limiter=_limiter(websocket)
+                )
+                texts = await anyio.to_thread.run_sync(messages, [e for _, e in batch], limiter=_limiter(websocket))
             except REDIS_ERRORS as e:
-                log.warning("alert feed waiting for Redis: %s", e)
+                log.warning("%s feed waiting for Redis: %s", name, e)
                 await anyio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            if events:
-                last_id = events[-1][0]
-            for event, alert in zip(mine, alerts, strict=True):
-                await websocket.send_text(event.model_copy(update={"alert": alert}).model_dump_json())
+            if batch:
+                last_id = batch[-1][0]
+            for text in texts:
+                await websocket.send_text(text)
 
-    await _serve(websocket, "alerts", pump)
+    return pump
+
+
+@router.websocket("/ws/alerts")
+async def ws_alerts(websocket: WebSocket, camera: CameraQuery = None) -> None:
+    """Every new alert event (AlertEvent JSON: opened, updated, closed), optionally of one camera."""
+    redis = await _accept(websocket)
+    if redis is None:
+        return
+
+    def messages(events: list[AlertEvent]) -> list[str]:
+        mine = [e for e in events if camera is None or e.alert.camera == camera]
+        # each alert with its clip's path once one is written (an event is saved before its clip exists)
+        alerts = topics.with_clip_paths(redis, [e.alert for e in mine]) if mine else []
+        return [e.model_copy(update={"alert": a}).model_dump_json() for e, a in zip(mine, alerts, strict=True)]
+
+    read = functools.partial(topics.read_alert_events, redis, block_ms=BLOCK_MS)
+    start = await anyio.to_thread.run_sync(_now_id, redis)  # events from the moment the client connected
+    await _serve(websocket, "alerts", _event_feed(websocket, "alert", read, messages, start))
 
 
 @router.websocket("/ws/health")
@@ -163,23 +182,10 @@ async def ws_health(websocket: WebSocket, camera: CameraQuery = None) -> None:
     redis = await _accept(websocket)
     if redis is None:
         return
-    last_id = await anyio.to_thread.run_sync(_now_id, redis)
 
-    async def pump() -> None:
-        nonlocal last_id
-        backoff = Backoff(initial_s=0.2, max_s=2.0)
-        while True:
-            try:
-                read = functools.partial(topics.read_health_events, redis, last_id, block_ms=BLOCK_MS)
-                events = await anyio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=_limiter(websocket))
-            except REDIS_ERRORS as e:
-                log.warning("health feed waiting for Redis: %s", e)
-                await anyio.sleep(backoff.next_delay())
-                continue
-            backoff.reset()
-            for entry_id, event in events:
-                last_id = entry_id
-                if camera is None or event.camera == camera:
-                    await websocket.send_text(event.model_dump_json())
+    def messages(events: list[HealthEvent]) -> list[str]:
+        return [e.model_dump_json() for e in events if camera is None or e.camera == camera]
 
-    await _serve(websocket, "health", pump)
+    read = functools.partial(topics.read_health_events, redis, block_ms=BLOCK_MS)
+    start = await anyio.to_thread.run_sync(_now_id, redis)
+    await _serve(websocket, "health", _event_feed(websocket, "health", read, messages, start))
