@@ -5,6 +5,8 @@ through the service's own camera calibration and alert machine (service/alerts/o
 settings, in `stream` mode (back to back as one camera) and `per-video` mode; the camera learns its reference from
 `--learn-from` (default: the dataset's training videos, footage marked normal), never from test labels.
 Writes eval.json, eval.png, events.png and signals.npz; `--record` stores the headline numbers in the card.
+`--heatmaps` (methods with a localisation map) also measures pixel-level localisation against the dataset's pixel
+masks: pixel AUC and the share of alerts whose heatmap peak is inside the mask (models/evaluate/localization.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from cli.calibration import add_calibration_options
 from cli.options import add_scoring_options
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from models.base import AnomalyMethod
     from models.card import ModelCard, Precision
     from models.data.datasets import LabeledVideo
+    from models.evaluate.localization import LocalizationResult
     from models.evaluate.protocols import EvalResult, VideoSignals
     from models.store import ModelStore, ModelVersion
     from service.alerts.offline import CameraRun
@@ -39,9 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_scoring_options(parser, "eval")
     add_calibration_options(parser, "train")
     parser.add_argument("--record", action="store_true", help="write the metrics into the model card")
+    parser.add_argument(
+        "--heatmaps",
+        action="store_true",
+        help="also measure pixel-level localisation of the heatmaps against the dataset's pixel_masks*.npz "
+        "(pixel AUC, alert peaks inside the mask); methods with a localisation map only (see vigil methods)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+
     from models.data.datasets import open_dataset
     from models.evaluate.protocols import evaluate
     from models.evaluate.report import plot_events, save_signals, write_eval
@@ -53,10 +64,15 @@ def run(args: argparse.Namespace) -> int:
     store = ModelStore(args.registry or get_settings().store.root)
     device = resolve_device(args.device)
     method, card, version = load_model(store, args.model, device)
+    if args.heatmaps and not method.localizes:
+        print(f"error: {version.ref} ({card.method}) has no localisation map; --heatmaps needs ffp, dast or f2lm")
+        return 2
     videos = open_dataset(args.dataset, "test")
     if args.split:
         videos = _split_test_videos(videos, args.split)
-    signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device, card.precision)
+    masks = _pixel_masks(args.dataset, videos, method.input_spec.context) if args.heatmaps else None
+    maps: list[np.ndarray] | None = [] if args.heatmaps else None
+    signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device, card.precision, maps)
     result, scores = evaluate(
         signals, method.input_spec.context, list(method.signal_names), card.calibration, version.ref, str(args.dataset)
     )
@@ -65,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if card.calibration is not None:
         result, stream = _camera_events(args, method, card, version.ref, signals, videos, result, device)
         scores["camera"] = [r.scores for r in stream.recordings]
+    if masks is not None and maps is not None:
+        result = result.model_copy(update={"heatmaps": _localization(method, videos, maps, masks, stream)})
     json_path, png_path = write_eval(result, scores, [s.labels for s in signals], [s.name for s in signals], out)
     npz_path = save_signals(signals, out / "signals.npz")
     _print_table(result)
@@ -156,8 +174,11 @@ def _score_test_set(
     batch_size: int,
     device: torch.device,
     precision: Precision,
+    maps: list[np.ndarray] | None = None,
 ) -> list[VideoSignals]:
-    """Raw signals of every labelled test video in the card's precision, with one progress bar over all frames."""
+    """Raw signals of every labelled test video in the card's precision, with one progress bar over all frames;
+    with `maps`, each video's coarse localisation maps (N - context, h, w) are appended to it."""
+    import numpy as np
     from tqdm import tqdm
 
     from models.errors import DatasetError
@@ -176,11 +197,71 @@ def _score_test_set(
     signals = []
     with tqdm(total=sum(max(v.num_frames - context, 0) for v in videos), unit="frame", desc=f"eval {ref}") as bar:
         for v, labels in labelled:
+            chunks: list[np.ndarray] = []
             _, raw = score_video(
-                method, v.reader, batch_size=batch_size, device=device, progress=bar.update, precision=precision
+                method,
+                v.reader,
+                batch_size=batch_size,
+                device=device,
+                progress=bar.update,
+                precision=precision,
+                on_maps=chunks.append if maps is not None else None,
             )
             signals.append(VideoSignals(v.name, raw, labels))  # raw: (N - context, S)
+            if maps is not None:
+                maps.append(np.concatenate(chunks))  # (N - context, h, w)
     return signals
+
+
+def _pixel_masks(dataset: Path, videos: list[LabeledVideo], context: int) -> list[np.ndarray]:
+    """The pixel masks of the scored frames (context..N-1) of each test video, checked against its frames."""
+    from models.errors import DatasetError
+    from models.evaluate.localization import load_pixel_masks
+
+    masks = load_pixel_masks(dataset)
+    out = []
+    for v in videos:
+        m = masks.get(v.name)
+        if m is None or len(m) != v.num_frames:
+            have = "none" if m is None else f"{len(m)} frames"
+            msg = f"pixel masks of test video {v.name}: {have}, but the video has {v.num_frames} frames"
+            raise DatasetError(msg)
+        out.append(m[context:])
+    return out
+
+
+def _localization(
+    method: AnomalyMethod,
+    videos: list[LabeledVideo],
+    maps: list[np.ndarray],
+    masks: list[np.ndarray],
+    stream: CameraRun | None,
+) -> LocalizationResult:
+    """Pixel AUC of the maps with chance floors, and the alerts' peak hits (stream mode: the headline run)."""
+    import numpy as np
+    import torch
+
+    from models.data.transforms import prepare
+    from models.evaluate.localization import localization
+    from models.heatmap import coarse_maps
+
+    context, spec = method.input_spec.context, method.input_spec
+    motion = []  # |frame t - frame t-1| of the prepared frames, made coarse like the maps: a model-free floor
+    for v in videos:
+        frames = prepare(np.stack([f for _, _, f in v.reader.iter_frames()]), spec).astype(np.float32) / 255.0
+        diff = np.abs(frames[context:] - frames[context - 1 : -1]).mean(axis=-1)  # (N - context, H, W)
+        motion.append(coarse_maps(torch.from_numpy(diff)).numpy())  # the maps' grid (same input size)
+    peaks: list[tuple[int, int]] = []
+    if stream is not None:
+        seen: set[str] = set()
+        for i, rec in enumerate(stream.recordings):
+            for alert in rec.alerts:
+                # an alert spanning two recordings is listed in both; its peak is where its peak score is
+                if alert.id in seen or rec.scores[alert.peak_frame] != alert.peak_score:
+                    continue
+                seen.add(alert.id)
+                peaks.append((i, alert.peak_frame))
+    return localization(maps, masks, {"frame_difference": motion}, peaks)
 
 
 def _record(
