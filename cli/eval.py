@@ -77,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
         signals, method.input_spec.context, list(method.signal_names), card.calibration, version.ref, str(args.dataset)
     )
     out = args.out or Path("runs") / "eval" / f"{version.name}-{version.version}"
-    stream = None
+    stream, runs = None, dict[str, "CameraRun"]()
     if card.calibration is not None:
-        result, stream = _camera_events(args, method, card, version.ref, signals, videos, result, device)
+        result, runs = _camera_events(args, method, card, version.ref, signals, videos, result, device)
+        stream = runs["stream"]
         scores["camera"] = [r.scores for r in stream.recordings]
     if masks is not None and maps is not None:
-        result = result.model_copy(update={"heatmaps": _localization(method, videos, maps, masks, stream)})
+        result = result.model_copy(update={"heatmaps": _localization(method, videos, maps, masks, runs)})
     json_path, png_path = write_eval(result, scores, [s.labels for s in signals], [s.name for s in signals], out)
     npz_path = save_signals(signals, out / "signals.npz")
     _print_table(result)
@@ -105,8 +106,8 @@ def _camera_events(
     videos: list[LabeledVideo],
     result: EvalResult,
     device: torch.device,
-) -> tuple[EvalResult, CameraRun]:
-    """The test videos through the service's camera calibration and alert machine, in both modes."""
+) -> tuple[EvalResult, dict[str, CameraRun]]:
+    """The test videos through the service's camera calibration and alert machine, in both modes (-> the runs)."""
     import numpy as np
 
     from cli.calibration import calibration_params, footage_fps, learned_reference, recording_health
@@ -132,14 +133,12 @@ def _camera_events(
     print(f"camera health: {raised} condition(s) raised, {flagged} scored frame(s) flagged (never alertable)")
     labels = [scored_labels(s, context) for s in signals]
     names = [s.name for s in signals]
-    events, stream = {}, None
+    events, runs = {}, dict[str, "CameraRun"]()
     modes: tuple[Mode, ...] = ("stream", "per-video")
     for mode in modes:
-        run = run_camera(card.calibration, ref, recordings, params, alerts, mode, reference)
+        runs[mode] = run = run_camera(card.calibration, ref, recordings, params, alerts, mode, reference)
         events[mode] = event_metrics(labels, run.spans, fps, mode, names)
-        stream = stream or run
-    assert stream is not None
-    camera = summarize("camera", names, labels, [r.scores for r in stream.recordings])
+    camera = summarize("camera", names, labels, [r.scores for r in runs["stream"].recordings])
     first = next(iter(reference.profiles.values()), None) if reference is not None else None
     source = first.source if first is not None else f"the first {params.learn_s:g} s"
     return result.model_copy(
@@ -149,7 +148,7 @@ def _camera_events(
             "alert_params": alerts.model_dump(include=set(AlertParams.MACHINE_FIELDS)),
             "camera_calibration": source,
         }
-    ), stream
+    ), runs
 
 
 def _split_test_videos(videos: list[LabeledVideo], split: str) -> list[LabeledVideo]:
@@ -235,9 +234,10 @@ def _localization(
     videos: list[LabeledVideo],
     maps: list[np.ndarray],
     masks: list[np.ndarray],
-    stream: CameraRun | None,
+    runs: dict[str, CameraRun],
 ) -> LocalizationResult:
-    """Pixel AUC of the maps with chance floors, and the alerts' peak hits (stream mode: the headline run)."""
+    """Pixel AUC of the maps with chance floors, and the peak hits on every masked frame and on the alerts' peak
+    frames of each camera run (stream, per-video)."""
     import numpy as np
     import torch
 
@@ -251,16 +251,17 @@ def _localization(
         frames = prepare(np.stack([f for _, _, f in v.reader.iter_frames()]), spec).astype(np.float32) / 255.0
         diff = np.abs(frames[context:] - frames[context - 1 : -1]).mean(axis=-1)  # (N - context, H, W)
         motion.append(coarse_maps(torch.from_numpy(diff)).numpy())  # the maps' grid (same input size)
-    peaks: list[tuple[int, int]] = []
-    if stream is not None:
+    peaks: dict[str, list[tuple[int, int]]] = {}
+    for mode, run in runs.items():
         seen: set[str] = set()
-        for i, rec in enumerate(stream.recordings):
+        peaks[mode] = []
+        for i, rec in enumerate(run.recordings):
             for alert in rec.alerts:
                 # an alert spanning two recordings is listed in both; its peak is where its peak score is
                 if alert.id in seen or rec.scores[alert.peak_frame] != alert.peak_score:
                     continue
                 seen.add(alert.id)
-                peaks.append((i, alert.peak_frame))
+                peaks[mode].append((i, alert.peak_frame))
     return localization(maps, masks, {"frame_difference": motion}, peaks)
 
 
@@ -317,6 +318,7 @@ def _print_table(result: EvalResult) -> None:
     if result.events:
         params = ", ".join(f"{k} {v:g}" for k, v in result.alert_params.items())  # the machine's four numbers
         print(f"alerts ({params}; camera reference from {result.camera_calibration}):")
+    _print_heatmaps(result)
     for mode, e in result.events.items():
         per_hour = "-" if e.false_alerts_per_hour is None else f"{e.false_alerts_per_hour:.1f}"
         print(
@@ -325,3 +327,21 @@ def _print_table(result: EvalResult) -> None:
             f"{fmt(e.normal_in_alerts)} (chance {fmt(e.chance_normal_in_alerts)}), "
             f"delay median {fmt(e.delay_median_s)} s p90 {fmt(e.delay_p90_s)} s"
         )
+
+
+def _print_heatmaps(result: EvalResult) -> None:
+    h = result.heatmaps
+    if h is None:
+        return
+
+    def floors(chance: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.4f}" for k, v in chance.items())
+
+    gh, gw = h.compare_grid
+    print(f"heatmaps ({h.map_grid[0]}x{h.map_grid[1]} cells, compared on {gh}x{gw}):")
+    auc, anomalous = h.pixel_auc, h.pixel_auc_anomalous_frames
+    print(f"  pixel AUC {auc:.4f}, on the {h.anomalous_frames} anomalous frames {anomalous:.4f}")
+    print(f"    floors: {floors(h.chance)}")
+    for name, p in [("masked frames", h.peaks_masked_frames), *h.peaks_alerts.items()]:
+        share = "-" if p.peak_in_mask is None else f"{p.peak_in_mask:.4f}"
+        print(f"  peak inside the mask, {name}: {share} of {p.frames} ({floors(p.chance)})")

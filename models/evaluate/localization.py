@@ -10,7 +10,8 @@ Protocol (what `vigil eval --heatmaps` reports, docs/RESULTS.md):
   absolute difference of consecutive frames (motion, no model) made coarse the same way;
 * peak hits: the share of alerts whose map peak (the cell with the largest value on the alert's peak frame) lies
   inside the peak frame's mask at full resolution, against the chance of a uniformly random point (the mask's area
-  fraction, averaged over the same frames).
+  fraction, averaged over the same frames) and the peak of the frame difference on the same frames; the same share
+  over every scored frame with a non-empty mask (many more frames than alerts, so a steadier number).
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ from models.evaluate.metrics import roc_auc
 GRID_DIVISOR = 4  # comparison grid = mask size / 4 per side (Ped2: 60x90 cells of 4x4 pixels)
 
 
+class PeakHits(BaseModel):
+    """How often the map's peak cell lies inside the ground-truth mask of a set of frames (alerts' peak frames, or
+    every frame with a mask), with floors on the same frames: `random` (a uniformly random point: the mean mask area
+    fraction, 0 for frames without a mask) and the peak of each prior map (e.g. the frame difference)."""
+
+    model_config = ConfigDict(extra="forbid")
+    frames: int  # frames judged (alerts: one per alert)
+    masked: int  # ... whose mask is not empty
+    peak_in_mask: float | None  # share of `frames` whose map peak is inside the mask
+    chance: dict[str, float]
+
+
 class LocalizationResult(BaseModel):
     """Pixel-level localisation of one model's maps on a test set (module docstring for the protocol)."""
 
@@ -40,10 +53,8 @@ class LocalizationResult(BaseModel):
     pixel_auc: float  # every cell of every scored frame
     pixel_auc_anomalous_frames: float  # cells of the anomalous frames only
     chance: dict[str, float]  # floors on the same cells, `<prior>` and `<prior>_anomalous_frames`
-    alerts: int  # alerts of the camera run (stream mode, the service's alert settings)
-    alerts_on_masked_frames: int  # whose peak frame has a non-empty mask
-    peak_in_mask: float | None  # share of all alerts whose map peak is inside the mask
-    peak_in_mask_chance: float | None  # mean mask area fraction of those peak frames (a random point)
+    peaks_masked_frames: PeakHits  # every scored frame with a non-empty mask
+    peaks_alerts: dict[str, PeakHits]  # alert mode (stream, per-video) -> the alerts' peak frames
 
 
 def load_pixel_masks(root: str | Path) -> dict[str, np.ndarray]:
@@ -107,15 +118,36 @@ def peak_in_mask(m: np.ndarray, mask: np.ndarray) -> bool:
     return bool(mask[y, x])
 
 
+def peak_hits(
+    maps: list[np.ndarray], masks: list[np.ndarray], priors: dict[str, list[np.ndarray]], frames: list[tuple[int, int]]
+) -> PeakHits:
+    """Peak hits of `maps` and of each prior's maps on `frames` ((video index, frame index) pairs)."""
+    n = len(frames)
+    if not n:
+        return PeakHits(frames=0, masked=0, peak_in_mask=None, chance={})
+    hits = dict.fromkeys(("map", *priors), 0)
+    area = 0.0
+    masked = 0
+    for video, frame in frames:
+        mask = masks[video][frame]
+        masked += bool(mask.any())
+        area += float(mask.mean())
+        hits["map"] += peak_in_mask(maps[video][frame], mask)
+        for name, prior in priors.items():
+            hits[name] += peak_in_mask(prior[video][frame], mask)
+    chance = {"random": area / n, **{name: hits[name] / n for name in priors}}
+    return PeakHits(frames=n, masked=masked, peak_in_mask=hits["map"] / n, chance=chance)
+
+
 def localization(
     maps: list[np.ndarray],
     masks: list[np.ndarray],
     priors: dict[str, list[np.ndarray]],
-    peaks: list[tuple[int, int]],
+    alert_peaks: dict[str, list[tuple[int, int]]],
 ) -> LocalizationResult:
     """Per test video: maps (M_i, h, w) of its scored frames, masks (M_i, H, W) of the same frames, prior maps
-    (M_i, h', w') of each named floor besides random and centre; peaks: (video index, frame index in that video's
-    maps) of every alert's peak frame."""
+    (M_i, h', w') of each named floor besides random and centre; alert_peaks: mode -> (video index, frame index in
+    that video's maps) of every alert's peak frame."""
     grid = compare_grid(masks[0].shape[1:])
     cells = np.concatenate([masks_to_grid(m, grid) for m in masks])  # (M, gh, gw) bool
     values = np.concatenate([to_grid(m, grid) for m in maps])
@@ -129,13 +161,7 @@ def localization(
     for name, floor in floors.items():
         chance[name] = pixel_auc(floor, cells)
         chance[f"{name}_anomalous_frames"] = pixel_auc(floor[anomalous], cells[anomalous])
-    hits, fractions = [], []
-    for video, frame in peaks:
-        mask = masks[video][frame]
-        if mask.any():
-            fractions.append(float(mask.mean()))
-        hits.append(peak_in_mask(maps[video][frame], mask))
-    n = len(peaks)
+    masked = [(v, f) for v, m in enumerate(masks) for f in np.flatnonzero(m.reshape(len(m), -1).any(axis=1))]
     return LocalizationResult(
         map_grid=(int(maps[0].shape[1]), int(maps[0].shape[2])),
         compare_grid=grid,
@@ -144,9 +170,6 @@ def localization(
         pixel_auc=pixel_auc(values, cells),
         pixel_auc_anomalous_frames=pixel_auc(values[anomalous], cells[anomalous]),
         chance=chance,
-        alerts=n,
-        alerts_on_masked_frames=len(fractions),
-        peak_in_mask=sum(hits) / n if n else None,
-        # a random point of a frame without a mask never hits, so the chance of all alerts counts those as 0
-        peak_in_mask_chance=sum(fractions) / n if n else None,
+        peaks_masked_frames=peak_hits(maps, masks, priors, [(v, int(f)) for v, f in masked]),
+        peaks_alerts={mode: peak_hits(maps, masks, priors, peaks) for mode, peaks in alert_peaks.items()},
     )

@@ -107,7 +107,11 @@ class EvalResult(BaseModel):
                 {
                     "pixel_auc": self.heatmaps.pixel_auc,
                     "pixel_auc_anomalous_frames": self.heatmaps.pixel_auc_anomalous_frames,
-                    "peak_in_mask": self.heatmaps.peak_in_mask,
+                    "peak_in_mask_frames": self.heatmaps.peaks_masked_frames.peak_in_mask,
+                    **{
+                        f"{mode.replace('-', '_')}_peak_in_mask": p.peak_in_mask
+                        for mode, p in self.heatmaps.peaks_alerts.items()
+                    },
                 }
                 if self.heatmaps is not None
                 else {}

@@ -46,19 +46,26 @@ def test_localization_of_perfect_maps() -> None:
     masks[0, 0:4, 4:8] = True
     masks[2, 4:8, 0:4] = True
     maps = masks.reshape(3, 4, 2, 4, 2).mean(axis=(2, 4)).astype(np.float32)  # (3, 4, 4): exactly the masks
-    noise = [np.random.default_rng(0).random((3, 4, 4))]
-    result = localization([maps], [masks], {"noise": noise}, peaks=[(0, 0), (0, 1), (0, 2)])
+    wrong = [maps[:, ::-1, ::-1].copy()]  # a prior that always points at the opposite corner
+    result = localization([maps], [masks], {"wrong": wrong}, {"stream": [(0, 0), (0, 1), (0, 2)], "per-video": []})
     assert result.compare_grid == (2, 2)
     assert result.map_grid == (4, 4)
     assert (result.frames, result.anomalous_frames) == (3, 2)
     assert result.pixel_auc == 1.0
     assert result.pixel_auc_anomalous_frames == 1.0
     assert result.chance["random"] == 0.5
-    assert set(result.chance) >= {"centre_prior", "noise", "noise_anomalous_frames"}
-    # frame 1 has no mask: its alert misses; the other two hit, where a random point hits a quarter of the time
-    assert (result.alerts, result.alerts_on_masked_frames) == (3, 2)
-    assert result.peak_in_mask == pytest.approx(2 / 3)
-    assert result.peak_in_mask_chance == pytest.approx((0.25 + 0.25) / 3)
+    assert result.chance["wrong_anomalous_frames"] == pytest.approx(1 / 3)  # below its hot cells, tied with 4 of 6
+    assert "centre_prior" in result.chance
+    # every masked frame (0 and 2) is hit by the maps and missed by the wrong prior; a random point hits a quarter
+    frames = result.peaks_masked_frames
+    assert (frames.frames, frames.masked, frames.peak_in_mask) == (2, 2, 1.0)
+    assert frames.chance == {"random": 0.25, "wrong": 0.0}
+    # alerts: frame 1 has no mask, so its alert misses (and a random point too)
+    alerts = result.peaks_alerts["stream"]
+    assert (alerts.frames, alerts.masked) == (3, 2)
+    assert alerts.peak_in_mask == pytest.approx(2 / 3)
+    assert alerts.chance["random"] == pytest.approx((0.25 + 0.25) / 3)
+    assert result.peaks_alerts["per-video"].peak_in_mask is None
 
 
 def test_load_pixel_masks_names_videos_by_number(tmp_path: Path) -> None:
