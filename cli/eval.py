@@ -5,6 +5,8 @@ through the service's own camera calibration and alert machine (service/alerts/o
 settings, in `stream` mode (back to back as one camera) and `per-video` mode; the camera learns its reference from
 `--learn-from` (default: the dataset's training videos, footage marked normal), never from test labels.
 Writes eval.json, eval.png, events.png and signals.npz; `--record` stores the headline numbers in the card.
+`--heatmaps` (methods with a localisation map) also measures pixel-level localisation against the dataset's pixel
+masks: pixel AUC and the share of alerts whose heatmap peak is inside the mask (models/evaluate/localization.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from cli.calibration import add_calibration_options
 from cli.options import add_scoring_options
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from models.base import AnomalyMethod
     from models.card import ModelCard, Precision
     from models.data.datasets import LabeledVideo
+    from models.evaluate.localization import LocalizationResult
     from models.evaluate.protocols import EvalResult, VideoSignals
     from models.store import ModelStore, ModelVersion
     from service.alerts.offline import CameraRun
@@ -39,9 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_scoring_options(parser, "eval")
     add_calibration_options(parser, "train")
     parser.add_argument("--record", action="store_true", help="write the metrics into the model card")
+    parser.add_argument(
+        "--heatmaps",
+        action="store_true",
+        help="also measure pixel-level localisation of the heatmaps against the dataset's pixel_masks*.npz "
+        "(pixel AUC, alert peaks inside the mask); methods with a localisation map only (see vigil methods)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+
     from models.data.datasets import open_dataset
     from models.evaluate.protocols import evaluate
     from models.evaluate.report import plot_events, save_signals, write_eval
@@ -53,18 +64,26 @@ def run(args: argparse.Namespace) -> int:
     store = ModelStore(args.registry or get_settings().store.root)
     device = resolve_device(args.device)
     method, card, version = load_model(store, args.model, device)
+    if args.heatmaps and not method.localizes:
+        print(f"error: {version.ref} ({card.method}) has no localisation map; --heatmaps needs ffp, dast or f2lm")
+        return 2
     videos = open_dataset(args.dataset, "test")
     if args.split:
         videos = _split_test_videos(videos, args.split)
-    signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device, card.precision)
+    masks = _pixel_masks(args.dataset, videos, method.input_spec.context) if args.heatmaps else None
+    maps: list[np.ndarray] | None = [] if args.heatmaps else None
+    signals = _score_test_set(method, videos, args.dataset, version.ref, args.batch_size, device, card.precision, maps)
     result, scores = evaluate(
         signals, method.input_spec.context, list(method.signal_names), card.calibration, version.ref, str(args.dataset)
     )
     out = args.out or Path("runs") / "eval" / f"{version.name}-{version.version}"
-    stream = None
+    stream, runs = None, dict[str, "CameraRun"]()
     if card.calibration is not None:
-        result, stream = _camera_events(args, method, card, version.ref, signals, videos, result, device)
+        result, runs = _camera_events(args, method, card, version.ref, signals, videos, result, device)
+        stream = runs["stream"]
         scores["camera"] = [r.scores for r in stream.recordings]
+    if masks is not None and maps is not None:
+        result = result.model_copy(update={"heatmaps": _localization(method, videos, maps, masks, runs)})
     json_path, png_path = write_eval(result, scores, [s.labels for s in signals], [s.name for s in signals], out)
     npz_path = save_signals(signals, out / "signals.npz")
     _print_table(result)
@@ -87,8 +106,8 @@ def _camera_events(
     videos: list[LabeledVideo],
     result: EvalResult,
     device: torch.device,
-) -> tuple[EvalResult, CameraRun]:
-    """The test videos through the service's camera calibration and alert machine, in both modes."""
+) -> tuple[EvalResult, dict[str, CameraRun]]:
+    """The test videos through the service's camera calibration and alert machine, in both modes (-> the runs)."""
     import numpy as np
 
     from cli.calibration import calibration_params, footage_fps, learned_reference, recording_health
@@ -114,14 +133,12 @@ def _camera_events(
     print(f"camera health: {raised} condition(s) raised, {flagged} scored frame(s) flagged (never alertable)")
     labels = [scored_labels(s, context) for s in signals]
     names = [s.name for s in signals]
-    events, stream = {}, None
+    events, runs = {}, dict[str, "CameraRun"]()
     modes: tuple[Mode, ...] = ("stream", "per-video")
     for mode in modes:
-        run = run_camera(card.calibration, ref, recordings, params, alerts, mode, reference)
+        runs[mode] = run = run_camera(card.calibration, ref, recordings, params, alerts, mode, reference)
         events[mode] = event_metrics(labels, run.spans, fps, mode, names)
-        stream = stream or run
-    assert stream is not None
-    camera = summarize("camera", names, labels, [r.scores for r in stream.recordings])
+    camera = summarize("camera", names, labels, [r.scores for r in runs["stream"].recordings])
     first = next(iter(reference.profiles.values()), None) if reference is not None else None
     source = first.source if first is not None else f"the first {params.learn_s:g} s"
     return result.model_copy(
@@ -131,7 +148,7 @@ def _camera_events(
             "alert_params": alerts.model_dump(include=set(AlertParams.MACHINE_FIELDS)),
             "camera_calibration": source,
         }
-    ), stream
+    ), runs
 
 
 def _split_test_videos(videos: list[LabeledVideo], split: str) -> list[LabeledVideo]:
@@ -156,8 +173,11 @@ def _score_test_set(
     batch_size: int,
     device: torch.device,
     precision: Precision,
+    maps: list[np.ndarray] | None = None,
 ) -> list[VideoSignals]:
-    """Raw signals of every labelled test video in the card's precision, with one progress bar over all frames."""
+    """Raw signals of every labelled test video in the card's precision, with one progress bar over all frames;
+    with `maps`, each video's coarse localisation maps (N - context, h, w) are appended to it."""
+    import numpy as np
     from tqdm import tqdm
 
     from models.errors import DatasetError
@@ -176,11 +196,73 @@ def _score_test_set(
     signals = []
     with tqdm(total=sum(max(v.num_frames - context, 0) for v in videos), unit="frame", desc=f"eval {ref}") as bar:
         for v, labels in labelled:
+            chunks: list[np.ndarray] = []
             _, raw = score_video(
-                method, v.reader, batch_size=batch_size, device=device, progress=bar.update, precision=precision
+                method,
+                v.reader,
+                batch_size=batch_size,
+                device=device,
+                progress=bar.update,
+                precision=precision,
+                on_maps=chunks.append if maps is not None else None,
             )
             signals.append(VideoSignals(v.name, raw, labels))  # raw: (N - context, S)
+            if maps is not None:
+                maps.append(np.concatenate(chunks))  # (N - context, h, w)
     return signals
+
+
+def _pixel_masks(dataset: Path, videos: list[LabeledVideo], context: int) -> list[np.ndarray]:
+    """The pixel masks of the scored frames (context..N-1) of each test video, checked against its frames."""
+    from models.errors import DatasetError
+    from models.evaluate.localization import load_pixel_masks
+
+    masks = load_pixel_masks(dataset)
+    out = []
+    for v in videos:
+        m = masks.get(v.name)
+        if m is None or len(m) != v.num_frames:
+            have = "none" if m is None else f"{len(m)} frames"
+            msg = f"pixel masks of test video {v.name}: {have}, but the video has {v.num_frames} frames"
+            raise DatasetError(msg)
+        out.append(m[context:])
+    return out
+
+
+def _localization(
+    method: AnomalyMethod,
+    videos: list[LabeledVideo],
+    maps: list[np.ndarray],
+    masks: list[np.ndarray],
+    runs: dict[str, CameraRun],
+) -> LocalizationResult:
+    """Pixel AUC of the maps with chance floors, and the peak hits on every masked frame and on the alerts' peak
+    frames of each camera run (stream, per-video)."""
+    import numpy as np
+    import torch
+
+    from models.data.transforms import prepare
+    from models.evaluate.localization import localization
+    from models.heatmap import coarse_maps
+
+    context, spec = method.input_spec.context, method.input_spec
+    motion = []  # |frame t - frame t-1| of the prepared frames, made coarse like the maps: a model-free floor
+    for v in videos:
+        frames = prepare(np.stack([f for _, _, f in v.reader.iter_frames()]), spec).astype(np.float32) / 255.0
+        diff = np.abs(frames[context:] - frames[context - 1 : -1]).mean(axis=-1)  # (N - context, H, W)
+        motion.append(coarse_maps(torch.from_numpy(diff)).numpy())  # the maps' grid (same input size)
+    peaks: dict[str, list[tuple[int, int]]] = {}
+    for mode, run in runs.items():
+        seen: set[str] = set()
+        peaks[mode] = []
+        for i, rec in enumerate(run.recordings):
+            for alert in rec.alerts:
+                # an alert spanning two recordings is listed in both; its peak is where its peak score is
+                if alert.id in seen or rec.scores[alert.peak_frame] != alert.peak_score:
+                    continue
+                seen.add(alert.id)
+                peaks[mode].append((i, alert.peak_frame))
+    return localization(maps, masks, {"frame_difference": motion}, peaks)
 
 
 def _record(
@@ -236,6 +318,7 @@ def _print_table(result: EvalResult) -> None:
     if result.events:
         params = ", ".join(f"{k} {v:g}" for k, v in result.alert_params.items())  # the machine's four numbers
         print(f"alerts ({params}; camera reference from {result.camera_calibration}):")
+    _print_heatmaps(result)
     for mode, e in result.events.items():
         per_hour = "-" if e.false_alerts_per_hour is None else f"{e.false_alerts_per_hour:.1f}"
         print(
@@ -244,3 +327,21 @@ def _print_table(result: EvalResult) -> None:
             f"{fmt(e.normal_in_alerts)} (chance {fmt(e.chance_normal_in_alerts)}), "
             f"delay median {fmt(e.delay_median_s)} s p90 {fmt(e.delay_p90_s)} s"
         )
+
+
+def _print_heatmaps(result: EvalResult) -> None:
+    h = result.heatmaps
+    if h is None:
+        return
+
+    def floors(chance: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.4f}" for k, v in chance.items())
+
+    gh, gw = h.compare_grid
+    print(f"heatmaps ({h.map_grid[0]}x{h.map_grid[1]} cells, compared on {gh}x{gw}):")
+    auc, anomalous = h.pixel_auc, h.pixel_auc_anomalous_frames
+    print(f"  pixel AUC {auc:.4f}, on the {h.anomalous_frames} anomalous frames {anomalous:.4f}")
+    print(f"    floors: {floors(h.chance)}")
+    for name, p in [("masked frames", h.peaks_masked_frames), *h.peaks_alerts.items()]:
+        share = "-" if p.peak_in_mask is None else f"{p.peak_in_mask:.4f}"
+        print(f"  peak inside the mask, {name}: {share} of {p.frames} ({floors(p.chance)})")

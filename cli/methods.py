@@ -39,6 +39,7 @@ def describe(name: str) -> dict[str, Any]:
         "paper": spec.paper,
         "presets": presets,
         "pretrained": list(spec.pretrained) or ["none"],
+        "localization_map": spec.localizes,  # a per-pixel map: alert heatmaps (GET /alerts/{id}/heatmap.jpg)
         "trains_on": list(objective.data),
         "optim": list(objective.optim.model_fields),
         "configs": configs,
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         for preset, spec in row["presets"].items():
             print(f"  preset {preset:<6} {_spec_text(spec)}")
         print(f"  pretrained: {'; '.join(row['pretrained'])}")
+        print(f"  localisation map: {'yes (alert heatmaps)' if row['localization_map'] else 'none'}")
         print(f"  trains on: {', '.join(row['trains_on'])}; optim: {', '.join(row['optim'])}")
         print(f"  configs: {', '.join(row['configs']) or '-'}")
     return 0

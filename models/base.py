@@ -35,6 +35,9 @@ class AnomalyMethod(nn.Module):
     config: MethodConfig
     input_spec: InputSpec
     signal_names: tuple[str, ...]
+    # True when the method has a per-pixel error and implements `score_with_maps` (registered with localizes=True;
+    # tests/models/test_method_contract.py checks the two agree). Methods without one say so by leaving it False.
+    localizes: ClassVar[bool] = False
 
     def score(self, window: torch.Tensor) -> torch.Tensor:
         """Raw anomaly signals for the scored frames of a window.
@@ -46,6 +49,24 @@ class AnomalyMethod(nn.Module):
             (B, N, S) float32, S = len(signal_names); larger = more anomalous.
         """
         raise NotImplementedError
+
+    def score_with_maps(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw signals and localisation maps of the scored frames of a window, from the same forward pass.
+
+        Args:
+            window: as for `score`.
+
+        Returns:
+            (B, N, S) float32 signals, equal to `score(window)`, and (B, N, H, W) float32 maps at the input
+            resolution, >= 0, larger = more anomalous there (e.g. the squared prediction error, averaged over
+            channels). Only methods with `localizes` implement it.
+        """
+        msg = f"{type(self).__name__} has no localisation map (localizes=False)"
+        raise NotImplementedError(msg)
+
+    def localize(self, window: torch.Tensor) -> torch.Tensor:
+        """(B, context + N, C, H, W) -> (B, N, H, W) localisation maps (see `score_with_maps`)."""
+        return self.score_with_maps(window)[1]
 
     def load_pretrained(self) -> None:
         """Put the pretrained parts the config names by path (a frozen backbone's weights) into the module; the

@@ -21,6 +21,7 @@ from models.calibration import calibrate
 from models.card import ModelCard, Precision
 from models.data.transforms import to_tensor
 from models.data.video import VideoReader, open_video
+from models.heatmap import MAP_SIDE, coarse_maps, coarse_size
 from models.scored import ScoredVideo
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,16 @@ def forward_windows(method: AnomalyMethod, window: torch.Tensor, precision: Prec
     return out.float()
 
 
+def forward_windows_maps(
+    method: AnomalyMethod, window: torch.Tensor, precision: Precision, side: int = MAP_SIDE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`forward_windows` of a method with `localizes`, plus its maps made coarse (models/heatmap.py) in the same
+    pass: (B, T, C, H, W) -> float32 (B, N, S) raw signals and (B, N, h, w) maps."""
+    with torch.inference_mode(), autocast(window.device, precision):
+        raw, maps = method.score_with_maps(window)
+        return raw.float(), coarse_maps(maps, side)
+
+
 def forward_histories(
     method: SnippetHistoryMethod, sequences: Sequence[torch.Tensor], precision: Precision
 ) -> torch.Tensor:
@@ -102,15 +113,19 @@ def _score_batch(
     ranges: list[tuple[int, int]],
     device: torch.device,
     precision: Precision,
-) -> np.ndarray:
+    maps_side: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Windows of equal length -> (B * N, S) raw signals (or, for a SnippetHistoryMethod, (B * N, D) snippet
-    features), in window order."""
+    features), in window order; with `maps_side`, also the (B * N, h, w) coarse maps of a method with `localizes`."""
     t = ranges[0][1] - ranges[0][0]
     clips = np.stack([frames[a:b] for a, b in ranges])  # (B, T, h, w, C) uint8
     b, _, h, w, c = clips.shape
     window = to_tensor(clips.reshape(b * t, h, w, c)).view(b, t, c, h, w).to(device, non_blocking=True)
+    if maps_side is not None:
+        out, maps = forward_windows_maps(method, window, precision, maps_side)
+        return out.reshape(-1, out.shape[-1]).cpu().numpy(), maps.flatten(0, 1).cpu().numpy()
     out = forward_windows(method, window, precision)
-    return out.reshape(-1, out.shape[-1]).cpu().numpy()
+    return out.reshape(-1, out.shape[-1]).cpu().numpy(), None
 
 
 def _score_histories(
@@ -146,10 +161,31 @@ def score_frames(
     """Prepared uint8 (N, h, w, C) frames -> raw signals float32 (N - context, S) for frames context..N-1,
     computed in `precision` (a card's `precision` when it is scored for its calibration)."""
     dev = resolve_device(device, method)
-    out = _window_outputs(method, frames, batch_size, window, dev, progress, precision)
+    out, _ = _window_outputs(method, frames, batch_size, window, dev, progress, precision)
     if isinstance(method, SnippetHistoryMethod):
         return _score_histories(method, out, dev, precision=precision)
     return out
+
+
+def score_frames_with_maps(
+    method: AnomalyMethod,
+    frames: np.ndarray,
+    batch_size: int = 8,
+    window: int = 16,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+    precision: Precision = "fp32",
+    side: int = MAP_SIDE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`score_frames` of a method with `localizes`, plus the coarse maps (N - context, h, w) float32 of the same
+    frames (models/heatmap.py), from the same forward passes."""
+    if not method.localizes:
+        msg = f"{type(method).__name__} has no localisation map; only methods with localizes=True have heatmaps"
+        raise ValueError(msg)
+    dev = resolve_device(device, method)
+    out, maps = _window_outputs(method, frames, batch_size, window, dev, progress, precision, side)
+    assert maps is not None  # asked for with a side
+    return out, maps
 
 
 def _window_outputs(
@@ -160,9 +196,11 @@ def _window_outputs(
     dev: torch.device,
     progress: Progress | None,
     precision: Precision = "fp32",
-) -> np.ndarray:
+    maps_side: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Frames cut into windows -> (N - context, S) raw signals, or (N - context, D) snippet features of a
-    SnippetHistoryMethod (scored from their histories by the caller)."""
+    SnippetHistoryMethod (scored from their histories by the caller); with `maps_side`, also the coarse maps
+    (N - context, h, w) of a method with `localizes`."""
     spec = method.input_spec
     if frames.ndim != 4 or frames.shape[1:] != (spec.height, spec.width, spec.channels):
         msg = (
@@ -175,8 +213,10 @@ def _window_outputs(
         raise ValueError(msg)
     num_signals = method.feature_dim if isinstance(method, SnippetHistoryMethod) else len(method.signal_names)
     ranges = list(iter_windows(len(frames), spec.context, window))
+    grid = coarse_size(spec.height, spec.width, maps_side) if maps_side is not None else None
+    maps = None if grid is None else np.empty((max(len(frames) - spec.context, 0), *grid), dtype=np.float32)
     if not ranges:
-        return np.empty((0, num_signals), dtype=np.float32)
+        return np.empty((0, num_signals), dtype=np.float32), maps
     # Group by window length so a batch stacks; only the last window can be shorter.
     groups: dict[int, list[tuple[int, int]]] = {}
     for r in ranges:
@@ -185,12 +225,14 @@ def _window_outputs(
     for group in groups.values():
         for i in range(0, len(group), batch_size):
             batch = group[i : i + batch_size]
-            signals = _score_batch(method, frames, batch, dev, precision)
+            signals, batch_maps = _score_batch(method, frames, batch, dev, precision, maps_side)
             first = batch[0][0]  # windows in a group are consecutive, so their scored frames are too
             out[first : first + len(signals)] = signals
+            if maps is not None and batch_maps is not None:
+                maps[first : first + len(signals)] = batch_maps
             if progress is not None:
                 progress(len(signals))
-    return out
+    return out, maps
 
 
 def score_video(
@@ -202,11 +244,13 @@ def score_video(
     progress: Progress | None = None,
     chunk_frames: int = 512,
     precision: Precision = "fp32",
+    on_maps: Callable[[np.ndarray], object] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode, prepare and score a video in bounded memory -> (pts (N,), raw signals (N - context, S)).
 
     Frames are scored in chunks of about `chunk_frames`; each chunk carries the previous chunk's last
-    `context` frames, so the result equals scoring the whole video at once.
+    `context` frames, so the result equals scoring the whole video at once. `on_maps` (methods with `localizes`)
+    receives each chunk's coarse maps (M, h, w) in frame order, computed in the same forward passes.
     """
     spec = method.input_spec
     if spec.fps is not None and reader.fps > spec.fps * 1.05:
@@ -226,10 +270,14 @@ def score_video(
         nonlocal carry, buffer, history
         prepared = np.concatenate([carry, np.stack(buffer)])
         if isinstance(method, SnippetHistoryMethod):  # histories reach back across chunks, as live
-            features = _window_outputs(method, prepared, batch_size, window, dev, progress, precision)
+            features, _ = _window_outputs(method, prepared, batch_size, window, dev, progress, precision)
             joined = features if history is None else np.concatenate([history, features])
             parts.append(_score_histories(method, joined, dev, len(joined) - len(features), precision))
             history = joined[max(0, len(joined) - (method.history_snippets - 1) * method.snippet_frames) :]
+        elif on_maps is not None:
+            raw, maps = score_frames_with_maps(method, prepared, batch_size, window, dev, progress, precision)
+            parts.append(raw)
+            on_maps(maps)
         else:
             parts.append(score_frames(method, prepared, batch_size, window, dev, progress, precision))
         carry = prepared[len(prepared) - spec.context :] if spec.context else prepared[:0]

@@ -27,6 +27,7 @@ class MethodSpec:
     builder: Builder
     paper: str = ""
     pretrained: tuple[str, ...] = ()
+    localizes: bool = False  # the built method has a per-pixel localisation map (`AnomalyMethod.localizes`)
 
     def make_config(self, preset: str | None = None, **overrides: Any) -> BaseModel:
         """Build a config from a named preset (a classmethod on the config class) plus overrides.
@@ -50,7 +51,11 @@ _METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(
-    name: str, config: type[ConfigT], paper: str = "", pretrained: tuple[str, ...] = ()
+    name: str,
+    config: type[ConfigT],
+    paper: str = "",
+    pretrained: tuple[str, ...] = (),
+    localizes: bool = False,
 ) -> Callable[[Callable[[ConfigT], AnomalyMethod]], Builder]:
     """Decorator for a builder `fn(config) -> AnomalyMethod`; a duplicate name is an error."""
 
@@ -58,7 +63,7 @@ def register_method(
         if name in _METHODS:
             msg = f"method {name!r} is registered twice ({_METHODS[name].builder.__module__} and {builder.__module__})"
             raise DuplicateMethodError(msg)
-        _METHODS[name] = MethodSpec(name, config, builder, paper, pretrained)
+        _METHODS[name] = MethodSpec(name, config, builder, paper, pretrained, localizes)
         return builder
 
     return decorate

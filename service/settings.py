@@ -88,6 +88,10 @@ class WorkerSettings(_Section):
     # windows. It must outlast the span a frame reads back, (history_snippets - 1) * 16 frames, plus the time a
     # window may wait in the queue (or for a claim after claim_idle_ms); an expired element shortens the history.
     history_ttl_s: int = Field(default=600, gt=0)
+    # Keep each live frame's coarse localisation map (models with one: ffp, dast, f2lm) for alert heatmaps
+    # (GET /alerts/{id}/heatmap.jpg, clip overlays): about 1 KB per frame for 120 s in Redis, from the scoring forward
+    # pass (cost in docs/RESULTS.md). Off: no maps are computed or stored, and alerts have no heatmap.
+    heatmaps: bool = True
 
     @model_validator(mode="after")
     def _gap_after_claim(self) -> WorkerSettings:

@@ -41,6 +41,12 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(_MIN_MSE))
 
 
+def error_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error of (B, C, H, W) tensors averaged over channels -> (B, H, W): where a frame was predicted or
+    reconstructed badly (the localisation map of the prediction and reconstruction methods)."""
+    return ((pred.float() - target.float()) ** 2).mean(dim=1)
+
+
 def patch_mse(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
     """Per-sample mean squared error of the worst square patch of (B, C, H, W) tensors -> (B,).
 

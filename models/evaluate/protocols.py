@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.calibration import calibrate
 from models.card import Calibration
 from models.evaluate.events import EventResult
+from models.evaluate.localization import LocalizationResult
 from models.evaluate.metrics import (
     chance_macro_auc,
     eer,
@@ -82,6 +83,7 @@ class EvalResult(BaseModel):
     events: dict[str, EventResult] = Field(default_factory=dict)  # mode -> event-level metrics at `alert_params`
     alert_params: dict[str, float] = Field(default_factory=dict)
     camera_calibration: str = ""  # what the camera learned its reference from
+    heatmaps: LocalizationResult | None = None  # pixel-level localisation (`vigil eval --heatmaps`)
 
     def summary(self) -> dict[str, float | None]:
         """The headline numbers, flat, for tables and the model card."""
@@ -101,6 +103,19 @@ class EvalResult(BaseModel):
                 for mode, e in self.events.items()
                 for k in ("recall", "false_alerts_per_hour", "normal_in_alerts", "delay_median_s")
             },
+            **(
+                {
+                    "pixel_auc": self.heatmaps.pixel_auc,
+                    "pixel_auc_anomalous_frames": self.heatmaps.pixel_auc_anomalous_frames,
+                    "peak_in_mask_frames": self.heatmaps.peaks_masked_frames.peak_in_mask,
+                    **{
+                        f"{mode.replace('-', '_')}_peak_in_mask": p.peak_in_mask
+                        for mode, p in self.heatmaps.peaks_alerts.items()
+                    },
+                }
+                if self.heatmaps is not None
+                else {}
+            ),
         }
 
 

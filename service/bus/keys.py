@@ -251,3 +251,22 @@ def frame_thumb_key(camera: str, frame: int) -> str:
 def alert_thumb_key(alert_id: str) -> str:
     """String: JPEG of the alert's peak frame, with the alert's retention (`Settings.alerts.retention_s`)."""
     return f"{PREFIX}:alert:{alert_id}:thumb"
+
+
+# --- heatmaps: worker -> API (live page) and alert clips (service/heatmaps) --------------------------------------
+# Every live frame scored by a model with a localisation map leaves its coarse map (models/heatmap.py: 32 cells on
+# the longer side, uint8 + a scale and the frame's pts, about 1 KB) for this long, so the alert events of any worker
+# can copy the maps of their frames. Memory: about 1 KB x frames per second x FRAME_MAP_TTL_S per camera (1.2 MB at
+# 10 fps). Alerts keep at most ALERT_MAPS_MAX of them (evenly spaced over a longer alert, the peak's always).
+FRAME_MAP_TTL_S = 120
+ALERT_MAPS_MAX = 600
+
+
+def frame_map_key(camera: str, frame: int) -> str:
+    """String: the coarse localisation map of one scored frame (service/heatmaps/store.py), TTL `FRAME_MAP_TTL_S`."""
+    return f"{PREFIX}:cam:{camera}:heat:{frame}"
+
+
+def alert_maps_key(alert_id: str) -> str:
+    """Hash: frame number -> coarse map of the alert's frames (at most `ALERT_MAPS_MAX`), with the alert's retention."""
+    return f"{PREFIX}:alert:{alert_id}:heat"

@@ -10,6 +10,7 @@ comes back without its data (no persistence) gets the camera registry back from 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from service.bus.client import REDIS_ERRORS, Backoff, connect, wait_for_redis
 from service.clips.recorder import ClipRecorder, ClipSource, FileSource
 from service.errors import MessageError
 from service.footage import FootagePolicy
+from service.heatmaps import overlay_for_alert
 from service.ingest.camera import CameraRunner
 from service.ingest.health import HealthContext
 from service.jobs.manager import JobManager
@@ -102,8 +104,9 @@ class Ingester(ServiceProcess):
             self.webhook = WebhookSender(url).start()
             self.health = HealthContext.of(self.settings, self.webhook.send)
         if self.settings.clips.enabled:
-            # heatmaps=: the per-alert heatmap drawer (issue 11 item 2) goes here; ClipRecorder.overlay_for gates it
-            self.clips = ClipRecorder(self.settings, self.r, self._clip_source).start()
+            # each alert's stored heatmaps over its clip when clips.heatmap_overlay is on (ClipRecorder.overlay_for)
+            heatmaps = functools.partial(overlay_for_alert, self.r)
+            self.clips = ClipRecorder(self.settings, self.r, self._clip_source, heatmaps=heatmaps).start()
         metrics.start_metrics_server(ingest.metrics_port, ingest.metrics_host)
         log.info("ingester %s up (metrics on %s:%d)", self.id, ingest.metrics_host, ingest.metrics_port)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.inference import forward_windows
+from models.inference import forward_windows, forward_windows_maps
 from service.errors import ModelUnavailableError
 from service.messages import WindowMsg
 from service.metrics import BATCH_SIZE, INFERENCE_SECONDS, WINDOWS_SCORED
@@ -80,3 +80,13 @@ def score_frames(model: LoadedModel, frames: list[np.ndarray], device: torch.dev
     started = time.perf_counter()
     raw = forward_windows(model.method, window_tensor(frames, device), model.card.precision)  # (B, N, S)
     return finish_batch(model, raw, started)
+
+
+def score_frames_maps(
+    model: LoadedModel, frames: list[np.ndarray], device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """`score_frames` of a model with a localisation map, plus its coarse maps (B, N, h, w) float32 from the same
+    forward pass (models/heatmap.py)."""
+    started = time.perf_counter()
+    raw, maps = forward_windows_maps(model.method, window_tensor(frames, device), model.card.precision)
+    return finish_batch(model, raw, started), maps.cpu().numpy()

@@ -50,10 +50,10 @@ from service.metrics import (
 )
 from service.settings import Settings
 from service.worker.history import score_with_history
-from service.worker.inference import Job, fit_window, make_batches, score_frames
+from service.worker.inference import Job, fit_window, make_batches, score_frames, score_frames_maps
 from service.worker.models import LoadedModel, ModelCache
 from service.worker.ordering import OrderedPublisher
-from service.worker.thumbnails import alert_event_handler, store_thumbs
+from service.worker.thumbnails import alert_event_handler, store_maps, store_thumbs
 
 log = logging.getLogger(__name__)
 _GAUGE_INTERVAL_S = 1.0
@@ -90,6 +90,7 @@ class Worker(ServiceProcess):
         self._progress_at = time.monotonic()  # the loop's last sign of life, read by the heartbeat thread
         self._reread_own = True  # read the windows still pending on this consumer (a restart, a Redis outage)
         self._beat: threading.Thread | None = None
+        self._maps: dict[tuple[str, int], np.ndarray] = {}  # (camera, seq) -> coarse maps of the batch being scored
 
     def setup(self) -> None:
         self.device = resolve_device(self.cfg.device)
@@ -304,9 +305,12 @@ class Worker(ServiceProcess):
                 log.error("dropping malformed window %s: %s", entry_id, item)
             else:
                 jobs.append(Job(entry_id, item))
+        self._maps.clear()
         results = self._score(jobs)
         # Before publishing: an alert event of this batch may point at one of these frames.
         store_thumbs(self.r, [j.window for j in jobs], results, self.publisher.peak_candidates, self._threshold_for)
+        store_maps(self.r, [j.window for j in jobs], self._maps)
+        self._maps.clear()
         if results:
             self.publisher.submit(results)
         topics.ack_windows(self.r, [entry_id for entry_id, _ in entries])
@@ -353,12 +357,20 @@ class Worker(ServiceProcess):
         return [_scored(job.window, model.ref, raw[i]) for i, (job, _) in enumerate(batch)]
 
     def _forward(self, model: LoadedModel, batch: list[tuple[Job, np.ndarray]]) -> np.ndarray:
-        """(B, N, S) raw signals; a history model (VadCLIP) also reads and extends its cameras' snippet history."""
+        """(B, N, S) raw signals; a history model (VadCLIP) also reads and extends its cameras' snippet history, a
+        model with a localisation map leaves the coarse maps of live windows in `self._maps` (heatmaps)."""
         frames = [frames for _, frames in batch]
         self._progress_at = time.monotonic()  # a loop scoring batch after batch is alive
         if isinstance(model.method, SnippetHistoryMethod):
             windows = [job.window for job, _ in batch]
             return score_with_history(self.r, model, windows, frames, self.device, self.cfg.history_ttl_s)
+        live = [job.window.source != "job" for job, _ in batch]  # jobs have no live page (as thumbnails)
+        if self.cfg.heatmaps and model.method.localizes and any(live):
+            raw, maps = score_frames_maps(model, frames, self.device)  # one forward pass, in the card's precision
+            for (job, _), m, keep in zip(batch, maps, live, strict=True):
+                if keep:
+                    self._maps[(job.window.camera, job.window.seq)] = m
+            return raw
         return score_frames(model, frames, self.device)  # in the precision of the model's card
 
 

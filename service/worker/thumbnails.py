@@ -1,4 +1,5 @@
-"""Small JPEGs of scored live frames, and the copy of an alert's peak frame that the live page shows.
+"""Small JPEGs of scored live frames, and the copy of an alert's peak frame that the live page shows; with them,
+the coarse localisation maps of the frames (models with one), copied to each alert for its heatmap and clip overlay.
 
 The frames are the ones the model saw (its input resolution, gray or colour), so no second decode is needed.
 """
@@ -15,10 +16,12 @@ import redis
 from models.calibration import combine
 from models.calibration.reference import ProfileReference
 from models.card import Calibration
+from models.heatmap import quantize
 from service.alerts.triage import notified
 from service.bus import topics
 from service.bus.client import REDIS_ERRORS
 from service.errors import ModelUnavailableError
+from service.heatmaps import keep_alert_maps, put_frame_maps
 from service.messages import AlertEvent, ScoredWindow, WindowMsg
 
 log = logging.getLogger(__name__)
@@ -90,18 +93,31 @@ def store_thumbs(
             topics.put_frame_thumbs(r, window.camera, window_thumbs(window, mask))
 
 
+def store_maps(r: redis.Redis, windows: list[WindowMsg], maps: dict[tuple[str, int], np.ndarray]) -> None:
+    """Keep the coarse maps (N, h, w) of the scored frames of each window (keyed by camera and seq) for
+    `keys.FRAME_MAP_TTL_S`: every frame, since any of them can be part of an alert (its clip overlays them all)."""
+    for window in windows:
+        m = maps.get((window.camera, window.seq))
+        if m is not None:
+            q, scales = quantize(m)
+            put_frame_maps(r, window.camera, window.first_frame, window.pts, q, scales)
+
+
 def alert_event_handler(
     r: redis.Redis, retention_s: int, then: Callable[[AlertEvent], None] | None
 ) -> Callable[[AlertEvent], None]:
-    """An `OrderedPublisher.on_event` callback: copy the peak frame's JPEG to the alert, then hand the event to `then`
-    (the webhook) if triage lets its alert be notified (service/alerts/triage.py: not muted, not flood-suppressed)."""
+    """An `OrderedPublisher.on_event` callback: copy the peak frame's JPEG and the maps of the alert's frames known so
+    far to the alert (heatmaps), then hand the event to `then` (the webhook) if triage lets its alert be notified
+    (service/alerts/triage.py: not muted, not flood-suppressed)."""
 
     def on_event(event: AlertEvent) -> None:
         try:
             if not topics.keep_alert_thumb(r, event.alert, retention_s):
                 log.debug("alert %s: no thumbnail of peak frame %d", event.alert.id, event.alert.peak_frame)
+            if event.kind in ("opened", "updated", "closed"):
+                keep_alert_maps(r, event.alert, retention_s)
         except REDIS_ERRORS as e:  # the alert itself is stored; a missing picture must not stop scoring
-            log.warning("alert %s: thumbnail not stored (%s)", event.alert.id, e)
+            log.warning("alert %s: thumbnail or heatmaps not stored (%s)", event.alert.id, e)
         if then is not None and notified(event):
             then(event)
 

@@ -129,3 +129,45 @@ def test_eval_on_a_weak_split_scores_only_its_test_videos(
     capsys.readouterr()
     assert main([*base, "--split", str(split_file(["test/99"]))]) == 1
     assert "tests on videos ['99']" in capsys.readouterr().err
+
+
+def test_eval_heatmaps_measures_pixel_localisation(
+    tiny_registry: Path, synthetic_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--heatmaps` with per-frame masks of the synthetic anomaly (tests/synthetic.py: an 8x8 block at 250)."""
+    import shutil
+
+    import numpy as np
+
+    from tests.synthetic import render_frames
+
+    root = tmp_path / "dataset"
+    shutil.copytree(synthetic_dataset, root)
+    masks = {}
+    for i, span in enumerate([(20, 30), (5, 15)], start=1):  # as conftest.synthetic_dataset renders them
+        frames = render_frames(40, (64, 64), span, seed=10 + i)[0]
+        masks[f"Test{i:03d}_gt"] = frames[..., 0] == 250
+    np.savez_compressed(root / "pixel_masks_synthetic.npz", **masks)
+    out = tmp_path / "eval"
+    args = ["eval", "tiny@v1", "--dataset", str(root), "--registry", str(tiny_registry), "--out", str(out)]
+    assert main([*args, "--device", "cpu", "--heatmaps"]) == 0
+    heat = json.loads((out / "eval.json").read_text())["heatmaps"]
+    assert heat["map_grid"] == [32, 32]  # the tiny model's 32x32 input: one cell per input pixel
+    assert heat["compare_grid"] == [16, 16]  # masks at 64x64 / 4
+    assert (heat["frames"], heat["anomalous_frames"]) == (72, 20)
+    assert heat["chance"]["random"] == 0.5
+    assert {"centre_prior", "frame_difference", "frame_difference_anomalous_frames"} <= set(heat["chance"])
+    # The block is new in every anomalous frame and brighter than anything normal: even a tiny model finds it.
+    assert heat["pixel_auc"] > 0.8
+    assert heat["pixel_auc_anomalous_frames"] > 0.8
+    frames = heat["peaks_masked_frames"]
+    assert frames["frames"] == frames["masked"] == 20
+    assert frames["chance"]["random"] == pytest.approx(8 * 8 / (64 * 64))
+    assert frames["peak_in_mask"] > 0.5  # the brightest error is on the block in most anomalous frames
+    assert set(heat["peaks_alerts"]) == {"stream", "per-video"}
+    for peaks in heat["peaks_alerts"].values():
+        assert peaks["masked"] <= peaks["frames"]
+        if peaks["frames"]:
+            assert 0.0 <= peaks["peak_in_mask"] <= 1.0
+            assert {"random", "frame_difference"} == set(peaks["chance"])
+    assert "pixel AUC" in capsys.readouterr().out

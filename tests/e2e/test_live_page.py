@@ -1,7 +1,7 @@
 """The live page in headless Chromium against a real stack (api + ingest + worker on a private Redis): the page
 takes the viewer key, its chart receives scores over the WebSocket while the camera learns its reference, an alert
-with its thumbnail appears and its clip (written by the ingester from the file camera's recording) plays in a <video>,
-an operator marks it a false alarm, and a threshold slider replays the chart's range."""
+with its thumbnail and heatmap appears and its clip (written by the ingester from the file camera's recording) plays in
+a <video>, an operator marks it a false alarm, and a threshold slider replays the chart's range."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _keys_env(footage: Path, clips: Path) -> dict[str, str]:
     }
 
 
-def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
+def test_live_page_shows_scores_and_an_alert_with_its_thumbnail_and_heatmap(
     make_stack: Callable[..., Stack], redis_url: str, footage: Path, tmp_path: Path
 ) -> None:
     stack = make_stack(redis_url, **_keys_env(footage, tmp_path / "clips"))
@@ -92,10 +92,14 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
         )
         alerts = "[...window.vigil.alerts.values()].map(e => [e.alert, e.el.dataset.thumbnail])"
         page.wait_for(f"!!({over_span})", 40, "an alert over the anomalous span with its thumbnail", alerts)
+        # ... and its heatmap (the tiny FFP model has a localisation map), shown beside the thumbnail.
+        page.wait_for(f"({over_span})?.el.dataset.heatmap === 'loaded'", 20, "the alert's heatmap", alerts)
         shown = page.evaluate(
-            f"(() => {{ const e = {over_span}; const img = e.el.querySelector('img');"
+            f"(() => {{ const e = {over_span}; const img = e.el.querySelector('img.thumb');"
+            " const heat = e.el.querySelector('img.heat');"
             " return {stats: window.vigil.stats, alert: e.alert, text: e.el.innerText,"
-            " img: [img.naturalWidth, img.naturalHeight], chart: document.querySelector('canvas.chart').width}; })()"
+            " img: [img.naturalWidth, img.naturalHeight], heat: [heat.naturalWidth, heat.naturalHeight],"
+            " chart: document.querySelector('canvas.chart').width}; })()"
         )
         target = shown["alert"]["id"]
         row = f"document.querySelector('#alerts .alert[data-alert=\"{target}\"]')"
@@ -143,6 +147,9 @@ def test_live_page_shows_scores_and_an_alert_with_its_thumbnail(
     image = cv2.imdecode(np.frombuffer(thumb.content, np.uint8), cv2.IMREAD_UNCHANGED)
     assert image is not None
     assert [image.shape[1], image.shape[0]] == shown["img"]
+    assert shown["heat"] == shown["img"]  # the heatmap is the same peak frame with the map drawn over it
+    assert shown["heat"][0] > 0
+    assert shown["stats"]["heatmaps"] >= 1
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
     _check_clip(stack.api_url, target, video)
 

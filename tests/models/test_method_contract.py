@@ -79,3 +79,59 @@ def test_store_round_trip_gives_identical_outputs(name: str, tmp_path: Path) -> 
     assert not loaded.training
     with torch.no_grad():
         torch.testing.assert_close(loaded.score(window), method.score(window), rtol=0, atol=0)
+
+
+# --- localisation maps (issue 11: heatmaps) --------------------------------------------------------------------
+MAP_METHODS = [n for n in list_methods() if get_method(n).localizes]
+
+
+def test_the_pixel_error_methods_have_maps() -> None:
+    assert set(MAP_METHODS) == {"ffp", "dast", "f2lm"}
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_localizes_flag_matches_the_registration(name: str) -> None:
+    method = _tiny(name)
+    assert method.localizes is get_method(name).localizes
+    if not method.localizes:  # methods without a map say so instead of returning something
+        with pytest.raises(NotImplementedError, match="no localisation map"):
+            method.localize(_window(method))
+
+
+@pytest.mark.parametrize("name", MAP_METHODS)
+def test_maps_have_the_input_shape_and_come_with_the_same_signals(name: str) -> None:
+    method = _tiny(name)
+    window = _window(method)
+    spec = method.input_spec
+    with torch.no_grad():
+        signals, maps = method.score_with_maps(window)
+        torch.testing.assert_close(signals, method.score(window))
+    assert maps.shape == (2, NUM_SCORED, spec.height, spec.width)
+    assert maps.dtype == torch.float32
+    assert torch.isfinite(maps).all()
+    assert (maps >= 0).all()
+    # The map is the frame error per pixel: its mean is the frame-level error the first signal scores.
+    if name in ("ffp", "dast"):  # neg_psnr = 10 log10(mse)
+        torch.testing.assert_close(signals[..., 0], 10 * torch.log10(maps.mean(dim=(2, 3))), rtol=1e-4, atol=1e-4)
+    else:  # f2lm: pred_mse (Destroyer untrained)
+        torch.testing.assert_close(signals[..., 0], maps.mean(dim=(2, 3)), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MAP_METHODS)
+def test_maps_are_higher_where_the_frame_is_anomalous(name: str) -> None:
+    """A checkerboard patch in a flat frame: whatever the (untrained) model predicts there, the patch's squared error
+    is larger by about 0.25, and the rest of the frame hardly changes."""
+    method = _tiny(name)
+    spec = method.input_spec
+    t = spec.context + NUM_SCORED
+    clean = torch.full((1, t, spec.channels, spec.height, spec.width), 0.5)
+    odd = clean.clone()
+    h0, w0, side = spec.height // 4, spec.width // 2, spec.height // 4
+    board = (torch.arange(side)[:, None] + torch.arange(side)[None, :]) % 2  # (side, side) 0/1
+    odd[0, -1, :, h0 : h0 + side, w0 : w0 + side] = board.float()  # in the last scored frame only
+    with torch.no_grad():
+        gain = (method.localize(odd) - method.localize(clean))[0, -1]  # (H, W)
+    inside = torch.zeros_like(gain, dtype=torch.bool)
+    inside[h0 : h0 + side, w0 : w0 + side] = True
+    assert gain[inside].mean() > 0.1
+    assert gain[inside].mean() > 5 * gain[~inside].abs().mean()

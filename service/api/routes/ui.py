@@ -1,4 +1,4 @@
-"""The live page (`/ui`: plain HTML + JS from service/api/static, no CDN) and alert thumbnails for it.
+"""The live page (`/ui`: plain HTML + JS from service/api/static, no CDN) and alert thumbnails and heatmaps for it.
 
 The page itself holds no data, so it is served without a key; everything it shows comes from the API with the
 viewer key the operator typed in (X-API-Key header for REST, a WebSocket subprotocol for the feeds).
@@ -14,9 +14,13 @@ from fastapi import APIRouter, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse
 
-from service.api.deps import RedisDep, ViewerDep
+from models.errors import VigilModelError
+from models.registry import get_method, list_methods
+from service.alerts.annotate import unknown_alert
+from service.api.deps import RedisDep, StoreDep, ViewerDep
 from service.api.errors import NotFoundError
 from service.bus import topics
+from service.heatmaps import alert_maps, heatmap_jpeg
 
 router = APIRouter()
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -84,3 +88,50 @@ def alert_thumbnail(alert_id: AlertId, redis: RedisDep, _: ViewerDep) -> Respons
         )
         raise NotFoundError(msg)
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=5"})
+
+
+@router.get(
+    "/alerts/{alert_id}/heatmap.jpg",
+    tags=["alerts"],
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        404: {"description": "unknown alert, a model without localisation maps, or no heatmap stored"},
+    },
+)
+def alert_heatmap(alert_id: AlertId, redis: RedisDep, store: StoreDep, _: ViewerDep) -> Response:
+    """JPEG of the alert's peak frame (its thumbnail) with the model's localisation map of that frame drawn over it:
+    where in the frame the model saw the anomaly. Only models whose method has a map (ffp, dast, f2lm)."""
+    alert = topics.get_alert(redis, alert_id)
+    if alert is None:
+        raise NotFoundError(unknown_alert(alert_id))
+    method = _method_of(store, alert.model)
+    if method is not None and not get_method(method).localizes:
+        with_maps = ", ".join(m for m in list_methods() if get_method(m).localizes)
+        msg = (
+            f"alert {alert_id!r} has no heatmap: its model {alert.model} uses method {method!r}, which has no "
+            f"localisation map (methods with one: {with_maps}; see vigil methods)"
+        )
+        raise NotFoundError(msg)
+    maps = alert_maps(redis, alert_id)
+    picture = topics.get_alert_thumb(redis, alert_id)
+    if not maps or picture is None:
+        missing = "maps" if not maps else "picture of its peak frame"
+        msg = (
+            f"no heatmap for alert {alert_id!r}: the {missing} were not stored (the worker keeps maps when "
+            "VIGIL_WORKER__HEATMAPS is on, for live cameras, not batch jobs) or its peak frame was scored moments ago"
+        )
+        raise NotFoundError(msg)
+    return Response(
+        heatmap_jpeg(picture, maps, alert.peak_frame),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=5"},
+    )
+
+
+def _method_of(store: StoreDep, model: str) -> str | None:
+    """The method of a model reference, or None when the registry no longer has it (the maps decide then)."""
+    try:
+        return store.resolve(model).card().method
+    except (VigilModelError, OSError, ValueError):
+        return None

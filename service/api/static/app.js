@@ -1,5 +1,6 @@
 // vigil live page: cameras and their state (polled), per-camera score charts fed by /ws/scores, recent alerts
-// (GET /alerts, then /ws/alerts) with the peak frame's thumbnail and a playable clip. Plain JS, no dependencies.
+// (GET /alerts, then /ws/alerts) with the peak frame's thumbnail and heatmap and a playable clip. Plain JS, no
+// dependencies.
 // Calibration: each camera shows whether it is learning its reference or which version scores it; operators mark
 // alerts as false alarms or confirm them, acknowledge and resolve them (the list filters by that state); a
 // threshold slider per camera replays the chart's time range through
@@ -19,7 +20,7 @@ const state = {
   alerts: new Map(), // id -> {alert, el, thumbFrame}
   sockets: {},
   // Counters the headless-browser test reads; also handy in the devtools console.
-  stats: { scores: 0, alertEvents: 0, thumbnails: 0, replays: 0, feedback: 0, acks: 0, clips: 0 },
+  stats: { scores: 0, alertEvents: 0, thumbnails: 0, heatmaps: 0, replays: 0, feedback: 0, acks: 0, clips: 0 },
   filter: "all", // which alerts the list shows: all, open, unacknowledged, acknowledged, resolved
 };
 window.vigil = state;
@@ -293,30 +294,44 @@ function fmtTime(ts) {
   return ts ? new Date(ts * 1000).toLocaleTimeString() : "–";
 }
 
-async function loadThumbnail(entry, attempt = 0) {
+// The peak frame's pictures: its thumbnail, and its heatmap (where the model saw the anomaly) for models with a
+// localisation map; a heatmap that does not come (a model without maps) leaves no slot.
+const PICTURES = {
+  thumbnail: { cls: "thumb", alt: "peak frame", stat: "thumbnails" },
+  heatmap: { cls: "heat", alt: "heatmap of the peak frame", stat: "heatmaps" },
+};
+
+function loadThumbnail(entry) {
+  entry.thumbFrame = entry.alert.peak_frame;
+  loadPicture(entry, "thumbnail");
+  loadPicture(entry, "heatmap");
+}
+
+async function loadPicture(entry, kind, attempt = 0) {
   const { alert } = entry;
-  entry.thumbFrame = alert.peak_frame;
+  const pic = PICTURES[kind];
   try {
-    const resp = await api(`/alerts/${encodeURIComponent(alert.id)}/thumbnail.jpg`);
+    const resp = await api(`/alerts/${encodeURIComponent(alert.id)}/${kind}.jpg`);
     if (resp.status === 404 && attempt < 5) {
       // The worker stores the picture right after the event: try again shortly.
-      setTimeout(() => loadThumbnail(entry, attempt + 1), 1000);
+      setTimeout(() => loadPicture(entry, kind, attempt + 1), 1000);
       return;
     }
     if (!resp.ok) return;
     const url = URL.createObjectURL(await resp.blob());
     const img = el("img");
-    img.alt = `peak frame ${alert.peak_frame} of ${alert.camera}`;
+    img.alt = `${pic.alt} ${alert.peak_frame} of ${alert.camera}`;
+    img.title = kind === "heatmap" ? "where the model saw the anomaly" : "";
     img.onload = () => {
-      state.stats.thumbnails += 1;
-      entry.el.dataset.thumbnail = "loaded";
+      state.stats[pic.stat] += 1;
+      entry.el.dataset[kind] = "loaded";
     };
     img.src = url;
-    const old = entry.el.querySelector(".thumb");
-    old.replaceWith(Object.assign(img, { className: "thumb" }));
+    const old = entry.el.querySelector(`.${pic.cls}`);
+    old.replaceWith(Object.assign(img, { className: pic.cls }));
     if (old.src) URL.revokeObjectURL(old.src);
   } catch (e) {
-    console.warn("thumbnail:", e);
+    console.warn(`${kind}:`, e);
   }
 }
 
@@ -396,7 +411,9 @@ function renderAlert(entry) {
   li.dataset.ack = alert.ack ? alert.ack.state : "unacknowledged";
   li.hidden = !matchesFilter(alert);
   if (!entry.el) {
-    li.append(el("div", "thumb thumb-missing", "no picture"), el("div", "alert-body"));
+    const heat = el("div", "heat");
+    heat.hidden = true; // until a heatmap loads
+    li.append(el("div", "thumb thumb-missing", "no picture"), heat, el("div", "alert-body"));
     entry.el = li;
   }
   const body = li.querySelector(".alert-body");

@@ -3,6 +3,7 @@ driven by alert events through the recorder on a real Redis; the overlay hook; t
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import redis
 from service.bus import topics
 from service.clips.buffer import Packet, PacketBuffer, StreamInfo
 from service.clips.recorder import BufferSource, ClipRecorder, FileSource
+from service.heatmaps import overlay_for_alert
+from service.heatmaps.store import keep_alert_maps, put_frame_maps
 from service.messages import Alert, AlertClip, AlertEvent
 from service.settings import Settings
 from tests.service.clips.conftest import FPS, decoded, frame_number
@@ -160,6 +163,35 @@ def test_the_overlay_hook_draws_on_every_frame(
     assert seen[-1] == pytest.approx(6.6)
     off = ClipRecorder(_settings(tmp_path), rclient, lambda cam: None, heatmaps=lambda alert: box)
     assert off.overlay_for(_alert("open", 4.0, None)) is None  # the setting is off by default
+
+
+def test_the_alerts_stored_heatmaps_are_drawn_over_its_clip(
+    recording: tuple[Path, np.ndarray], rclient: redis.Redis, tmp_path: Path
+) -> None:
+    """The drawer the ingester passes (service.heatmaps.overlay_for_alert): the maps the worker kept for the alert's
+    frames, matched to the clip's frames by pts, coloured where the map is hot and nowhere else."""
+    path, _ = recording
+    hot = np.zeros((1, 12, 16), dtype=np.uint8)
+    hot[0, :6, :8] = 255  # the top-left quarter of the frame
+    for frame in range(100, 116):  # the alert's frames 4.0-5.0 s at FPS
+        put_frame_maps(rclient, "door", frame, [frame / FPS], hot, np.array([1.0]))
+    alert = _alert("closed", 4.0, 5.0)
+    assert keep_alert_maps(rclient, alert, retention_s=60) == 16
+    settings = _settings(tmp_path, heatmap_overlay=True)
+    drawer = functools.partial(overlay_for_alert, rclient)
+    rec = ClipRecorder(settings, rclient, lambda cam: FileSource(path, lambda: None), heatmaps=drawer)
+    rec.on_event(AlertEvent(kind="closed", alert=alert))
+    rec.tick(now=0.0)
+    _, with_maps, _ = decoded(tmp_path / "clips" / "door" / "door-100-abc.mp4")
+    plain = ClipRecorder(_settings(tmp_path / "plain"), rclient, lambda cam: FileSource(path, lambda: None))
+    plain.on_event(AlertEvent(kind="closed", alert=alert))
+    plain.tick(now=0.0)
+    _, without, _ = decoded(tmp_path / "plain" / "clips" / "door" / "door-100-abc.mp4")
+    change = np.abs(with_maps.astype(int) - without.astype(int)).mean(axis=(0, 3))  # (h, w) over frames and channels
+    h, w = change.shape
+    hot_change, cold_change = change[: h // 2 - 8, : w // 2 - 8].mean(), change[h // 2 + 8 :, w // 2 + 8 :].mean()
+    assert hot_change > 20  # the hot quarter is coloured
+    assert cold_change < hot_change / 5  # the cold part differs only by the encoder's noise (about 3 levels)
 
 
 def test_the_recorder_thread_follows_the_alert_event_stream(

@@ -16,6 +16,7 @@ from models.registry import create_method
 from models.store import ModelStore
 from service.bus import keys, topics
 from service.errors import ModelUnavailableError
+from service.heatmaps import alert_maps
 from service.messages import CameraConfig, WindowMsg
 from service.worker.models import ModelCache
 from tests.calibration_util import offline_scores, use_card_reference
@@ -73,6 +74,18 @@ def test_two_cameras_scored_once_in_order_matching_offline_with_alert(redis_url,
     assert best.state == "closed"
     assert len(span & set(range(best.start_frame, best.end_frame + 1))) >= len(span) // 2
     assert best.start_frame <= best.peak_frame <= best.end_frame
+    # Heatmaps: every frame's coarse map stays a while; the alert holds the maps of all its frames, and the peak
+    # frame's map is hottest on the anomalous block (tests/synthetic.py: 8x8 px at 64x64, 4x4 cells at 32x32).
+    assert 0 < r.ttl(keys.frame_map_key("cam-b", expected_frames[-1])) <= keys.FRAME_MAP_TTL_S
+    maps = alert_maps(r, best.id)
+    assert [m.frame for m in maps] == list(range(best.start_frame, best.end_frame + 1))
+    assert {m.map.shape for m in maps} == {(32, 32)}
+    peak = next(m.map for m in maps if m.frame == best.peak_frame)
+    k = best.peak_frame - ANOMALY_SPAN[0]
+    top, left = (k * 5) % 56, (k * 7) % 56  # the block's corner at the peak frame, in frame pixels
+    row, col = np.unravel_index(np.argmax(peak), peak.shape)
+    assert top // 2 - 1 <= row <= (top + 8) // 2
+    assert left // 2 - 1 <= col <= (left + 8) // 2
 
 
 def test_camera_alert_overrides_apply(redis_url, trained_store, clip_frames):
