@@ -209,7 +209,7 @@ class ClipSettings(_Section):
     retention_s: int = Field(default=7 * 24 * 3600, ge=60)  # clips older than this are deleted
     max_bytes: int = Field(default=20 * 1024**3, ge=1024**2)  # above it the oldest clips are deleted first
     sweep_interval_s: float = Field(default=60.0, gt=0, le=3600)  # how often retention and the cap are applied
-    # Draw the model's heatmap over the clip's frames (needs a method with a localisation map; issue 11 item 2).
+    # Draw the model's heatmaps over the clip's frames (methods with a localisation map: ffp, dast, f2lm).
     heatmap_overlay: bool = False
 
 
