@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from cli.up import Stack
+from cli.up import Stack, redis_reachable
 from tests.conftest import free_port
 from tests.rtsp import rtsp_server_factory  # noqa: F401  (fixture)
 from tests.service.worker.models_util import TrainedModel
@@ -118,3 +120,33 @@ def wait_http(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.2)
+
+
+class PersistentRedis:
+    """A redis-server with an append-only file, on a fixed port, so a restart keeps what was written (as a
+    production Redis would); `fsync_always` syncs every write, so that even a kill loses nothing."""
+
+    def __init__(self, folder: Path, fsync_always: bool = False) -> None:
+        self.folder, self.port, self.fsync_always = folder, free_port(), fsync_always
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        assert exe is not None, "redis-server is not installed"
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", ""]
+        args += ["--appendonly", "yes", *(["--appendfsync", "always"] if self.fsync_always else [])]
+        self.proc = subprocess.Popen([exe, *args], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not redis_reachable(self.url, 0.2):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +22,7 @@ import numpy as np
 import pytest
 import redis
 
-from cli.up import Stack, redis_reachable
-from models.data.transforms import prepare
+from cli.up import Stack
 from models.inference import score_file, score_frames
 from models.io import load_model
 from models.store import ModelStore
@@ -34,42 +32,13 @@ from service.errors import EndOfStream
 from service.ingest.source import SourceOptions, VideoSource
 from service.messages import ScoreMsg
 from tests.conftest import free_port
-from tests.integration.conftest import CONTEXT, FAULT_REPORT, stack_env, wait_http
+from tests.integration.conftest import CONTEXT, FAULT_REPORT, PersistentRedis, stack_env, wait_http
 from tests.rtsp import RtspServer, loop_clip
 from tests.service.worker.models_util import MODEL
 
 RTOL, ATOL = 1e-5, 1e-6  # live windows of 8 frames vs offline windows of 16: only float reduction order differs
 LEASE_TTL_S = "2"
 HEARTBEAT_TTL_S = "5"  # the worker default: the live gap below is what a deployment sees
-
-
-class SyncedRedis:
-    """redis-server with an append-only file synced on every write, on a fixed port: a kill loses nothing."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        assert exe is not None, "redis-server is not installed"
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always"]
-        self.proc = subprocess.Popen([exe, *args], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not redis_reachable(self.url, 0.2):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 class Processes:
@@ -102,8 +71,8 @@ class Processes:
 
 
 @pytest.fixture
-def synced_redis(tmp_path: Path) -> Iterator[SyncedRedis]:
-    server = SyncedRedis(tmp_path)
+def synced_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
+    server = PersistentRedis(tmp_path, fsync_always=True)
     server.start()
     yield server
     server.kill()
@@ -150,7 +119,7 @@ def test_file_cameras_and_jobs_lose_and_duplicate_nothing_through_worker_ingeste
     synthetic_video: tuple[Path, np.ndarray],
     rtsp_server_factory: Callable[..., RtspServer],
     model_root: Path,
-    synced_redis: SyncedRedis,
+    synced_redis: PersistentRedis,
     tmp_path: Path,
 ) -> None:
     footage = tmp_path / "footage"
@@ -273,8 +242,9 @@ def test_file_cameras_and_jobs_lose_and_duplicate_nothing_through_worker_ingeste
 
 
 def ingested_frames(path: Path, spec: InputSpec) -> np.ndarray:
-    """Every frame of a file as the ingester decodes (PyAV, straight to gray) and prepares it, by position."""
+    """Every frame of a file as the ingester decodes and prepares it (PyAV, scaled to the model's input), by
+    position."""
     images = []
-    with VideoSource(str(path), SourceOptions(realtime=False)) as source, contextlib.suppress(EndOfStream):
-        images.extend(frame.image[:, :, None] for frame in source)
-    return prepare(np.stack(images), spec)
+    with VideoSource(str(path), SourceOptions(realtime=False, spec=spec)) as source, contextlib.suppress(EndOfStream):
+        images.extend(frame.image for frame in source)
+    return np.stack(images)

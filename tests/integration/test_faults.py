@@ -3,8 +3,6 @@ state, and the processes and the other cameras go on."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,41 +12,13 @@ import numpy as np
 import pytest
 import redis
 
-from cli.up import Stack, redis_reachable
+from cli.up import Stack
 from tests.conftest import free_port
-from tests.integration.conftest import collect, wait_http, ws_connect
+from tests.integration.conftest import PersistentRedis, collect, wait_http, ws_connect
 from tests.rtsp import RtspServer
 from tests.service.worker.models_util import MODEL
 
 ADMIN = "admin-key-for-fault-tests"
-
-
-class PersistentRedis:
-    """A redis-server with an append-only file, so a restart keeps the cameras (as a production Redis would)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        assert exe is not None, "redis-server is not installed"
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--appendonly", "yes"]
-        self.proc = subprocess.Popen([exe, *args, "--save", ""], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not redis_reachable(self.url, 0.2):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @pytest.fixture
