@@ -5,13 +5,18 @@ is kept of it per frame is its area average on a grid whose longer side is `MAP_
 one float scale per frame. The square root is quantised (the error's amplitude): squared errors span orders of
 magnitude, and 8 bits of the square would round most of a frame to 0. Both the worker and `vigil eval --heatmaps` go
 through these functions, so the maps the service shows are the maps that were measured.
+
+No torch import at module level: the API reads stored maps (`dequantize`) and never loads torch.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 MAP_SIDE = 32  # cells on the longer side: 32x32 = 1 KB a frame for a square model input
 
@@ -24,6 +29,8 @@ def coarse_size(height: int, width: int, side: int = MAP_SIDE) -> tuple[int, int
 
 def coarse_maps(maps: torch.Tensor, side: int = MAP_SIDE) -> torch.Tensor:
     """(..., H, W) maps -> (..., h, w) float32 area averages on `coarse_size(H, W, side)`."""
+    import torch.nn.functional as F
+
     lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
     flat = maps.reshape(-1, 1, h, w).float()
     return F.adaptive_avg_pool2d(flat, coarse_size(h, w, side)).reshape(*lead, *coarse_size(h, w, side))
