@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=8.0, help="clip length per camera")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--window", type=int, default=WINDOW, help="VIGIL_INGEST__WINDOW_FRAMES (scored frames)")
+    parser.add_argument("--max-wait-ms", type=float, default=20.0, help="VIGIL_WORKER__MAX_WAIT_MS (the default: 20)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="vigil-latency-"))
@@ -133,6 +135,8 @@ def main() -> None:
         frames = int(args.seconds * FPS)
         clip = synthetic_clip(work / "clip.mp4", frames)
         env = stack_env(url, work / "registry", work, args.batch)
+        env["VIGIL_INGEST__WINDOW_FRAMES"] = str(args.window)  # the two knobs latency trades against overhead
+        env["VIGIL_WORKER__MAX_WAIT_MS"] = str(args.max_wait_ms)
         r = redis.Redis.from_url(url)
         with Stack(redis_url=url, api_port=free_port(), env=env, start_redis=False, log_path=work / "log") as stack:
             stack.wait_ready(120)
@@ -142,7 +146,8 @@ def main() -> None:
             for count in args.cameras:
                 timeout_s = args.seconds * 10 + 60
                 result = measure(stack.api_url, r, clip, model, count, per_camera, timeout_s=timeout_s, url=url)
-                print(json.dumps({"preset": args.preset, "window": WINDOW, "batch": args.batch, **result}), flush=True)
+                knobs = {"window": args.window, "max_wait_ms": args.max_wait_ms, "batch": args.batch}
+                print(json.dumps({"preset": args.preset, **knobs, **result}), flush=True)
     finally:
         stop_process(redis_proc, "redis-server", 5)
         shutil.rmtree(work, ignore_errors=True)

@@ -156,6 +156,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300, help="frames per camera clip")
     parser.add_argument("--batch", type=int, default=8, help="worker max batch (windows) and forward batch")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=None, help="VIGIL_WORKER__MAX_WAIT_MS (default: the setting's)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
@@ -166,6 +169,8 @@ def main() -> None:
         # Forward rate before and after the pipeline run, averaged: on a shared machine the load drifts.
         forward_before = forward_fps(method, args.batch)
         env = stack_env(url, work / "registry", work, args.batch)
+        if args.max_wait_ms is not None:
+            env["VIGIL_WORKER__MAX_WAIT_MS"] = str(args.max_wait_ms)
         with Stack(redis_url=url, api_port=free_port(), env=env, start_redis=False, log_path=work / "log") as stack:
             stack.wait_ready(120)
             cameras = add_cameras(stack.api_url, clip, model, args.cameras, realtime=False)
@@ -177,6 +182,7 @@ def main() -> None:
             "preset": args.preset,
             "cameras": args.cameras,
             "batch": args.batch,
+            "max_wait_ms": args.max_wait_ms,
             "device": "cpu" if not _cuda() else "cuda",
             "cpu_cores": os.cpu_count(),
             "model_forward_fps": round(forward, 1),

@@ -58,6 +58,7 @@ from service.worker.thumbnails import alert_event_handler, store_maps, store_thu
 log = logging.getLogger(__name__)
 _GAUGE_INTERVAL_S = 1.0
 _SWEEP_INTERVAL_S = 0.5
+_BATCH_POLL_S = 0.002  # how often a batch that waits for more windows looks for them
 _RESCUE_INTERVAL_S = 0.5  # how often the group is checked for consumers whose heartbeat is gone
 _RESCUE_MIN_IDLE_MS = 1000  # so two workers rescuing the same dead one do not both score its windows
 _CAMERA_REFRESH_S = 5.0
@@ -264,17 +265,21 @@ class Worker(ServiceProcess):
             GPU_MEMORY_BYTES.labels("reserved").set(torch.cuda.memory_reserved(self.device))
 
     def _collect(self) -> list[topics.WindowEntry]:
-        """Up to max_batch windows: block briefly for the first, then wait at most max_wait_ms for more."""
+        """Up to max_batch windows: block briefly for the first, then wait at most max_wait_ms for more.
+
+        The wait for more polls without blocking: Redis ends a blocked read's timeout only when its event loop next
+        wakes (every 1/hz s, 100 ms by default), so a blocking wait of 5 ms for a window that never came cost a lone
+        camera 40 ms of latency (bench/latency.py). A read that finds windows returns them at once either way."""
         entries = topics.read_windows(self.r, self.worker_id, self.cfg.max_batch, block_ms=200)
         deadline = time.monotonic() + self.cfg.max_wait_ms / 1000
         while entries and len(entries) < self.cfg.max_batch:
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms < 1:
-                break
-            more = topics.read_windows(self.r, self.worker_id, self.cfg.max_batch - len(entries), block_ms=left_ms)
-            if not more:
-                break
+            more = topics.read_windows(self.r, self.worker_id, self.cfg.max_batch - len(entries), block_ms=None)
             entries.extend(more)
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                break
+            if not more:
+                time.sleep(min(_BATCH_POLL_S, left_s))
         return entries
 
     def _params_for(self, camera: str) -> AlertParams:
