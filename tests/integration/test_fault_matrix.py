@@ -187,8 +187,9 @@ def test_file_cameras_and_jobs_lose_and_duplicate_nothing_through_worker_ingeste
         gap = _longest_wait(_scores(r, "live"), killed - 1, time.time())
         report.append(f"Redis SIGKILLed and restarted 1 s later (appendonly, fsync always): live waited {gap:.1f} s")
 
-        # 3. A worker dies holding windows (read, not acknowledged): a batch of 16 that waits 5 s to fill.
-        procs.start("worker", "doomed", VIGIL_WORKER__MAX_BATCH="16", VIGIL_WORKER__MAX_WAIT_MS="5000")
+        # 3. A worker dies holding windows (read, not acknowledged): a batch that waits 5 s to fill and is too large to
+        # fill in that time even from the job's flood of windows, so what it read stays pending on it for seconds.
+        procs.start("worker", "doomed", VIGIL_WORKER__MAX_BATCH="1024", VIGIL_WORKER__MAX_WAIT_MS="5000")
         _wait(lambda: "live" in _pending_cameras(r, "doomed"), 60, "the doomed worker to hold a live window")
         job_running("worker")
         procs.kill("doomed")
