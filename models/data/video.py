@@ -175,19 +175,20 @@ class VideoFile:
         return self._num_frames
 
     def iter_frames(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
-        for index, pts, img, _ in self._decode(measure=False, scaler=None if spec is None else FrameScaler(spec)):
+        for index, pts, img, _ in self._decode(measure=False, spec=spec):
             yield index, pts, img
 
     def iter_measured(self, spec: InputSpec | None = None) -> Iterator[tuple[int, float, np.ndarray, FrameInfo]]:
-        for index, pts, img, info in self._decode(measure=True, scaler=None if spec is None else FrameScaler(spec)):
+        for index, pts, img, info in self._decode(measure=True, spec=spec):
             assert info is not None  # measured
             yield index, pts, img, info
 
     def _decode(
-        self, measure: bool, scaler: FrameScaler | None = None
+        self, measure: bool, spec: InputSpec | None = None
     ) -> Iterator[tuple[int, float, np.ndarray, FrameInfo | None]]:
-        """Every decodable frame (BGR, or the model's input through `scaler`); with `measure`, its health
+        """Every decodable frame (BGR, or with `spec` the model's input, scaled as live); with `measure`, its health
         measurements from the decoded planes (as live)."""
+        scaler = None if spec is None else FrameScaler(spec)
         self.corrupt_packets = 0
         index = 0
         undecodable = False  # packets failed since the last frame

@@ -259,7 +259,6 @@ class CameraRunner:
             open_timeout_s=self.settings.open_timeout_s,
             read_timeout_s=self.settings.stall_timeout_s,
             realtime=self.config.realtime,
-            pixel_format="gray" if spec.channels == 1 else "bgr24",  # decode straight to what prepare() wants
             spec=spec,  # frames leave the source at the model's size, prepared as `vigil score` prepares them
             measure=True,  # every decoded frame goes through the camera's health checks
         )

@@ -70,7 +70,7 @@ class SourceOptions:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0  # no packet for this long -> StallError
     realtime: bool = True  # files: pace frames at their pts; False = as fast as they decode
-    pixel_format: PixelFormat = "gray"
+    pixel_format: PixelFormat = "gray"  # full-size frames' format when no `spec` is given
     max_consecutive_errors: int = 50  # corrupt packets in a row before the stream counts as broken
     decode_threads: int = 0  # 0 = FFmpeg's choice (frame threads, as the ffmpeg CLI does)
     measure: bool = False  # measure each frame for the camera-health checks (VideoFrame.info)

@@ -144,7 +144,9 @@ def _event_feed(
                 batch = await anyio.to_thread.run_sync(
                     read, last_id, abandon_on_cancel=True, limiter=_limiter(websocket)
                 )
-                texts = await anyio.to_thread.run_sync(messages, [e for _, e in batch], limiter=_limiter(websocket))
+                events = [e for _, e in batch]
+                # most reads end empty at their block timeout: no second thread hop for them
+                texts = await anyio.to_thread.run_sync(messages, events, limiter=_limiter(websocket)) if events else []
             except REDIS_ERRORS as e:
                 log.warning("%s feed waiting for Redis: %s", name, e)
                 await anyio.sleep(backoff.next_delay())
