@@ -1,4 +1,7 @@
-"""`vigil train CONFIG.yaml [key=value ...]`: train a method offline, calibrate it and register it."""
+"""`vigil train CONFIG.yaml [key=value ...]`: train a method offline, calibrate it and register it.
+
+`vigil train RUN/snapshots/cpu_00030.00min [method.signals=[patch] register.name=...]` registers a snapshot of a run
+instead (calibrated on the run's held-out videos, as at the end of a run), with no training."""
 
 from __future__ import annotations
 
@@ -7,7 +10,11 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="training YAML, e.g. models/configs/ffp_ped2_small.yaml")
+    parser.add_argument(
+        "config",
+        help="training YAML, e.g. models/configs/ffp_ped2_small.yaml, or a run's snapshot directory to register "
+        "(only method.*, register.*, device and num_threads may be overridden then)",
+    )
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -22,15 +29,23 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from models.errors import VigilModelError
-    from models.train.config import load_train_config, one_line
-    from models.train.loop import train
+    from models.train.config import load_snapshot_config, load_train_config, one_line
+    from models.train.loop import register_snapshot, train
     from service.settings import get_settings
 
     overrides = list(args.overrides)
+    snapshot = Path(args.config) if Path(args.config).is_dir() else None
+    if args.resume and snapshot is not None:
+        print("vigil train: --resume continues a run from a checkpoint; a snapshot is registered as it is")
+        return 2
     if args.resume:
         overrides.append(f"resume={args.resume}")
+    meta: dict[str, object] = {}
     try:
-        cfg = load_train_config(args.config, overrides)
+        if snapshot is not None:
+            cfg, meta = load_snapshot_config(snapshot, overrides)
+        else:
+            cfg = load_train_config(args.config, overrides)
     except ValidationError as e:
         print(f"vigil train: invalid configuration: {one_line(e)}")
         return 2
@@ -45,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         root = get_settings().store.root
         cfg = cfg.model_copy(update={"registration": cfg.registration.model_copy(update={"registry": root})})
     try:
-        result = train(cfg)
+        result = train(cfg) if snapshot is None else register_snapshot(cfg, snapshot, meta)
     except (VigilModelError, FileExistsError) as e:
         print(f"vigil train: {e}")
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -237,6 +238,32 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
         raise ValueError(msg)
     data = apply_overrides(expand_env(data), overrides or [])
     return TrainConfig.model_validate(data)
+
+
+# What a snapshot's registration may change: settings of how the trained weights are scored (they must still load
+# into the method), where and under which name it is registered, and the compute it calibrates with.
+SNAPSHOT_OVERRIDABLE = ("method.", "register.", "device", "num_threads")
+
+
+def load_snapshot_config(folder: str | Path, overrides: list[str] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """The training config a snapshot (`<out_dir>/snapshots/cpu_*min/`) was taken with, with `overrides` applied,
+    and the snapshot's metadata (step, cpu_s, elapsed_s). Only SNAPSHOT_OVERRIDABLE keys may change: the data it
+    was trained and is calibrated on stays the run's."""
+    from models.train.checkpoint import SNAPSHOT_FILE
+
+    meta_path = Path(folder) / SNAPSHOT_FILE
+    if not meta_path.is_file():
+        msg = f"{folder} is not a snapshot (no {SNAPSHOT_FILE}); snapshots are under <out_dir>/snapshots/"
+        raise FileNotFoundError(msg)
+    meta = json.loads(meta_path.read_text())
+    fixed = [o for o in overrides or [] if not o.partition("=")[0].startswith(SNAPSHOT_OVERRIDABLE)]
+    if fixed:
+        msg = (
+            f"a snapshot keeps its run's data and schedule; cannot change {', '.join(fixed)} "
+            f"(only {', '.join(k + '*' if k.endswith('.') else k for k in SNAPSHOT_OVERRIDABLE)})"
+        )
+        raise ValueError(msg)
+    return TrainConfig.model_validate(apply_overrides(meta["config"], overrides or [])), meta
 
 
 def one_line(error: ValidationError) -> str:

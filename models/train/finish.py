@@ -16,7 +16,6 @@ from models.store import ModelStore
 from models.train.config import TrainConfig
 
 if TYPE_CHECKING:
-    from models.train.objectives import Objective
     from models.train.sources import DataSource
 
 log = logging.getLogger(__name__)
@@ -60,14 +59,12 @@ def signal_stats(method: AnomalyMethod, raw: np.ndarray) -> dict[str, Any]:
 def finish_run(
     cfg: TrainConfig,
     method: AnomalyMethod,
-    objective: Objective,
     source: DataSource,
     train_metrics: dict[str, Any],
     device: torch.device,
 ) -> tuple[str | None, dict[str, Any]]:
-    """Calibrate on the source's held-out normal videos, evaluate where the source has labelled test videos, then
-    (if enabled) register; returns (reference or None, the card's metrics)."""
-    objective.finish()
+    """Calibrate the trained method on the source's held-out normal videos, evaluate where the source has labelled
+    test videos, then (if enabled) register; returns (reference or None, the card's metrics)."""
     method.eval()
     held = source.held_out(method, device)
     calibration, raw = fit_on_videos(method, held.parts, held.source, held.too_short, fps=source.fps)

@@ -15,16 +15,20 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from models.base import AnomalyMethod
 from models.errors import IncompatibleCheckpointError
+from models.io import load_state
 from models.registry import create_method
 from models.train.checkpoint import (
+    SNAPSHOT_WEIGHTS,
     list_checkpoints,
     load_checkpoint,
     read_checkpoint_config,
@@ -202,5 +206,32 @@ def train(cfg: TrainConfig) -> TrainResult:
         "data": source.kind,
         **source.summary(),
     }
-    ref, metrics = finish_run(cfg, method, objective, source, train_metrics, device)
+    objective.finish()
+    ref, metrics = finish_run(cfg, method, source, train_metrics, device)
+    return TrainResult(ref=ref, metrics=metrics)
+
+
+def register_snapshot(cfg: TrainConfig, folder: Path, meta: dict[str, Any]) -> TrainResult:
+    """Calibrate and register the weights of a snapshot (`load_snapshot_config` reads `cfg` and `meta`) exactly as
+    the end of a run does, without training: a point of an accuracy-vs-minutes curve, or the run scored with other
+    signals, becomes a model the service can serve. The weights must load into the method `cfg` builds."""
+    device = resolve_device(cfg.device)
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    method = create_method(cfg.method).to(device)
+    method.load_pretrained()
+    weights = folder / SNAPSHOT_WEIGHTS
+    load_state(method, load_file(str(weights), device=str(device)), source=str(weights))
+    source = open_source(cfg, method, device)
+    train_metrics = {
+        "steps": meta["step"],
+        "batch_size": cfg.batch_size,
+        "train_time_s": meta["elapsed_s"],
+        "train_cpu_s": meta["cpu_s"],
+        "snapshot": str(folder),
+        "device": str(device),
+        "data": source.kind,
+        **source.summary(),
+    }
+    ref, metrics = finish_run(cfg, method, source, train_metrics, device)
     return TrainResult(ref=ref, metrics=metrics)

@@ -224,3 +224,42 @@ def test_cpu_budget_stops_the_run_and_snapshots_are_kept(synthetic_dataset: Path
     assert 1.8 <= result.metrics["train"]["train_cpu_s"] < 10
     assert [p.name for p in list_snapshots(out)] == ["cpu_00000.01min", "cpu_00000.02min"]
     assert len(list_checkpoints(out)) == 1  # the final one, written when the budget ran out
+    # A snapshot registers as the end of a run would, here scored with another signal set (same weights).
+    first = list_snapshots(out)[0]
+    registry = tmp_path / "registry"
+    assert main(["train", str(first), "method.signals=[patch]", "register.enabled=true", "register.name=snap",
+                 "--registry", str(registry)]) == 0  # fmt: skip
+    from models.io import load_model
+    from models.store import ModelStore
+
+    method, card, _ = load_model(ModelStore(registry), "snap@v1")
+    assert method.signal_names == ("neg_patch_psnr",)
+    assert card.calibration is not None
+    assert [s.name for s in card.calibration.signals] == ["neg_patch_psnr"]
+    assert card.metrics["train"]["snapshot"] == str(first)
+    assert card.metrics["train"]["train_cpu_s"] < result.metrics["train"]["train_cpu_s"]
+    snap = load_file(str(first / "method.safetensors"))
+    assert all(torch.equal(method.state_dict()[k], v) for k, v in snap.items())
+
+
+def test_snapshot_registration_refuses_what_would_need_retraining(
+    synthetic_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models.train.checkpoint import list_snapshots
+
+    out = tmp_path / "run"
+    cfg = load_train_config(
+        CONFIGS / "ffp_tiny.yaml",
+        [f"data.root={synthetic_dataset}", f"out_dir={out}", "steps=3", "register.enabled=false",
+         "snapshot_cpu_minutes=[0.0001]"],
+    )  # fmt: skip
+    train(cfg)
+    (snapshot,) = list_snapshots(out)
+    registry = tmp_path / "registry"
+    assert main(["train", str(snapshot), "data.num_val=1", "--registry", str(registry)]) == 2
+    assert "cannot change data.num_val=1" in capsys.readouterr().out
+    assert main(["train", str(snapshot), "--resume", "auto", "--registry", str(registry)]) == 2
+    assert "a snapshot is registered as it is" in capsys.readouterr().out
+    assert main(["train", str(snapshot), "method.base_channels=8", "--registry", str(registry)]) == 1
+    assert "do not fit the model built from its config" in capsys.readouterr().out
+    assert not registry.exists() or not any(registry.iterdir())
