@@ -68,7 +68,25 @@ def wait_for_redis(client: redis.Redis, timeout_s: float, stop: threading.Event 
         else:
             if attempt > 1:
                 log.info("Redis at %s answered after %d attempts", describe(client), attempt)
+            refuse_cluster_node(client)
             return
+
+
+def refuse_cluster_node(client: redis.Redis) -> None:
+    """BusError if the server is a Redis Cluster node. vigil's scripts and transactions touch a camera's keys together
+    with shared ones (indexes, revision counters, the windows stream), which a cluster spreads over shards, so on a
+    cluster they would fail later, one command at a time, with CROSSSLOT or MOVED; better to say so at start."""
+    try:
+        info = client.info("cluster")
+    except redis.ResponseError:  # INFO denied by an ACL: nothing to tell, the commands themselves will say
+        return
+    if info.get("cluster_enabled"):
+        msg = (
+            f"Redis at {describe(client)} is a Redis Cluster node (cluster_enabled:1); vigil needs a standalone Redis "
+            "(a primary, optionally with replicas and Sentinel): set VIGIL_REDIS__URL to one (docs/OPERATIONS.md, "
+            "Scaling)"
+        )
+        raise BusError(msg)
 
 
 class Backoff:

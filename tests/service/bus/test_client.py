@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -54,3 +56,22 @@ def test_retry_gives_up_with_the_last_error():
     calls.clear()
     with pytest.raises(BusError, match="failed 2 times, last error: connection refused"):
         retry(flaky, attempts=2, backoff=Backoff(0.001, 0.002))
+
+
+def test_a_cluster_node_is_refused_at_start_with_the_setting_to_change(tmp_path):
+    exe = shutil.which("redis-server")
+    assert exe is not None
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--cluster-enabled",
+         "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = connect(RedisSettings(url=f"redis://127.0.0.1:{port}/0"))
+        with pytest.raises(BusError, match=r"is a Redis Cluster node .* set VIGIL_REDIS__URL"):
+            wait_for_redis(client, timeout_s=10)
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
