@@ -8,10 +8,12 @@ import time
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
+from service.api.app import create_app
 from service.bus.client import Backoff, connect, describe, retry, wait_for_redis
 from service.errors import BusError
-from service.settings import RedisSettings
+from service.settings import RedisSettings, Settings
 from tests.conftest import free_port
 
 
@@ -72,6 +74,9 @@ def test_a_cluster_node_is_refused_at_start_with_the_setting_to_change(tmp_path)
         with pytest.raises(BusError, match=r"is a Redis Cluster node .* set VIGIL_REDIS__URL"):
             wait_for_redis(client, timeout_s=10)
         client.close()
+        app = create_app(Settings(redis=RedisSettings(url=f"redis://127.0.0.1:{port}/0")))
+        with pytest.raises(BusError, match="is a Redis Cluster node"), TestClient(app):
+            pass
     finally:
         proc.terminate()
         proc.wait(10)
