@@ -2,8 +2,9 @@
 
     # points of one or more runs -> JSON (selection: the pseudo-anomaly yardstick on held-out training videos only)
     .venv/bin/python scripts/curve.py points runs/ffp-a runs/ffp-b --out runs/curves/ffp.json [--test]
-    # the PNG of RESULTS from such JSON files
+    # the PNG of RESULTS from such JSON files, and its table (markdown)
     .venv/bin/python scripts/curve.py plot runs/curves/ffp.json runs/curves/f2lm.json --out docs/img/curves.png
+    .venv/bin/python scripts/curve.py table runs/curves/ffp.json runs/curves/f2lm.json
 
 For each snapshot the method is calibrated on the run's held-out training videos exactly as `vigil train` does at
 the end of a run, then scored on `models.evaluate.pseudo` (pseudo-anomalies injected into those held-out videos,
@@ -121,6 +122,7 @@ def point(
             "method": cfg.method_name,
             "label": " ".join(
                 [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
+                + ([f"patch={config.patch}"] if signals and config.name == "ffp" else [])  # type: ignore[attr-defined]
                 + ([variant] if signals else [])
             ),
             "signals": subset,
@@ -187,6 +189,26 @@ def plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def table(args: argparse.Namespace) -> int:
+    """One markdown row per point: the selection yardstick first, then the test numbers it never saw."""
+    rows = [row for path in args.files for row in json.loads(Path(path).read_text())]
+    rows.sort(key=lambda r: (r["method"], r["label"], r["cpu_minutes"]))
+    print(
+        "| run, scoring | CPU-min | step | pseudo AUC (fast / object) | test paper / online micro AUC "
+        "| test online macro AUC, unpadded (chance) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        p, t = r["pseudo"], r.get("test")
+        test = f"{t['paper_micro_auc']:.3f} / {t['online_micro_auc']:.3f}" if t else "-"
+        macro = f"{t['online_macro_auc']:.3f} ({t['online_macro_chance']:.3f})" if t else "-"
+        print(
+            f"| {r['label']} | {r['cpu_minutes']:g} | {r['step']} | **{p['online_micro_auc']:.4f}** "
+            f"({p['online_micro_auc_fast']:.3f} / {p['online_micro_auc_object']:.3f}) | {test} | {macro} |"
+        )
+    return 0
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,11 +236,13 @@ def main() -> int:
     q = sub.add_parser("plot", help="AUC against training CPU-minutes from points files")
     q.add_argument("files", nargs="+")
     q.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("table", help="a markdown table of the points in points files")
+    t.add_argument("files", nargs="+")
     args = parser.parse_args()
     if args.action == "points":
         torch.set_num_threads(args.threads)
         return points(args)
-    return plot(args)
+    return plot(args) if args.action == "plot" else table(args)
 
 
 if __name__ == "__main__":
