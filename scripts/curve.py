@@ -164,17 +164,21 @@ def plot(args: argparse.Namespace) -> int:
     for path in args.files:
         for row in json.loads(Path(path).read_text()):
             series.setdefault(row["label"], []).append(row)
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(11, 4.2 + 0.22 * ((len(series) + 2) // 3)), layout="constrained")
     axes = fig.subplots(1, 2)
-    for name, rows in series.items():
+    colours = [f"C{i % 10}" for i in range(len(series))]
+    for (name, rows), colour in zip(series.items(), colours, strict=True):
         rows = sorted(rows, key=lambda r: r["cpu_minutes"])
         x = [r["cpu_minutes"] for r in rows]
         if all("test" in r for r in rows):
-            line = axes[0].plot(x, [r["test"]["online_micro_auc"] for r in rows], marker="o", label=f"{name} online")
-            axes[0].plot(x, [r["test"]["paper_micro_auc"] for r in rows], marker=".", linestyle=":",
-                         color=line[0].get_color(), label=f"{name} paper")  # fmt: skip
-        axes[1].plot(x, [r["pseudo"]["online_micro_auc"] for r in rows], marker="o", label=name)
-    axes[0].set(xlabel="training CPU-minutes (1 thread)", ylabel="Ped2 test micro AUC", title="Ped2 test (reported)")
+            axes[0].plot(x, [r["test"]["online_micro_auc"] for r in rows], marker="o", color=colour)
+            axes[0].plot(x, [r["test"]["paper_micro_auc"] for r in rows], marker=".", linestyle=":", color=colour)
+        axes[1].plot(x, [r["pseudo"]["online_micro_auc"] for r in rows], marker="o", color=colour, label=name)
+    axes[0].set(
+        xlabel="training CPU-minutes (1 thread)",
+        ylabel="Ped2 test micro AUC",
+        title="Ped2 test (reported): online solid, paper dotted",
+    )
     axes[1].set(
         xlabel="training CPU-minutes (1 thread)",
         ylabel="online micro AUC",
@@ -182,7 +186,7 @@ def plot(args: argparse.Namespace) -> int:
     )
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")

@@ -145,3 +145,16 @@ def test_cuda_run_with_bf16_autocast_registers(make_config: MakeConfig, tmp_path
     assert result.metrics["train"]["device"].startswith("cuda")
     method, _, _ = load_model(ModelStore(tmp_path / "registry"), "ffp-tiny", device="cuda")
     assert next(method.parameters()).device.type == "cuda"
+
+
+@pytest.mark.parametrize(
+    "config", sorted((Path(__file__).resolve().parents[3] / "models" / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_training_config_validates(config: Path) -> None:
+    from models.registry import create_method
+    from models.train.config import load_train_config
+
+    cfg = load_train_config(config)
+    assert cfg.method_name in config.name.split("_")[0]  # ffp_*.yaml trains ffp, and so on
+    method = create_method(cfg.method)  # the method builds from it (random weights: nothing downloaded)
+    assert method.signal_names
