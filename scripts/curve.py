@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,10 +33,9 @@ from models.data.transforms import prepare
 from models.evaluate.protocols import VideoSignals, evaluate
 from models.evaluate.pseudo import pseudo_auc, pseudo_raw, pseudo_set
 from models.inference import score_frames
-from models.io import load_state
-from models.registry import create_method
-from models.train.checkpoint import SNAPSHOT_FILE, SNAPSHOT_WEIGHTS, list_snapshots
-from models.train.config import TrainConfig, parse_value
+from models.train.checkpoint import list_snapshots
+from models.train.config import load_snapshot_config, parse_value
+from models.train.loop import snapshot_method
 
 log = logging.getLogger("curve")
 
@@ -79,14 +77,12 @@ def point(
 ) -> list[dict[str, Any]]:
     """One row per signal set: `signals` are "+"-joined subsets of the method's signal names (one scoring pass
     serves them all); None = the method's own signals."""
-    meta = json.loads((snapshot / SNAPSHOT_FILE).read_text())
-    cfg = TrainConfig.model_validate(meta["config"])
+    cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
         update = {"signals": ("frame", "patch")} | ({"patch": patch} if patch else {})
         config = config.model_copy(update=update)  # every ffp signal in one pass
-    method = create_method(config)
-    load_state(method, load_file(str(snapshot / SNAPSHOT_WEIGHTS)), source=str(snapshot))
+    method = snapshot_method(config, snapshot, torch.device("cpu"))
     method.eval()
     spec, root, names = method.input_spec, str(cfg.data.root), list(method.signal_names)
     started = time.monotonic()

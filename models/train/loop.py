@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from models.base import AnomalyMethod
+from models.base import AnomalyMethod, MethodConfig
 from models.errors import IncompatibleCheckpointError
 from models.io import load_state
 from models.registry import create_method
@@ -211,6 +211,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     return TrainResult(ref=ref, metrics=metrics)
 
 
+def snapshot_method(config: MethodConfig, folder: Path, device: torch.device) -> AnomalyMethod:
+    """The method `config` builds, holding the weights of the snapshot in `folder` (they must load into it)."""
+    method = create_method(config).to(device)
+    method.load_pretrained()
+    weights = folder / SNAPSHOT_WEIGHTS
+    load_state(method, load_file(str(weights), device=str(device)), source=str(weights))
+    return method
+
+
 def register_snapshot(cfg: TrainConfig, folder: Path, meta: dict[str, Any]) -> TrainResult:
     """Calibrate and register the weights of a snapshot (`load_snapshot_config` reads `cfg` and `meta`) exactly as
     the end of a run does, without training: a point of an accuracy-vs-minutes curve, or the run scored with other
@@ -218,10 +227,7 @@ def register_snapshot(cfg: TrainConfig, folder: Path, meta: dict[str, Any]) -> T
     device = resolve_device(cfg.device)
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
-    method = create_method(cfg.method).to(device)
-    method.load_pretrained()
-    weights = folder / SNAPSHOT_WEIGHTS
-    load_state(method, load_file(str(weights), device=str(device)), source=str(weights))
+    method = snapshot_method(cfg.method, folder, device)
     source = open_source(cfg, method, device)
     train_metrics = {
         "steps": meta["step"],
