@@ -100,9 +100,7 @@ class _Receiver:
         if self._file is not None:
             self.upload.size += len(chunk)
             if self.upload.size > self.max_bytes:
-                raise UploadTooLarge(
-                    f"the upload is larger than the limit of {self.max_bytes} bytes (jobs.max_upload_bytes)"
-                )
+                raise UploadTooLarge(_too_large(self.max_bytes))
             self._file.write(chunk)
             return
         self._buffer.extend(chunk)
