@@ -31,7 +31,7 @@ from models.calibration import fit_calibration
 from models.data.datasets import LabeledVideo, open_dataset, split_validation
 from models.data.transforms import prepare
 from models.evaluate.protocols import VideoSignals, evaluate
-from models.evaluate.pseudo import pseudo_auc, pseudo_raw, pseudo_set
+from models.evaluate.pseudo import ALL_KINDS, KINDS, Kind, pseudo_auc, pseudo_raw, pseudo_set
 from models.inference import score_frames
 from models.train.checkpoint import list_snapshots
 from models.train.config import load_snapshot_config, parse_value
@@ -74,9 +74,10 @@ def point(
     signals: list[str] | None = None,
     patch: int | None = None,
     overrides: dict[str, Any] | None = None,
+    kinds: tuple[Kind, ...] = KINDS,
 ) -> list[dict[str, Any]]:
     """One row per signal set: `signals` are "+"-joined subsets of the method's signal names (one scoring pass
-    serves them all); None = the method's own signals."""
+    serves them all); None = the method's own signals. `kinds`: the pseudo-anomalies to inject."""
     cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
@@ -88,7 +89,7 @@ def point(
     started = time.monotonic()
     held = footage.held_out(root, cfg.data.num_val)
     held_raw = [score_frames(method, prepare(frames, spec)) for _, frames in held]
-    pseudo = pseudo_set(held)
+    pseudo = pseudo_set(held, kinds=kinds)
     pseudo_scores = pseudo_raw(method, pseudo)
     test_signals = []
     if with_test:
@@ -120,8 +121,10 @@ def point(
                 [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
                 + ([f"patch={config.patch}"] if signals and config.name == "ffp" else [])  # type: ignore[attr-defined]
                 + ([variant] if signals else [])
+                + ([f"kinds={'+'.join(kinds)}"] if kinds != KINDS else [])
             ),
             "signals": subset,
+            "kinds": list(kinds),
             "pseudo": pseudo_auc([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration),
         }
         if with_test:
@@ -146,7 +149,10 @@ def points(args: argparse.Namespace) -> int:
         if args.last:
             snapshots = snapshots[-1:]
         overrides = {k: parse_value(v) for k, _, v in (o.partition("=") for o in args.set)}
-        rows += [row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch, overrides)]
+        kinds = tuple(args.kinds)
+        rows += [
+            row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch, overrides, kinds)
+        ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
     print(f"wrote {len(rows)} points to {args.out}")
@@ -193,8 +199,9 @@ def table(args: argparse.Namespace) -> int:
     """One markdown row per point: the selection yardstick first, then the test numbers it never saw."""
     rows = [row for path in args.files for row in json.loads(Path(path).read_text())]
     rows.sort(key=lambda r: (r["method"], r["label"], r["cpu_minutes"]))
+    kinds = [k for k in ALL_KINDS if any(f"online_micro_auc_{k}" in r["pseudo"] for r in rows)]
     print(
-        "| run, scoring | CPU-min | step | pseudo AUC (fast / object) | test paper / online micro AUC "
+        f"| run, scoring | CPU-min | step | pseudo AUC ({' / '.join(kinds)}) | test paper / online micro AUC "
         "| test online macro AUC, unpadded (chance) |"
     )
     print("|---|---|---|---|---|---|")
@@ -204,9 +211,14 @@ def table(args: argparse.Namespace) -> int:
         macro = f"{t['online_macro_auc']:.3f} ({t['online_macro_chance']:.3f})" if t else "-"
         print(
             f"| {r['label']} | {r['cpu_minutes']:g} | {r['step']} | **{p['online_micro_auc']:.4f}** "
-            f"({p['online_micro_auc_fast']:.3f} / {p['online_micro_auc_object']:.3f}) | {test} | {macro} |"
+            f"({' / '.join(_kind_auc(p, k) for k in kinds)}) | {test} | {macro} |"
         )
     return 0
+
+
+def _kind_auc(pseudo: dict[str, float], kind: str) -> str:
+    value = pseudo.get(f"online_micro_auc_{kind}")
+    return "-" if value is None else f"{value:.3f}"
 
 
 def main() -> int:
@@ -232,6 +244,14 @@ def main() -> int:
         nargs="+",
         help="signal sets to calibrate and score separately, '+'-joined signal names, e.g. neg_psnr "
         "neg_patch_psnr neg_psnr+neg_patch_psnr (ffp snapshots are scored with both of its signals for this)",
+    )
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=ALL_KINDS,
+        default=list(KINDS),
+        help="pseudo-anomaly kinds to inject (default: fast object, what every recorded point used; add shape for "
+        "appearance anomalies)",
     )
     q = sub.add_parser("plot", help="AUC against training CPU-minutes from points files")
     q.add_argument("files", nargs="+")

@@ -11,6 +11,12 @@ of each kind injected into `event_frames` consecutive frames (those frames label
 - ``object``: a patch cut around the busiest motion of another frame of the same camera (a walker), blended in
   with soft edges, glides across the scene at 3-6 px per frame of the native footage without walking (the patch
   pseudo-anomalies of the same paper, moving).
+- ``shape`` (opt-in, `kinds=ALL_KINDS`): the same walker's patch turned on its side and doubled in size, an object of
+  the camera's own colours but of a shape and size no normal object has (like a cart or a car among walkers),
+  gliding at walking pace (1-2 px per frame). The first two are made of the camera's normal appearance, so a model
+  that reconstructs the frame it is given (DAST-Net) or scores appearance alone sees nothing in them; this one is an
+  appearance anomaly. Astrid et al. paste intruders from another dataset (CIFAR-100); this one is made from the
+  camera's own footage, so nothing is downloaded and any camera has it.
 
 Everything is done on decoded native-resolution frames before `prepare`, so recipes with different input
 sizes are scored on the same footage. Deterministic for a seed. `pseudo_raw` and `pseudo_auc` score a set with the
@@ -35,8 +41,9 @@ if TYPE_CHECKING:
     from models.base import AnomalyMethod
     from models.card import Calibration
 
-Kind = Literal["fast", "object"]
-KINDS: tuple[Kind, ...] = ("fast", "object")
+Kind = Literal["fast", "object", "shape"]
+KINDS: tuple[Kind, ...] = ("fast", "object")  # the default set, which every recorded pseudo AUC so far used
+ALL_KINDS: tuple[Kind, ...] = ("fast", "object", "shape")
 
 
 @dataclass(frozen=True)
@@ -90,10 +97,16 @@ def inject_fast(frames: np.ndarray, start: int, length: int, speed: int, rng: np
 
 
 def inject_object(
-    frames: np.ndarray, donor: np.ndarray, start: int, length: int, rng: np.random.Generator
+    frames: np.ndarray,
+    donor: np.ndarray,
+    start: int,
+    length: int,
+    rng: np.random.Generator,
+    reshape: bool = False,
 ) -> np.ndarray:
     """A copy of `frames` with a patch of `donor` (a frame of the same camera) gliding across for `length` frames,
-    blended in with soft edges (no hard seam to give it away)."""
+    blended in with soft edges (no hard seam to give it away). With `reshape` (the ``shape`` kind) the patch is
+    turned on its side and doubled, and glides at walking pace instead of 3-6 px per frame."""
     n, h, w = frames.shape[:3]
     ph, pw = max(6, h // 6), max(4, w // 12)  # about one walker of Ped2 at 240x360
     # Where the donor differs most from the scene's median is where its walkers are.
@@ -101,10 +114,13 @@ def inject_object(
     diff = np.abs(donor.astype(np.float32) - background)
     y0, x0 = _busiest(diff if diff.ndim == 2 else diff.mean(axis=2), ph, pw, rng)
     patch = donor[y0 : y0 + ph, x0 : x0 + pw].astype(np.float32)
+    if reshape:
+        patch = _turned_and_doubled(patch, h, w)
+        ph, pw = patch.shape[:2]
     alpha = np.outer(np.hanning(ph + 2)[1:-1], np.hanning(pw + 2)[1:-1]) ** 0.5  # (ph, pw), 1 inside, 0 at the rim
     if patch.ndim == 3:
         alpha = alpha[:, :, None]
-    speed = float(rng.uniform(3.0, 6.0))
+    speed = float(rng.uniform(1.0, 2.0) if reshape else rng.uniform(3.0, 6.0))
     angle = float(rng.uniform(0, 2 * np.pi))
     vy, vx = speed * np.sin(angle), speed * np.cos(angle)
     # Start so that the whole path stays inside the frame (clipped where the frame is too small for it).
@@ -119,14 +135,24 @@ def inject_object(
     return out
 
 
+def _turned_and_doubled(patch: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The patch rotated by 90 degrees and scaled by 2 (bilinear), at most half the frame on each side."""
+    import cv2  # opencv-python, a dependency of the ingester; imported here so the module stays light
+
+    turned = np.ascontiguousarray(np.rot90(patch))
+    out_h, out_w = min(2 * turned.shape[0], h // 2), min(2 * turned.shape[1], w // 2)
+    return np.asarray(cv2.resize(turned, (out_w, out_h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+
+
 def pseudo_set(
     videos: list[tuple[str, np.ndarray]],
     repeats: int = 3,
     event_frames: int = 30,
     speed: int = 2,
     seed: int = 0,
+    kinds: tuple[Kind, ...] = KINDS,
 ) -> list[PseudoVideo]:
-    """Each held-out normal video as it is, then `repeats` times per kind with one injected event.
+    """Each held-out normal video as it is, then `repeats` times per kind of `kinds` with one injected event.
 
     videos: (name, uint8 frames (N, H, W[, C])) at the footage's native resolution, all normal.
     A video too short for an event (speed * event_frames + 1 frames) is only scored clean.
@@ -139,7 +165,7 @@ def pseudo_set(
         if n < speed * event_frames + 1:
             continue
         other = videos[(i + 1) % len(videos)][1]
-        for kind in [k for _ in range(repeats) for k in KINDS]:
+        for kind in [k for _ in range(repeats) for k in kinds]:
             start = int(rng.integers(0, n - speed * event_frames))
             if kind == "fast":
                 injected = inject_fast(frames, start, event_frames, speed, rng)
@@ -147,7 +173,7 @@ def pseudo_set(
                 donor = other[int(rng.integers(len(other)))]
                 if donor.shape != frames.shape[1:]:
                     donor = frames[int(rng.integers(n))]
-                injected = inject_object(frames, donor, start, event_frames, rng)
+                injected = inject_object(frames, donor, start, event_frames, rng, reshape=kind == "shape")
             labels = np.zeros(n, np.uint8)
             labels[start : start + event_frames] = 1
             out.append(
@@ -177,7 +203,7 @@ def pseudo_auc(
         kinds.append(np.where(video.labels[context:] > 0, kind, ""))
     s, y, k = np.concatenate(scores), np.concatenate(labels), np.concatenate(kinds)
     out = {"online_micro_auc": roc_auc(y, s), "frames": float(len(y)), "anomalous": float(y.sum())}
-    for kind in KINDS:
+    for kind in ALL_KINDS:
         keep = (y == 0) | (k == kind)
         if (k == kind).any():
             out[f"online_micro_auc_{kind}"] = roc_auc(y[keep], s[keep])

@@ -14,7 +14,7 @@ import pytest
 from scipy.io import savemat
 
 from models.calibration import fit_calibration
-from models.evaluate.pseudo import inject_fast, inject_object, pseudo_auc, pseudo_set
+from models.evaluate.pseudo import ALL_KINDS, inject_fast, inject_object, pseudo_auc, pseudo_set
 from models.train.config import load_train_config
 from models.train.loop import train
 from tests.synthetic import render_frames, write_frame_folder
@@ -61,6 +61,24 @@ def test_object_glides_inside_its_frames_only() -> None:
     assert np.linalg.norm(centre[1] - centre[0]) > 20  # 3-6 px a frame for 19 frames
 
 
+def test_shape_object_is_turned_doubled_and_slow() -> None:
+    frames = _walkers()
+    donor = _walkers(seed=1)[40]
+    out = inject_object(frames, donor, start=30, length=20, rng=np.random.default_rng(3), reshape=True)
+    changed = np.any(out != frames, axis=(1, 2))
+    assert not changed[:30].any()
+    assert not changed[50:].any()
+    boxes = [np.argwhere(out[t] != frames[t]) for t in range(30, 50) if (out[t] != frames[t]).any()]
+    assert len(boxes) >= 18
+    # A walker's patch is 8 x 5 at 48 x 64; turned and doubled it is 10 x 16: wider than high, larger than a walker.
+    heights = [b[:, 0].max() - b[:, 0].min() + 1 for b in boxes]
+    widths = [b[:, 1].max() - b[:, 1].min() + 1 for b in boxes]
+    assert max(heights) <= 10 < max(widths) + 1 <= 17
+    assert max(len(b) for b in boxes) > (48 // 6) * (64 // 12)
+    travel = np.linalg.norm(boxes[-1].mean(axis=0) - boxes[0].mean(axis=0))
+    assert 8 < travel < 45  # 1-2 px a frame for 19 frames (the object kind moves 3-6)
+
+
 def test_pseudo_set_is_deterministic_and_labelled() -> None:
     videos = [("a", _walkers(seed=0)), ("b", _walkers(seed=1)), ("short", _walkers(n=40, seed=2))]
     one, two = pseudo_set(videos, repeats=2, seed=7), pseudo_set(videos, repeats=2, seed=7)
@@ -77,6 +95,10 @@ def test_pseudo_set_is_deterministic_and_labelled() -> None:
             (span,) = np.nonzero(np.diff(np.concatenate([[0], v.labels, [0]])))[0].reshape(1, 2)
             assert span[1] - span[0] == 30
     assert not np.array_equal(pseudo_set(videos, seed=8)[1].frames, one[1].frames)
+    # The shape kind is opt-in: asking for it adds its events and leaves the default set's draws as they were.
+    every = pseudo_set(videos[:1], repeats=1, seed=7, kinds=ALL_KINDS)
+    assert [v.name for v in every] == ["a", "a+fast0", "a+object0", "a+shape0"]
+    assert np.array_equal(every[1].frames, pseudo_set(videos[:1], repeats=1, seed=7)[1].frames)
 
 
 def test_pseudo_auc_tells_a_signal_from_noise() -> None:
@@ -119,7 +141,7 @@ def test_curve_points_table_and_plot_from_a_runs_snapshots(long_dataset: Path, t
     script = [sys.executable, str(REPO / "scripts" / "curve.py")]
     done = subprocess.run(
         [*script, "points", str(out), "--out", str(points), "--test", "--signals", "neg_psnr", "neg_patch_psnr",
-         "--patch", "8"],
+         "--patch", "8", "--kinds", "fast", "object", "shape"],
         capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -128,16 +150,18 @@ def test_curve_points_table_and_plot_from_a_runs_snapshots(long_dataset: Path, t
         ("cpu_00000.01min", ["neg_psnr"]), ("cpu_00000.01min", ["neg_patch_psnr"]),
         ("cpu_00000.02min", ["neg_psnr"]), ("cpu_00000.02min", ["neg_patch_psnr"]),
     ]  # fmt: skip
-    assert rows[0]["label"] == "run patch=8 neg_psnr"
+    assert rows[0]["label"] == "run patch=8 neg_psnr kinds=fast+object+shape"
     assert rows[0]["step"] < rows[2]["step"]
     for r in rows:
         assert 0 <= r["pseudo"]["online_micro_auc"] <= 1
         assert r["pseudo"]["anomalous"] > 0
+        assert {"online_micro_auc_fast", "online_micro_auc_object", "online_micro_auc_shape"} <= set(r["pseudo"])
         assert 0 <= r["test"]["online_micro_auc"] <= 1
     table = subprocess.run([*script, "table", str(points)], capture_output=True, text=True, cwd=REPO, check=True)
     lines = table.stdout.strip().splitlines()
     assert len(lines) == 2 + 4
-    assert lines[2].startswith("| run patch=8 neg_patch_psnr | ")
+    assert "pseudo AUC (fast / object / shape)" in lines[0]
+    assert lines[2].startswith("| run patch=8 neg_patch_psnr kinds=fast+object+shape | ")
     png = tmp_path / "curves.png"
     subprocess.run([*script, "plot", str(points), "--out", str(png)], capture_output=True, cwd=REPO, check=True)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
