@@ -2,6 +2,9 @@
 
     # points of one or more runs -> JSON (selection: the pseudo-anomaly yardstick on held-out training videos only)
     .venv/bin/python scripts/curve.py points runs/ffp-a runs/ffp-b --out runs/curves/ffp.json [--test]
+    # registered versions fitted without snapshots (flowmem), on the same yardstick
+    .venv/bin/python scripts/curve.py models flowmem-ped2@v1 --dataset ../shared/datasets/ucsd_ped2 --fps 10 \
+        --registry runs/registry --kinds fast object shape --out runs/curves/flowmem.json [--test]
     # the PNG of RESULTS from such JSON files, and its table (markdown)
     .venv/bin/python scripts/curve.py plot runs/curves/ffp.json runs/curves/f2lm.json --out docs/img/curves.png
     .venv/bin/python scripts/curve.py table runs/curves/ffp.json runs/curves/f2lm.json
@@ -19,8 +22,9 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,9 +37,15 @@ from models.data.transforms import prepare
 from models.evaluate.protocols import VideoSignals, evaluate
 from models.evaluate.pseudo import ALL_KINDS, KINDS, Kind, pseudo_auc, pseudo_raw, pseudo_set
 from models.inference import score_frames
+from models.io import load_model
+from models.store import ModelStore
 from models.train.checkpoint import list_snapshots
 from models.train.config import load_snapshot_config, parse_value
 from models.train.loop import snapshot_method
+from service.settings import get_settings
+
+if TYPE_CHECKING:
+    from models.base import AnomalyMethod
 
 log = logging.getLogger("curve")
 
@@ -84,10 +94,44 @@ def point(
         update = {"signals": ("frame", "patch")} | ({"patch": patch} if patch else {})
         config = config.model_copy(update=update)  # every ffp signal in one pass
     method = snapshot_method(config, snapshot, torch.device("cpu"))
+    where = {
+        "run": str(snapshot.parent.parent),
+        "snapshot": snapshot.name,
+        "cpu_minutes": round(meta["cpu_s"] / 60, 2),
+        "step": meta["step"],
+        "method": cfg.method_name,
+    }
+    label = [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
+    label += [f"patch={config.patch}"] if signals and config.name == "ffp" else []  # type: ignore[attr-defined]
+    data = Data(str(cfg.data.root), cfg.data.num_val, cfg.data.fps)
+    return score_point(method, where, label, data, footage, with_test, signals, kinds)
+
+
+@dataclass(frozen=True)
+class Data:
+    """Where a point's footage comes from: the dataset, how many training videos were held out, their rate."""
+
+    root: str
+    num_val: int
+    fps: float | None
+
+
+def score_point(
+    method: AnomalyMethod,
+    where: dict[str, Any],
+    label: list[str],
+    data: Data,
+    footage: Footage,
+    with_test: bool,
+    signals: list[str] | None,
+    kinds: tuple[Kind, ...],
+) -> list[dict[str, Any]]:
+    """The rows of one model (a snapshot's or a registered version's): calibrated on the held-out training videos as
+    a run's end does, scored on their pseudo-anomalies and, with `with_test`, on the test videos."""
     method.eval()
-    spec, root, names = method.input_spec, str(cfg.data.root), list(method.signal_names)
+    spec, names = method.input_spec, list(method.signal_names)
     started = time.monotonic()
-    held = footage.held_out(root, cfg.data.num_val)
+    held = footage.held_out(data.root, data.num_val)
     held_raw = [score_frames(method, prepare(frames, spec)) for _, frames in held]
     pseudo = pseudo_set(held, kinds=kinds)
     pseudo_scores = pseudo_raw(method, pseudo)
@@ -95,7 +139,7 @@ def point(
     if with_test:
         test_signals = [
             VideoSignals(v.name, score_frames(method, prepare(f, spec)), v.labels)
-            for v, f in footage.test_videos(root)
+            for v, f in footage.test_videos(data.root)
             if v.labels is not None
         ]
     rows = []
@@ -108,20 +152,13 @@ def point(
             subset,
             weights=method.calibration_weights(raw) if subset == names else None,
             segments=[len(r) for r in held_raw],
-            source=f"held-out training videos {', '.join(n for n, _ in held)} of {root}",
-            fps=cfg.data.fps,
+            source=f"held-out training videos {', '.join(n for n, _ in held)} of {data.root}",
+            fps=data.fps,
         )
         row: dict[str, Any] = {
-            "run": str(snapshot.parent.parent),
-            "snapshot": snapshot.name,
-            "cpu_minutes": round(meta["cpu_s"] / 60, 2),
-            "step": meta["step"],
-            "method": cfg.method_name,
+            **where,
             "label": " ".join(
-                [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
-                + ([f"patch={config.patch}"] if signals and config.name == "ffp" else [])  # type: ignore[attr-defined]
-                + ([variant] if signals else [])
-                + ([f"kinds={'+'.join(kinds)}"] if kinds != KINDS else [])
+                label + ([variant] if signals else []) + ([f"kinds={'+'.join(kinds)}"] if kinds != KINDS else [])
             ),
             "signals": subset,
             "kinds": list(kinds),
@@ -136,6 +173,26 @@ def point(
         log.info("%s", json.dumps({k: v for k, v in row.items() if k != "run"}))
         rows.append(row)
     return rows
+
+
+def model_points(args: argparse.Namespace) -> int:
+    """Points of registered versions (methods fitted without snapshots, e.g. flowmem): the same yardstick, the
+    held-out videos given by --dataset and --num-val (those the version was calibrated on)."""
+    store = ModelStore(args.registry or get_settings().store.root)
+    footage, rows = Footage(), []
+    for ref in args.models:
+        method, card, version = load_model(store, ref)
+        train = card.metrics.get("train", {})
+        where = {
+            "run": version.ref,
+            "snapshot": version.ref,
+            "cpu_minutes": round(float(train.get("train_cpu_s", 0.0)) / 60, 2),
+            "step": int(train.get("steps", 0)),
+            "method": card.method,
+        }
+        data = Data(str(args.dataset), args.num_val, args.fps)
+        rows += score_point(method, where, [version.ref], data, footage, args.test, args.signals, tuple(args.kinds))
+    return _write(rows, args.out)
 
 
 def points(args: argparse.Namespace) -> int:
@@ -153,9 +210,13 @@ def points(args: argparse.Namespace) -> int:
         rows += [
             row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch, overrides, kinds)
         ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=1))
-    print(f"wrote {len(rows)} points to {args.out}")
+    return _write(rows, args.out)
+
+
+def _write(rows: list[dict[str, Any]], out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    print(f"wrote {len(rows)} points to {out}")
     return 0
 
 
@@ -221,15 +282,38 @@ def _kind_auc(pseudo: dict[str, float], kind: str) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _scoring_options() -> argparse.ArgumentParser:
+    """What `points` and `models` share: where points go and how they are scored."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", type=Path, required=True)
+    common.add_argument(
+        "--test", action="store_true", help="also score the labelled test videos (reported, not chosen on)"
+    )
+    common.add_argument("--threads", type=int, default=1)
+    common.add_argument(
+        "--signals",
+        nargs="+",
+        help="signal sets to calibrate and score separately, '+'-joined signal names, e.g. neg_psnr "
+        "neg_patch_psnr neg_psnr+neg_patch_psnr (ffp snapshots are scored with both of its signals for this)",
+    )
+    common.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=ALL_KINDS,
+        default=list(KINDS),
+        help="pseudo-anomaly kinds to inject (default: fast object, what every recorded point used; add shape for "
+        "appearance anomalies)",
+    )
+    return common
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
-    p = sub.add_parser("points", help="evaluate every snapshot of the given runs")
+    common = _scoring_options()
+    p = sub.add_parser("points", parents=[common], help="evaluate every snapshot of the given runs")
     p.add_argument("runs", nargs="+", help="run directories (out_dir) holding snapshots/")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--test", action="store_true", help="also score the labelled test videos (reported, not chosen on)")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--last", action="store_true", help="only the last snapshot of each run")
     p.add_argument("--patch", type=int, help="ffp: the patch signal's window side (default: the run's method.patch)")
     p.add_argument(
@@ -239,29 +323,21 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="method settings that need no retraining, e.g. error=patch patch=16 (f2lm)",
     )
-    p.add_argument(
-        "--signals",
-        nargs="+",
-        help="signal sets to calibrate and score separately, '+'-joined signal names, e.g. neg_psnr "
-        "neg_patch_psnr neg_psnr+neg_patch_psnr (ffp snapshots are scored with both of its signals for this)",
-    )
-    p.add_argument(
-        "--kinds",
-        nargs="+",
-        choices=ALL_KINDS,
-        default=list(KINDS),
-        help="pseudo-anomaly kinds to inject (default: fast object, what every recorded point used; add shape for "
-        "appearance anomalies)",
-    )
+    m = sub.add_parser("models", parents=[common], help="evaluate registered versions (e.g. flowmem's)")
+    m.add_argument("models", nargs="+", help="name@vN or name@alias")
+    m.add_argument("--registry", type=Path, help="model registry (default: the service's store.root)")
+    m.add_argument("--dataset", type=Path, required=True, help="the dataset the versions were fitted on")
+    m.add_argument("--num-val", type=int, default=2, help="training videos held out (the last ones), as in the run")
+    m.add_argument("--fps", type=float, help="the footage's frame rate (Ped2: 10)")
     q = sub.add_parser("plot", help="AUC against training CPU-minutes from points files")
     q.add_argument("files", nargs="+")
     q.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("table", help="a markdown table of the points in points files")
     t.add_argument("files", nargs="+")
     args = parser.parse_args()
-    if args.action == "points":
+    if args.action in ("points", "models"):
         torch.set_num_threads(args.threads)
-        return points(args)
+        return points(args) if args.action == "points" else model_points(args)
     return plot(args) if args.action == "plot" else table(args)
 
 

@@ -165,3 +165,32 @@ def test_curve_points_table_and_plot_from_a_runs_snapshots(long_dataset: Path, t
     png = tmp_path / "curves.png"
     subprocess.run([*script, "plot", str(points), "--out", str(png)], capture_output=True, cwd=REPO, check=True)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: Path) -> None:
+    """Versions fitted without snapshots (flowmem) get points on the same yardstick, from the registry."""
+    registry = tmp_path / "registry"
+    cfg = load_train_config(
+        REPO / "models" / "configs" / "flowmem_tiny.yaml",
+        [f"data.root={long_dataset}", f"out_dir={tmp_path / 'run'}", f"register.registry={registry}"],
+    )
+    train(cfg)
+    points = tmp_path / "points.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "curve.py"), "models", "flowmem-tiny@v1", "--registry", str(registry),
+         "--dataset", str(long_dataset), "--num-val", "1", "--signals", "motion_knn", "motion_knn+appearance_knn",
+         "--kinds", "fast", "shape", "--out", str(points)],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(points.read_text())
+    assert [r["label"] for r in rows] == [
+        "flowmem-tiny@v1 motion_knn kinds=fast+shape",
+        "flowmem-tiny@v1 motion_knn+appearance_knn kinds=fast+shape",
+    ]
+    for r in rows:
+        assert r["method"] == "flowmem"
+        assert r["step"] > 0
+        assert set(r["pseudo"]) >= {"online_micro_auc_fast", "online_micro_auc_shape"}
+        assert "online_micro_auc_object" not in r["pseudo"]
+        assert "test" not in r
