@@ -41,7 +41,7 @@ from models.train.checkpoint import (
 from models.train.config import TrainConfig
 from models.train.finish import finish_run
 from models.train.objectives import Objective, build_objective
-from models.train.sources import open_source
+from models.train.sources import DataSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -197,18 +197,25 @@ def train(cfg: TrainConfig) -> TrainResult:
         _loop(cfg, method, objective, source.batches(run.step), run)
     train_metrics = {
         "losses": {k: float(np.mean(v)) for k, v in run.losses.items()},
-        "steps": run.step,
-        "batch_size": cfg.batch_size,
-        "train_time_s": round(run.elapsed_s, 1),
-        "train_cpu_s": round(run.cpu_s, 1),
+        **_train_metrics(cfg, source, run.step, run.elapsed_s, run.cpu_s),
         "steps_per_s": round(run.step / max(run.elapsed_s, 1e-9), 3),
         "device": str(device) + (" (bf16 autocast)" if _uses_amp(cfg, device) else ""),
-        "data": source.kind,
-        **source.summary(),
     }
     objective.finish()
     ref, metrics = finish_run(cfg, method, source, train_metrics, device)
     return TrainResult(ref=ref, metrics=metrics)
+
+
+def _train_metrics(cfg: TrainConfig, source: DataSource, steps: int, elapsed_s: float, cpu_s: float) -> dict[str, Any]:
+    """What a model card records of the training behind its weights, whether a run ended or a snapshot is registered."""
+    return {
+        "steps": steps,
+        "batch_size": cfg.batch_size,
+        "train_time_s": round(elapsed_s, 1),
+        "train_cpu_s": round(cpu_s, 1),
+        "data": source.kind,
+        **source.summary(),
+    }
 
 
 def snapshot_method(config: MethodConfig, folder: Path, device: torch.device) -> AnomalyMethod:
@@ -230,14 +237,9 @@ def register_snapshot(cfg: TrainConfig, folder: Path, meta: dict[str, Any]) -> T
     method = snapshot_method(cfg.method, folder, device)
     source = open_source(cfg, method, device)
     train_metrics = {
-        "steps": meta["step"],
-        "batch_size": cfg.batch_size,
-        "train_time_s": meta["elapsed_s"],
-        "train_cpu_s": meta["cpu_s"],
+        **_train_metrics(cfg, source, meta["step"], meta["elapsed_s"], meta["cpu_s"]),
         "snapshot": str(folder),
         "device": str(device),
-        "data": source.kind,
-        **source.summary(),
     }
     ref, metrics = finish_run(cfg, method, source, train_metrics, device)
     return TrainResult(ref=ref, metrics=metrics)
