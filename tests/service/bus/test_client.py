@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 
@@ -60,10 +61,26 @@ def test_retry_gives_up_with_the_last_error():
         retry(flaky, attempts=2, backoff=Backoff(0.001, 0.002))
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000, which a cluster node also binds) exists and is free too:
+    ephemeral ports go up to 60999, and a node on a port above 55535 cannot start."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair for a cluster node")
+
+
 def test_a_cluster_node_is_refused_at_start_with_the_setting_to_change(tmp_path):
     exe = shutil.which("redis-server")
     assert exe is not None
-    port = free_port()
+    port = _cluster_port()
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--cluster-enabled",
          "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path)],
