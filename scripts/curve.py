@@ -77,6 +77,15 @@ class Footage:
         return self.test[root]
 
 
+@dataclass(frozen=True)
+class Data:
+    """Where a point's footage comes from: the dataset, how many training videos were held out, their rate."""
+
+    root: str
+    num_val: int
+    fps: float | None
+
+
 def point(
     snapshot: Path,
     footage: Footage,
@@ -105,15 +114,6 @@ def point(
     label += [f"patch={config.patch}"] if signals and config.name == "ffp" else []  # type: ignore[attr-defined]
     data = Data(str(cfg.data.root), cfg.data.num_val, cfg.data.fps)
     return score_point(method, where, label, data, footage, with_test, signals, kinds)
-
-
-@dataclass(frozen=True)
-class Data:
-    """Where a point's footage comes from: the dataset, how many training videos were held out, their rate."""
-
-    root: str
-    num_val: int
-    fps: float | None
 
 
 def score_point(
@@ -198,6 +198,8 @@ def model_points(args: argparse.Namespace) -> int:
 def points(args: argparse.Namespace) -> int:
     footage = Footage()
     rows = []
+    overrides = {k: parse_value(v) for k, _, v in (o.partition("=") for o in args.set)}
+    kinds = tuple(args.kinds)
     for run in args.runs:
         snapshots = list_snapshots(Path(run))
         if not snapshots:
@@ -205,8 +207,6 @@ def points(args: argparse.Namespace) -> int:
             return 1
         if args.last:
             snapshots = snapshots[-1:]
-        overrides = {k: parse_value(v) for k, _, v in (o.partition("=") for o in args.set)}
-        kinds = tuple(args.kinds)
         rows += [
             row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch, overrides, kinds)
         ]
