@@ -64,7 +64,7 @@ class WindowObserver:
     def _read(self) -> None:
         last = "$"
         while not self._stop.is_set():
-            for _, entries in self.r.xread({keys.WINDOWS_STREAM: last}, block=200, count=500) or []:
+            for _, entries in self.r.xread({keys.windows_stream(0): last}, block=200, count=500) or []:
                 for entry_id, fields in entries:
                     last = entry_id.decode()
                     window = topics.decode_window(fields)

@@ -33,8 +33,7 @@ def _check_heartbeat(component: str, any_host: bool, timeout: float) -> tuple[bo
     from service.bus.client import connect
     from service.settings import get_settings
 
-    client = connect(get_settings().redis)
-    client.connection_pool.connection_kwargs["socket_timeout"] = timeout
+    client = connect(get_settings().redis, socket_timeout=timeout)
     try:
         beats = topics.read_heartbeats(client, component)
     except redis.RedisError as e:

@@ -41,6 +41,12 @@ class RedisSettings(_Section):
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # secret: it may carry a password
     connect_timeout_s: float = Field(default=5.0, gt=0)
     startup_wait_s: float = Field(default=30.0, ge=0)  # bounded wait for Redis at process start
+    # Redis Cluster: `url` names any one node (the client finds the others); every process checks the server's mode
+    # against this at start (bus/client.py) and says which setting to change when they differ.
+    cluster: bool = False
+    # How many partitions the cameras are spread over (keys.py): on a cluster, several per shard so workers and
+    # shards share the load evenly (OPERATIONS.md, Scaling); fixed once data exists, every process must agree.
+    partitions: int = Field(default=1, ge=1, le=4096)
 
     @field_validator("url")
     @classmethod

@@ -16,7 +16,7 @@ import redis
 
 from models.calibration.camera import CameraReference
 from service.alerts.schema import AlertAck
-from service.bus import topics
+from service.bus import keys, topics
 from service.errors import VigilServiceError
 from service.locks import camera_lock
 from service.messages import Alert, AlertEvent, AlertEventKind, ScoringState
@@ -64,8 +64,9 @@ def change_alert(
         if change.reference is not None:
             topics.save_reference(pipe, alert.camera, change.reference)
         topics.save_scoring_state(pipe, alert.camera, state)
-        topics.save_alert_event(pipe, AlertEvent(kind=kind, alert=updated), retention_s)
+        topics.queue_alert_event(pipe, AlertEvent(kind=kind, alert=updated), retention_s)
         pipe.execute()
+        topics.relay_outbox(r, keys.partition_of(alert.camera))
         return updated
 
 

@@ -14,7 +14,7 @@ from service.api import docs
 from service.api.errors import register_exception_handlers
 from service.api.middleware import BodyLimit, RequestMetrics, WebSocketKeyFromQuery
 from service.api.routes import alerts, calibration, cameras, clips, health, incidents, jobs, models, scores, ui, ws
-from service.bus.client import REDIS_ERRORS, connect, refuse_cluster_node
+from service.bus.client import REDIS_ERRORS, check_server, connect
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # helpers directly, so serialisation stays in service/bus/topics/ only.
         app.state.redis = connect(settings.redis)
         with contextlib.suppress(*REDIS_ERRORS):  # Redis not up yet: serve anyway, routes answer 503 until it is
-            refuse_cluster_node(app.state.redis)
+            check_server(app.state.redis)
         if not settings.api.admin_keys:
             log.warning("no admin keys configured (VIGIL_API__ADMIN_KEYS): anyone can change state; dev only")
         try:

@@ -29,6 +29,7 @@ from service.alerts.machine import ScoreRun, advance
 from service.alerts.schema import Incident
 from service.alerts.triage import triage
 from service.bus import keys, topics
+from service.bus.client import REDIS_ERRORS
 from service.bus.topics.calibration import RedisLearnBuffer, encode_records, pack_flags
 from service.errors import ModelUnavailableError
 from service.messages import AlertEvent, AlertParams, ScoreCalibration, ScoredWindow, ScoreMsg, ScoringState
@@ -129,19 +130,27 @@ class OrderedPublisher:
         self._states: dict[str, tuple[ScoringState, float]] = {}  # camera -> its state as last published, and when
 
     def submit(self, results: list[ScoredWindow]) -> None:
-        """Stash results (one transaction), then drain each camera they belong to."""
-        pipe = self.r.pipeline(transaction=True)
+        """Stash results (one transaction per partition: a cluster cannot span them), then drain each camera they
+        belong to."""
+        by_partition: dict[int, list[ScoredWindow]] = {}
         for result in results:
-            topics.stash_result(pipe, result)
-        pipe.execute()
+            by_partition.setdefault(keys.partition_of(result.camera), []).append(result)
+        for batch in by_partition.values():
+            pipe = self.r.pipeline(transaction=True)
+            for result in batch:
+                topics.stash_result(pipe, result)
+            pipe.execute()
         for camera in sorted({r.camera for r in results}):
             self.drain(camera, self.lock_wait_s)
 
     def sweep(self) -> None:
-        """Drain cameras that still have stashed results (a gap that may have timed out, a lost race)."""
-        members: set[bytes] = self.r.smembers(keys.RESULTS_WAITING_SET)  # type: ignore[assignment]
-        for member in members:
-            self.drain(member.decode(), lock_wait_s=0.0)
+        """Drain cameras that still have stashed results (a gap that may have timed out, a lost race), and relay the
+        alert outboxes (changes whose relay failed after their transaction, topics/outbox.py)."""
+        for partition in range(keys.partitions()):
+            members: set[bytes] = self.r.smembers(keys.results_waiting_set(partition))  # type: ignore[assignment]
+            for member in members:
+                self.drain(member.decode(), lock_wait_s=0.0)
+        topics.relay_all(self.r)
 
     def drain(self, camera: str, lock_wait_s: float) -> int:
         """Publish what is ready for one camera; returns the number of frames published (0 if locked)."""
@@ -149,7 +158,7 @@ class OrderedPublisher:
         if token is None:
             # The holder may have loaded the stash before our result landed and cleared the waiting mark;
             # set it again so the next sweep (of any worker) picks the result up.
-            self.r.sadd(keys.RESULTS_WAITING_SET, camera)
+            self.r.sadd(keys.results_waiting_set(keys.partition_of(camera)), camera)
             return 0
         try:
             return self._drain_locked(camera)
@@ -177,9 +186,9 @@ class OrderedPublisher:
         pipe = self.r.pipeline(transaction=True)
         topics.add_scores(pipe, pub.scores)
         for event in pub.events:
-            topics.save_alert_event(pipe, event, self.retention_s)
+            topics.queue_alert_event(pipe, event, self.retention_s)
         for incident in pub.incidents.values():
-            topics.save_incident(pipe, incident, self.retention_s)
+            topics.queue_incident(pipe, incident, self.retention_s)
         for model, num_signals, records, first_ts in pub.archive:
             topics.append_signals(pipe, camera, model, num_signals, records, first_ts, self.replay_retention_s)
         pub.buffer.apply(pipe)
@@ -189,8 +198,10 @@ class OrderedPublisher:
             pipe.hdel(keys.camera_results_key(camera), *done)
         topics.save_scoring_state(pipe, camera, state)
         if len(done) == len(stash):
-            pipe.srem(keys.RESULTS_WAITING_SET, camera)
+            pipe.srem(keys.results_waiting_set(keys.partition_of(camera)), camera)
         pipe.execute()
+        if pub.events or pub.incidents:
+            self._relay(camera)
         if pub.reference is not None:
             self._references[camera] = pub.reference
         self._states[camera] = (state, time.monotonic())
@@ -201,6 +212,14 @@ class OrderedPublisher:
             log.info("camera %s: learned its %s reference (version %d)", camera, profile, state.calib_version)
         self._after_publish(camera, plan, pub.scores, pub.events)
         return len(pub.scores)
+
+    def _relay(self, camera: str) -> None:
+        """Store the alert changes just committed (topics/outbox.py); when the global store is away, the periodic
+        sweep stores them later: the scoring transaction has committed and must not be repeated."""
+        try:
+            topics.relay_outbox(self.r, keys.partition_of(camera))
+        except REDIS_ERRORS as e:
+            log.warning("camera %s: alert changes wait in the outbox until the next sweep: %s", camera, e)
 
     def _score(self, camera: str, state: ScoringState, ready: list[ScoredWindow]) -> Publication:
         """Calibrate the ready windows in order, run the alert machine over their frames, archive their signals."""

@@ -87,11 +87,12 @@ def _owner(r: redis.Redis, camera: str) -> str | None:
     return owner.decode() if owner is not None else None
 
 
-def _pending_cameras(r: redis.Redis, consumer: str) -> set[str]:
-    pending = r.xpending_range(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, "-", "+", 100, consumername=consumer)
+def _pending_cameras(r: redis.Redis, consumer: str, partition: int = 0) -> set[str]:
+    stream = keys.windows_stream(partition)
+    pending = r.xpending_range(stream, keys.WINDOWS_GROUP, "-", "+", 100, consumername=consumer)
     cameras = set()
     for p in pending:
-        for _, fields in r.xrange(keys.WINDOWS_STREAM, p["message_id"], p["message_id"]):
+        for _, fields in r.xrange(stream, p["message_id"], p["message_id"]):
             cameras.add(topics.decode_window(fields).camera)
     return cameras
 

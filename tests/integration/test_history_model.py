@@ -59,8 +59,9 @@ def test_file_camera_scores_a_history_model_like_vigil_score(
     np.testing.assert_allclose([s["score"] for s in scores], expected, atol=1e-5)
     assert {s["calibration"]["state"] for s in scores} == {"learning"}
     # The history lives in Redis under the ingester's stream id, one key per scored frame.
-    found = list(redis.Redis.from_url(redis_url).scan_iter(match="vigil:cam:hall:snippet:*", count=1000))
+    pattern = keys.snippet_feature_key("hall", "*", "*", 0).removesuffix(":0") + "*"
+    found = list(redis.Redis.from_url(redis_url).scan_iter(match=pattern, count=1000))
     assert len(found) == 49
-    stream = found[0].decode().split(":")[4]
+    stream = found[0].decode().split(":snippet:")[1].split(":")[0]
     assert stream
     assert keys.snippet_feature_key("hall", stream, f"{MODEL}@v1", 63).encode() in found

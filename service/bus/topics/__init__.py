@@ -16,7 +16,6 @@ from service.bus.topics.alerts import (
     page_index,
     put_frame_thumbs,
     read_alert_events,
-    save_alert_event,
 )
 from service.bus.topics.calibration import (
     SignalRecords,
@@ -54,7 +53,7 @@ from service.bus.topics.health import (
     set_camera_health,
 )
 from service.bus.topics.history import read_snippet_features, write_snippet_features
-from service.bus.topics.incidents import get_incident, list_incidents, save_incident
+from service.bus.topics.incidents import get_incident, list_incidents
 from service.bus.topics.jobs import (
     ACTIVE_STATES,
     active_jobs,
@@ -69,6 +68,14 @@ from service.bus.topics.jobs import (
     publish_job_window,
     put_job,
     set_job_progress,
+)
+from service.bus.topics.outbox import (
+    queue_alert_event,
+    queue_incident,
+    relay_all,
+    relay_outbox,
+    save_alert_event,
+    save_incident,
 )
 from service.bus.topics.scores import (
     add_scores,
@@ -173,6 +180,8 @@ __all__ = [
     "put_camera",
     "put_frame_thumbs",
     "put_job",
+    "queue_alert_event",
+    "queue_incident",
     "read_alert_events",
     "read_health_events",
     "read_heartbeats",
@@ -182,6 +191,8 @@ __all__ = [
     "read_signals",
     "read_snippet_features",
     "read_windows",
+    "relay_all",
+    "relay_outbox",
     "restore_cameras",
     "resume_playback",
     "save_alert_event",

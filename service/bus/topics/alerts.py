@@ -9,9 +9,9 @@ from typing import Any, TypeVar, cast
 import redis
 from pydantic import BaseModel
 
-from service.alerts.schema import ALERT_FILTERS, AlertFilter, alert_filters
+from service.alerts.schema import AlertFilter
 from service.bus import keys
-from service.bus.topics.codec import AnyRedis, decode_json, encode_json
+from service.bus.topics.codec import AnyRedis, decode_json
 from service.messages import (
     Alert,
     AlertEvent,
@@ -21,53 +21,7 @@ from service.messages import (
 log = logging.getLogger(__name__)
 
 
-# One alert change: next revision, alert document with retention, both indexes, the event, and the state indexes:
-# KEYS[6..] are the ALERT_FILTERS indexes of every camera, then of the alert's camera; ARGV[6..] says (1/0) for each
-# filter whether the alert is in it now.
-_SAVE_ALERT = """
-local rev = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('ZADD', KEYS[3], rev, ARGV[3])
-redis.call('ZADD', KEYS[4], rev, ARGV[3])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[4], 'rev', rev)
-local n = #ARGV - 5
-for i = 1, n do
-  for _, key in ipairs({KEYS[5 + i], KEYS[5 + n + i]}) do
-    if ARGV[5 + i] == '1' then redis.call('ZADD', key, rev, ARGV[3]) else redis.call('ZREM', key, ARGV[3]) end
-  end
-end
-return rev
-"""
-
-
-# --- alerts -------------------------------------------------------------------------------------------
-
-
-def save_alert_event(pipe: AnyRedis, event: AlertEvent, retention_s: int) -> None:
-    """Store the alert (expiring after `retention_s`), index it for cursor paging (all, its camera, its states) and
-    append the event."""
-    a = event.alert
-    now_in = alert_filters(a)
-    pipe.register_script(_SAVE_ALERT)(
-        keys=[
-            keys.ALERT_REVISION_KEY,
-            keys.alert_key(a.id),
-            keys.ALERTS_INDEX,
-            keys.camera_alerts_index(a.camera),
-            keys.ALERT_EVENTS_STREAM,
-            *(keys.alerts_state_index(f) for f in ALERT_FILTERS),
-            *(keys.alerts_state_index(f, a.camera) for f in ALERT_FILTERS),
-        ],
-        args=[
-            encode_json(a),
-            retention_s,
-            a.id,
-            encode_json(event),
-            keys.ALERT_EVENTS_MAXLEN,
-            *("1" if f in now_in else "0" for f in ALERT_FILTERS),
-        ],
-        client=pipe,
-    )
+# --- alerts (changes are stored through topics/outbox.py) ------------------------------------------------
 
 
 D = TypeVar("D", bound=BaseModel)

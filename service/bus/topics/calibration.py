@@ -21,7 +21,7 @@ import redis
 
 from models.calibration.camera import CameraReference
 from service.bus import keys
-from service.bus.topics.codec import AnyRedis, decode_json, encode_json
+from service.bus.topics.codec import AnyRedis, decode_json, encode_json, run_script
 from service.errors import MessageError
 from service.messages import SCHEMA_VERSION, CameraReferenceDoc
 
@@ -141,10 +141,11 @@ def append_signals(
     """Archive one window's records (the module docstring); entries older than `retention_s` are trimmed."""
     min_id = f"{int((time.time() - retention_s) * 1000)}-0"
     full = ARCHIVE_CHUNK_FRAMES * record_dtype(num_signals).itemsize
-    pipe.register_script(_APPEND_SIGNALS)(
-        keys=[keys.camera_signals_key(camera), keys.camera_signals_open_key(camera)],
-        args=[payload, num_signals, model, repr(first_ts), full, ARCHIVE_CHUNK_S, min_id, SCHEMA_VERSION],
-        client=pipe,
+    run_script(
+        pipe,
+        _APPEND_SIGNALS,
+        [keys.camera_signals_key(camera), keys.camera_signals_open_key(camera)],
+        [payload, num_signals, model, repr(first_ts), full, ARCHIVE_CHUNK_S, min_id, SCHEMA_VERSION],
     )
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any, TypeVar
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import redis
 from pydantic import BaseModel, ValidationError
+from redis.cluster import ClusterPipeline, RedisCluster
+from redis.crc import key_slot
 
 from service.errors import MessageError, SchemaVersionError
 from service.messages import (
@@ -21,6 +24,60 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 Fields = Mapping[bytes, bytes]
 AnyRedis = redis.Redis | redis.client.Pipeline
+Arg = bytes | str | int | float
+
+
+SLOT_BLOCK_MS = 20  # longest block on one slot's streams when an XREAD spans several cluster slots
+
+
+def xread_streams(r: redis.Redis, streams: Mapping[str, str], count: int, block_ms: int | None) -> list[Any]:
+    """XREAD of several streams, optionally blocking, also when a cluster holds them in different slots (one command
+    cannot read those): there it reads each slot's streams without waiting ("$" taken as the stream's last id now)
+    and, when none has anything, blocks on one slot for at most `SLOT_BLOCK_MS`. Same reply shape as XREAD."""
+    if not isinstance(r, RedisCluster):
+        return cast(list[Any], r.xread(dict[Any, Any](streams), count=count, block=block_ms) or [])
+    by_slot: dict[int, dict[str, str]] = {}
+    for key, last_id in streams.items():
+        by_slot.setdefault(key_slot(key.encode()), {})[key] = last_id
+    if len(by_slot) <= 1:
+        return cast(list[Any], r.xread(dict[Any, Any](streams), count=count, block=block_ms) or [])
+    out: list[Any] = []
+    groups: list[dict[Any, Any]] = [{k: _concrete(r, k, i) for k, i in g.items()} for g in by_slot.values()]
+    for group in groups:
+        out.extend(r.xread(group, count=count) or [])
+    if out or block_ms is None:
+        return out
+    return cast(list[Any], r.xread(random.choice(groups), count=count, block=min(block_ms, SLOT_BLOCK_MS)) or [])
+
+
+def _concrete(r: redis.Redis, stream: str, last_id: str) -> str:
+    """A stream id for `last_id`, with "$" replaced by the stream's last id now (0-0 for a stream not yet there)."""
+    if last_id != "$":
+        return last_id
+    try:
+        info: Any = r.xinfo_stream(stream)
+    except redis.ResponseError:  # no such key
+        return "0-0"
+    return _text(info["last-generated-id"])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def is_pipeline(client: AnyRedis) -> bool:
+    """Whether `client` queues commands (a pipeline, standalone or cluster) rather than sending them."""
+    return isinstance(client, redis.client.Pipeline | ClusterPipeline)
+
+
+def run_script(client: AnyRedis, script: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    """Run a Lua script on a client or queue it in a pipeline. In a cluster pipeline it goes as EVAL with the script's
+    text: redis-py queues EVALSHA there without loading the script on the node first, and inside MULTI a NOSCRIPT
+    fails that one command while the rest of the transaction is applied. Elsewhere redis-py's Script sends EVALSHA
+    and loads the script when a server does not know it (a pipeline loads it before it executes)."""
+    if isinstance(client, ClusterPipeline):
+        return client.execute_command("EVAL", script, len(keys), *keys, *args)
+    return client.register_script(script)(keys=keys, args=args, client=client)
 
 
 # --- decoding helpers ---------------------------------------------------------------------------------

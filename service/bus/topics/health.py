@@ -8,7 +8,7 @@ import redis
 
 from models.health.monitor import HealthMemory
 from service.bus import keys
-from service.bus.topics.codec import AnyRedis, decode_json, encode_json
+from service.bus.topics.codec import AnyRedis, decode_json, encode_json, is_pipeline
 from service.messages import CameraHealth, HealthEvent
 
 
@@ -28,7 +28,7 @@ def list_camera_health(r: redis.Redis) -> dict[str, CameraHealth]:
 
 def publish_health_event(r: AnyRedis, event: HealthEvent) -> None:
     """Record a raised or cleared condition: the camera's new health and the event, in one transaction."""
-    pipe = r.pipeline(transaction=True) if isinstance(r, redis.Redis) else r
+    pipe: Any = r if is_pipeline(r) else r.pipeline(transaction=True)
     pipe.hset(keys.CAMERA_HEALTH_HASH, event.camera, encode_json(event.health))
     pipe.xadd(keys.HEALTH_EVENTS_STREAM, {"d": encode_json(event)}, maxlen=keys.HEALTH_EVENTS_MAXLEN, approximate=True)
     if pipe is not r:

@@ -1,4 +1,5 @@
-"""Incidents (service/alerts/triage.py): stored with revisions for cursor paging like alerts, and retention."""
+"""Incidents (service/alerts/triage.py): stored with revisions for cursor paging like alerts, and retention (written
+through topics/outbox.py)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,7 @@ import redis
 from service.alerts.schema import Incident, IncidentPage
 from service.bus import keys
 from service.bus.topics.alerts import page_index
-from service.bus.topics.codec import AnyRedis, decode_json, encode_json
-
-# One incident change: next revision, the document with retention, both indexes.
-_SAVE_INCIDENT = """
-local rev = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('ZADD', KEYS[3], rev, ARGV[3])
-redis.call('ZADD', KEYS[4], rev, ARGV[3])
-return rev
-"""
-
-
-def save_incident(pipe: AnyRedis, incident: Incident, retention_s: int) -> None:
-    """Store the incident (expiring `retention_s` after its last change) and index it for cursor paging."""
-    pipe.register_script(_SAVE_INCIDENT)(
-        keys=[
-            keys.INCIDENT_REVISION_KEY,
-            keys.incident_key(incident.id),
-            keys.INCIDENTS_INDEX,
-            keys.camera_incidents_index(incident.camera),
-        ],
-        args=[encode_json(incident), retention_s, incident.id],
-        client=pipe,
-    )
+from service.bus.topics.codec import decode_json
 
 
 def list_incidents(r: redis.Redis, since: int = 0, limit: int = 100, camera: str | None = None) -> IncidentPage:

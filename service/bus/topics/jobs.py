@@ -44,7 +44,8 @@ def publish_job_window(r: redis.Redis, window: WindowMsg, maxlen: int = keys.WIN
         raise ValueError(msg)
     f = encode_window(window)
     script = r.register_script(_PUBLISH_JOB_WINDOW)
-    stream_keys = [keys.WINDOWS_STREAM, keys.camera_seq_key(window.camera), keys.job_progress_key(window.job_id)]
+    stream = keys.windows_stream(keys.partition_of(window.camera))
+    stream_keys = [stream, keys.camera_seq_key(window.camera), keys.job_progress_key(window.job_id)]
     end = window.first_frame + window.num_scored
     seq, next_frame = cast(
         list[Any], script(keys=stream_keys, args=[maxlen, f["v"], f["h"], f["f"], window.first_frame, end])
@@ -168,10 +169,11 @@ def expire_job_stream(r: redis.Redis, job_id: str, ttl_s: int, drop_scores: bool
 def delete_job(r: redis.Redis, job_id: str) -> bool:
     """Remove a job's record from every index; returns False when it did not exist."""
     pipe = r.pipeline(transaction=True)
-    pipe.delete(keys.job_key(job_id), keys.job_progress_key(job_id))
+    pipe.delete(keys.job_key(job_id))
     pipe.zrem(keys.JOBS_INDEX, job_id)
     pipe.srem(keys.JOBS_ACTIVE, job_id)
     removed = cast(list[int], pipe.execute())[0]
+    r.delete(keys.job_progress_key(job_id))  # in the job stream's partition (keys.py), not with the record
     return bool(removed)
 
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 import redis
 
 from service.bus import keys
-from service.bus.topics.codec import AnyRedis, decode_json, encode_json
+from service.bus.topics.codec import AnyRedis, decode_json, encode_json, xread_streams
 from service.messages import (
     ScoredWindow,
     ScoreMsg,
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def stash_result(r: AnyRedis, result: ScoredWindow) -> None:
     r.hset(keys.camera_results_key(result.camera), str(result.seq), encode_json(result))
-    r.sadd(keys.RESULTS_WAITING_SET, result.camera)
+    r.sadd(keys.results_waiting_set(keys.partition_of(result.camera)), result.camera)
 
 
 def load_results(r: redis.Redis, camera: str) -> dict[int, ScoredWindow]:
@@ -67,11 +67,11 @@ def read_new_scores(
     r: redis.Redis, last_ids: Mapping[str, str], block_ms: int | None = None, count: int = 500
 ) -> list[tuple[str, str, ScoreMsg]]:
     """(camera, id, score) newer than `last_ids[camera]` ("$" = only new ones); XREAD, optionally blocking."""
-    streams: Any = {keys.score_stream_key(c): i for c, i in last_ids.items()}
-    resp: Any = r.xread(streams, count=count, block=block_ms) or []
+    cameras = {keys.score_stream_key(c): c for c in last_ids}
+    resp = xread_streams(r, {stream: last_ids[c] for stream, c in cameras.items()}, count, block_ms)
     out: list[tuple[str, str, ScoreMsg]] = []
     for stream, entries in resp:
-        camera = stream.decode().removeprefix(f"{keys.PREFIX}:scores:")
+        camera = cameras[stream.decode()]
         out.extend((camera, i.decode(), decode_json(f[b"d"], ScoreMsg, "score")) for i, f in entries)
     return out
 

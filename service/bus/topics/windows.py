@@ -1,10 +1,19 @@
-"""Frame windows: publish (with gap-free seq), consumer-group read, claim, ack, backlog."""
+"""Frame windows: publish (with gap-free seq), consumer-group read, claim, ack, backlog.
+
+Each partition (keys.py) has its own windows stream and consumer group; a camera's windows go to its partition's.
+Workers read every partition. With one partition a read is one blocking XREADGROUP, as on a single stream; with
+several (a cluster, where one command cannot read streams of different slots) a read takes what each partition has
+without waiting and, when none has anything, blocks on one of them for at most `PARTITION_BLOCK_MS`, so a window in
+another partition waits at most that long. Entry ids handed to the worker carry their partition (`p/id`, plain for
+partition 0) so acknowledging finds the stream again.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -23,6 +32,8 @@ from service.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+PARTITION_BLOCK_MS = 20  # longest block on one partition's stream when several are read (module docstring)
 
 
 # INCR the camera's sequence and XADD in one step, so a window never reaches the stream without its seq
@@ -94,12 +105,13 @@ def decode_window(fields: Fields) -> WindowMsg:
 
 
 def publish_window(r: redis.Redis, window: WindowMsg, maxlen: int = keys.WINDOWS_MAXLEN) -> tuple[int, str]:
-    """Assign the camera's next seq and append the window to WINDOWS_STREAM; returns (seq, entry id).
+    """Assign the camera's next seq and append the window to its partition's stream; returns (seq, entry id).
 
     Also records the camera's next frame number (`camera_next_frame`) in the same step."""
     f = encode_window(window)
     script = r.register_script(_PUBLISH_WINDOW)
-    stream_keys = [keys.WINDOWS_STREAM, keys.camera_seq_key(window.camera), keys.camera_next_frame_key(window.camera)]
+    stream = keys.windows_stream(keys.partition_of(window.camera))
+    stream_keys = [stream, keys.camera_seq_key(window.camera), keys.camera_next_frame_key(window.camera)]
     end = window.first_frame + window.num_scored
     seq, entry_id = cast(list[Any], script(keys=stream_keys, args=[maxlen, f["v"], f["h"], f["f"], end]))
     return int(seq), entry_id.decode()
@@ -166,7 +178,7 @@ def publish_file_window(r: redis.Redis, window: WindowMsg, playback: Playback) -
     f = encode_window(window)
     script = r.register_script(_PUBLISH_FILE_WINDOW)
     stream_keys = [
-        keys.WINDOWS_STREAM,
+        keys.windows_stream(keys.partition_of(window.camera)),
         keys.camera_seq_key(window.camera),
         keys.camera_next_frame_key(window.camera),
         keys.camera_playback_key(window.camera),
@@ -179,69 +191,116 @@ def publish_file_window(r: redis.Redis, window: WindowMsg, playback: Playback) -
 
 
 def ensure_window_group(r: redis.Redis) -> None:
-    """Create the workers' consumer group (and the stream) if missing; safe to call again at any time."""
-    try:
-        r.xgroup_create(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, id="0", mkstream=True)
-    except redis.ResponseError as e:
-        if "BUSYGROUP" not in str(e):
-            raise
+    """Create the workers' consumer group (and the stream) of every partition if missing; safe to call again."""
+    for p in range(keys.partitions()):
+        try:
+            r.xgroup_create(keys.windows_stream(p), keys.WINDOWS_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
 
 
 WindowEntry = tuple[str, WindowMsg | MessageError]
 
 
-def _decode_entries(entries: Sequence[Any]) -> list[WindowEntry]:
+def _ref(partition: int, entry_id: bytes | str) -> str:
+    """The id a worker holds for an entry: the stream id, prefixed with its partition unless that is 0."""
+    text = _text(entry_id)
+    return text if partition == 0 else f"{partition}/{text}"
+
+
+def _split(ref: str) -> tuple[int, str]:
+    partition, sep, entry_id = ref.rpartition("/")
+    return (int(partition), entry_id) if sep else (0, ref)
+
+
+def _decode_entries(partition: int, entries: Sequence[Any]) -> list[WindowEntry]:
     out: list[WindowEntry] = []
     for entry_id, fields in entries:
         if fields is None:  # deleted by MAXLEN trimming while pending
             continue
         try:
-            out.append((entry_id.decode(), decode_window(fields)))
+            out.append((_ref(partition, entry_id), decode_window(fields)))
         except MessageError as e:
-            out.append((entry_id.decode(), e))
+            out.append((_ref(partition, entry_id), e))
     return out
 
 
+def _rotated() -> list[int]:
+    """Every partition, starting at a random one, so no partition is always served first."""
+    n = keys.partitions()
+    start = random.randrange(n)
+    return [(start + i) % n for i in range(n)]
+
+
 def read_windows(r: redis.Redis, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
-    """New windows for this consumer (XREADGROUP >). Undecodable entries come back as MessageError to ack."""
-    resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.WINDOWS_STREAM: ">"}, count=count, block=block_ms)
-    if not resp:
-        return []
-    return _decode_entries(resp[0][1])
+    """New windows for this consumer (XREADGROUP >), at most `count`. Undecodable entries come back as MessageError
+    to ack. Several partitions: see the module docstring."""
+    if keys.partitions() == 1:
+        return _read_partition(r, 0, consumer, count, block_ms)
+    out: list[WindowEntry] = []
+    for p in _rotated():
+        if len(out) >= count:
+            return out
+        out.extend(_read_partition(r, p, consumer, count - len(out), None))
+    if out or block_ms is None:
+        return out
+    return _read_partition(r, _rotated()[0], consumer, count, min(block_ms, PARTITION_BLOCK_MS))
+
+
+def _read_partition(r: redis.Redis, p: int, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
+    stream = keys.windows_stream(p)
+    resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {stream: ">"}, count=count, block=block_ms)
+    return _decode_entries(p, resp[0][1]) if resp else []
 
 
 def claim_stale_windows(r: redis.Redis, consumer: str, min_idle_ms: int, count: int = 100) -> list[WindowEntry]:
-    """XAUTOCLAIM windows pending longer than `min_idle_ms` (their worker died) for `consumer`."""
+    """XAUTOCLAIM windows pending longer than `min_idle_ms` (their worker died) for `consumer`, from every
+    partition, at most about `count`."""
     out: list[WindowEntry] = []
-    start = "0-0"
-    while True:
-        resp = r.xautoclaim(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, consumer, min_idle_ms, start, count=count)
-        start, entries = resp[0], resp[1]
-        deleted = resp[2] if len(resp) > 2 else []
-        if deleted:
-            log.warning("%d pending windows were trimmed from the stream before they were scored", len(deleted))
-        out.extend(_decode_entries(entries))
-        if start in (b"0-0", "0-0") or len(out) >= count:
-            return out
+    for p in _rotated():
+        start = "0-0"
+        while len(out) < count:
+            resp = r.xautoclaim(keys.windows_stream(p), keys.WINDOWS_GROUP, consumer, min_idle_ms, start, count=count)
+            start, entries = resp[0], resp[1]
+            deleted = resp[2] if len(resp) > 2 else []
+            if deleted:
+                log.warning("%d pending windows were trimmed from the stream before they were scored", len(deleted))
+            out.extend(_decode_entries(p, entries))
+            if start in (b"0-0", "0-0"):
+                break
+    return out
 
 
 def read_own_pending(r: redis.Redis, consumer: str, count: int) -> list[WindowEntry]:
-    """The oldest windows delivered to `consumer` and not yet acknowledged (XREADGROUP 0): what a worker held when
-    Redis went away comes back to it at once, instead of after `claim_idle_ms`. Trimmed entries are acknowledged."""
-    resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.WINDOWS_STREAM: "0"}, count=count)
-    entries = resp[0][1] if resp else []
-    trimmed = [entry_id for entry_id, fields in entries if fields is None]
-    if trimmed:
-        log.warning("%d windows pending on %s were trimmed before they were scored", len(trimmed), consumer)
-        r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *trimmed)
-    return _decode_entries(entries)
+    """The oldest windows delivered to `consumer` and not yet acknowledged (XREADGROUP 0), from every partition: what
+    a worker held when Redis went away comes back to it at once, instead of after `claim_idle_ms`. Trimmed entries
+    are acknowledged."""
+    out: list[WindowEntry] = []
+    for p in range(keys.partitions()):
+        if len(out) >= count:
+            break
+        stream = keys.windows_stream(p)
+        resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {stream: "0"}, count=count - len(out))
+        entries = resp[0][1] if resp else []
+        trimmed = [entry_id for entry_id, fields in entries if fields is None]
+        if trimmed:
+            log.warning("%d windows pending on %s were trimmed before they were scored", len(trimmed), consumer)
+            r.xack(stream, keys.WINDOWS_GROUP, *trimmed)
+        out.extend(_decode_entries(p, entries))
+    return out
 
 
 def dead_consumers(r: redis.Redis, me: str) -> list[tuple[str, int]]:
-    """(name, pending) of the workers' consumers, other than `me`, whose heartbeat key is gone: they are dead."""
-    consumers: Any = r.xinfo_consumers(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)
-    named = [(_text(c["name"]), int(c["pending"])) for c in consumers]
-    named = [(name, pending) for name, pending in named if name != me]
+    """(name, pending over every partition) of the workers' consumers, other than `me`, whose heartbeat key is gone:
+    they are dead."""
+    pending: dict[str, int] = {}
+    for p in range(keys.partitions()):
+        consumers: Any = r.xinfo_consumers(keys.windows_stream(p), keys.WINDOWS_GROUP)
+        for c in consumers:
+            name = _text(c["name"])
+            pending[name] = pending.get(name, 0) + int(c["pending"])
+    named = [(name, n) for name, n in pending.items() if name != me]
     if not named:
         return []
     pipe = r.pipeline(transaction=False)
@@ -252,45 +311,61 @@ def dead_consumers(r: redis.Redis, me: str) -> list[tuple[str, int]]:
 
 
 def claim_windows_of(r: redis.Redis, dead: str, consumer: str, min_idle_ms: int, count: int) -> list[WindowEntry]:
-    """Take over the windows pending on the consumer `dead` (XCLAIM). `min_idle_ms` keeps two rescuers from both
-    taking them: the first claim makes them fresh again, so the second finds nothing idle enough."""
-    pending: Any = r.xpending_range(
-        keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, min="-", max="+", count=count, consumername=dead
-    )
-    ids = [p["message_id"] for p in pending]
-    if not ids:
-        return []
-    claimed: Any = r.xclaim(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, consumer, min_idle_ms, ids)
-    return _decode_entries(claimed)
+    """Take over the windows pending on the consumer `dead` (XCLAIM), from every partition, at most `count`.
+    `min_idle_ms` keeps two rescuers from both taking them: the first claim makes them fresh again, so the second
+    finds nothing idle enough."""
+    out: list[WindowEntry] = []
+    for p in range(keys.partitions()):
+        if len(out) >= count:
+            break
+        stream = keys.windows_stream(p)
+        pending: Any = r.xpending_range(
+            stream, keys.WINDOWS_GROUP, min="-", max="+", count=count - len(out), consumername=dead
+        )
+        ids = [entry["message_id"] for entry in pending]
+        if ids:
+            claimed: Any = r.xclaim(stream, keys.WINDOWS_GROUP, consumer, min_idle_ms, ids)
+            out.extend(_decode_entries(p, claimed))
+    return out
 
 
 def forget_consumer(r: redis.Redis, name: str) -> None:
-    """Remove a dead worker with nothing pending from the group, so the group's consumer list does not grow."""
-    r.xgroup_delconsumer(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, name)
+    """Remove a dead worker with nothing pending from every partition's group, so the consumer lists do not grow."""
+    for p in range(keys.partitions()):
+        r.xgroup_delconsumer(keys.windows_stream(p), keys.WINDOWS_GROUP, name)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def ack_windows(r: AnyRedis, entry_ids: Sequence[str]) -> None:
+def ack_windows(r: AnyRedis, refs: Sequence[str]) -> None:
     """Acknowledge scored windows and delete them: nothing reads a window again once it is scored, and kept until
     the stream cap trimmed it, the stream held WINDOWS_MAXLEN windows of frames (a soak's Redis grew ~12 MB/min)."""
-    if entry_ids:
-        r.xack(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP, *entry_ids)
-        r.xdel(keys.WINDOWS_STREAM, *entry_ids)
+    by_partition: dict[int, list[str]] = {}
+    for ref in refs:
+        p, entry_id = _split(ref)
+        by_partition.setdefault(p, []).append(entry_id)
+    for p, entry_ids in by_partition.items():
+        r.xack(keys.windows_stream(p), keys.WINDOWS_GROUP, *entry_ids)
+        r.xdel(keys.windows_stream(p), *entry_ids)
 
 
 def window_backlog(r: redis.Redis) -> tuple[int, int, int]:
-    """(entries in WINDOWS_STREAM, i.e. not yet scored; lag = not yet delivered to any worker; pending = delivered,
-    not acknowledged)."""
-    length = int(r.xlen(keys.WINDOWS_STREAM))
-    groups: Any = r.xinfo_groups(keys.WINDOWS_STREAM)
-    for group in groups:
-        if group["name"] in (keys.WINDOWS_GROUP, keys.WINDOWS_GROUP.encode()):
-            lag = group.get("lag")
-            return length, int(lag) if lag is not None else length, int(group["pending"])
-    return length, length, 0
+    """(entries in the windows streams, i.e. not yet scored; lag = not yet delivered to any worker; pending =
+    delivered, not acknowledged), summed over the partitions."""
+    total = [0, 0, 0]
+    for p in range(keys.partitions()):
+        stream = keys.windows_stream(p)
+        length = int(r.xlen(stream))
+        lag, pending = length, 0
+        groups: Any = r.xinfo_groups(stream)
+        for group in groups:
+            if group["name"] in (keys.WINDOWS_GROUP, keys.WINDOWS_GROUP.encode()):
+                lag = int(group["lag"]) if group.get("lag") is not None else length
+                pending = int(group["pending"])
+        total = [total[0] + length, total[1] + lag, total[2] + pending]
+    return total[0], total[1], total[2]
 
 
 def camera_backlog(r: redis.Redis, camera: str) -> int:

@@ -41,9 +41,7 @@ def _alert_event(redis_url: str, alert_id: str, camera: str, kind: str = "opened
         peak_frame=42,
     )
     r = redis.Redis.from_url(redis_url)
-    pipe = r.pipeline()
-    topics.save_alert_event(pipe, AlertEvent(kind=kind, alert=alert), retention_s=600)  # type: ignore[arg-type]
-    pipe.execute()
+    topics.save_alert_event(r, AlertEvent(kind=kind, alert=alert), retention_s=600)
     r.close()
 
 

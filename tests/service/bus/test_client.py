@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -16,6 +15,7 @@ from service.bus.client import Backoff, connect, describe, retry, wait_for_redis
 from service.errors import BusError
 from service.settings import RedisSettings, Settings
 from tests.conftest import free_port
+from tests.redis_cluster import cluster_port
 
 
 def test_connect_and_wait(redis_url):
@@ -61,26 +61,10 @@ def test_retry_gives_up_with_the_last_error():
         retry(flaky, attempts=2, backoff=Backoff(0.001, 0.002))
 
 
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000, which a cluster node also binds) exists and is free too:
-    ephemeral ports go up to 60999, and a node on a port above 55535 cannot start."""
-    for _ in range(200):
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free port pair for a cluster node")
-
-
 def test_a_cluster_node_is_refused_at_start_with_the_setting_to_change(tmp_path):
     exe = shutil.which("redis-server")
     assert exe is not None
-    port = _cluster_port()
+    port = cluster_port()
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--cluster-enabled",
          "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path)],
@@ -88,7 +72,7 @@ def test_a_cluster_node_is_refused_at_start_with_the_setting_to_change(tmp_path)
     )  # fmt: skip
     try:
         client = connect(RedisSettings(url=f"redis://127.0.0.1:{port}/0"))
-        with pytest.raises(BusError, match=r"is a Redis Cluster node .* set VIGIL_REDIS__URL"):
+        with pytest.raises(BusError, match=r"is a Redis Cluster node .* set VIGIL_REDIS__CLUSTER=true"):
             wait_for_redis(client, timeout_s=10)
         client.close()
         app = create_app(Settings(redis=RedisSettings(url=f"redis://127.0.0.1:{port}/0")))

@@ -55,7 +55,7 @@ def test_publish_assigns_consecutive_seq_per_camera(r):
 def test_stream_is_capped(r):
     for _ in range(300):
         topics.publish_window(r, _window("a"), maxlen=100)
-    assert 100 <= r.xlen(keys.WINDOWS_STREAM) < 300  # approximate trimming keeps whole nodes
+    assert 100 <= r.xlen(keys.windows_stream(0)) < 300  # approximate trimming keeps whole nodes
 
 
 def test_stale_windows_are_claimed_by_another_consumer(r):
@@ -64,18 +64,18 @@ def test_stale_windows_are_claimed_by_another_consumer(r):
         topics.publish_window(r, _window("a"))
     taken = topics.read_windows(r, "dead", count=3, block_ms=None)
     topics.ack_windows(r, [taken[0][0]])
-    assert r.xlen(keys.WINDOWS_STREAM) == 2  # a scored window leaves the stream: no frames kept until the cap
+    assert r.xlen(keys.windows_stream(0)) == 2  # a scored window leaves the stream: no frames kept until the cap
     assert topics.window_backlog(r) == (2, 0, 2)
     assert topics.claim_stale_windows(r, "alive", min_idle_ms=60_000) == []  # not idle long enough
     time.sleep(0.05)
     claimed = topics.claim_stale_windows(r, "alive", min_idle_ms=20)
     assert [e for e, _ in claimed] == [e for e, _ in taken[1:]]
-    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["consumers"] == [{"name": b"alive", "pending": 2}]
+    assert r.xpending(keys.windows_stream(0), keys.WINDOWS_GROUP)["consumers"] == [{"name": b"alive", "pending": 2}]
 
 
 def test_malformed_entry_comes_back_as_error(r):
     topics.ensure_window_group(r)
-    r.xadd(keys.WINDOWS_STREAM, {"v": "1", "seq": "1", "h": "[]", "f": ""})
+    r.xadd(keys.windows_stream(0), {"v": "1", "seq": "1", "h": "[]", "f": ""})
     [(_, item)] = topics.read_windows(r, "w", count=1, block_ms=None)
     assert isinstance(item, topics.MessageError)
     assert "header is not a JSON object" in str(item)

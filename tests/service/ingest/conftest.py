@@ -89,7 +89,7 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def windows(r: redis.Redis, camera: str | None = None) -> list[WindowMsg]:
-    entries = r.xrange(keys.WINDOWS_STREAM)
+    entries = r.xrange(keys.windows_stream(0))
     out = [topics.decode_window(fields) for _, fields in entries]
     return [w for w in out if camera is None or w.camera == camera]
 

@@ -133,9 +133,9 @@ def test_removing_a_camera_stops_it_and_releases_its_lease(
     slow = file_camera("slow", path).model_copy(update={"realtime": True})
     topics.put_camera(rclient, slow)
     wait_for(state_is(rclient, "slow", "streaming"), 20, "the camera to stream")
-    assert rclient.get("vigil:cam:slow:lease") == ingester.id.encode()  # type: ignore[attr-defined]
+    assert rclient.get(keys.camera_lease_key("slow")) == ingester.id.encode()  # type: ignore[attr-defined]
     topics.delete_camera(rclient, "slow")
-    wait_for(lambda: rclient.get("vigil:cam:slow:lease") is None, 10, "the lease to be released")
+    wait_for(lambda: rclient.get(keys.camera_lease_key("slow")) is None, 10, "the lease to be released")
     wait_for(lambda: "slow" not in ingester.runners, 10, "the runner to stop")  # type: ignore[attr-defined]
     assert status(rclient, "slow") is None or status(rclient, "slow").state == "stopped"  # type: ignore[union-attr]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from models.data.video import NotSelfContainedError, open_video
+from service.bus import keys
 from tests.service.ingest.test_confinement import write_escapes
 from tests.service.jobs.conftest import MODEL_REF
 
@@ -21,6 +22,6 @@ def test_path_jobs_on_playlists_are_refused(job_settings, make_client, rclient, 
     assert r.status_code == 415, r.text
     assert "not a self-contained video file" in r.json()["detail"]
     assert str(tmp_path) not in r.text  # the client sees its own file name, no server path
-    assert rclient.zcard("vigil:jobs") == 0
+    assert rclient.zcard(keys.JOBS_INDEX) == 0
     with pytest.raises(NotSelfContainedError):  # what the ingester's job runner opens a path job with
         list(open_video(escapes[kind]).iter_frames())

@@ -44,11 +44,11 @@ def _worker_env(redis_url: str, store_root: str) -> dict[str, str]:
 
 
 def _consumers(r: redis.Redis) -> list[str]:
-    return [c["name"].decode() for c in r.xinfo_consumers(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)]
+    return [c["name"].decode() for c in r.xinfo_consumers(keys.windows_stream(0), keys.WINDOWS_GROUP)]
 
 
 def _pending_of(r: redis.Redis, consumer: str) -> int:
-    for c in r.xinfo_consumers(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP):
+    for c in r.xinfo_consumers(keys.windows_stream(0), keys.WINDOWS_GROUP):
         if c["name"] in (consumer, consumer.encode()):
             return int(c["pending"])
     return 0
@@ -97,7 +97,7 @@ def test_killed_worker_windows_are_claimed_and_no_score_is_missing(redis_url, tr
     assert REGISTRY.get_sample_value("vigil_worker_windows_claimed_total") == claimed_before + 8
     for camera in cameras:
         assert [s.frame for s in all_scores(r, camera)] == list(range(4, len(frames)))
-    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+    assert r.xpending(keys.windows_stream(0), keys.WINDOWS_GROUP)["pending"] == 0
 
 
 def _start_redis(port: int, folder: Path | None = None) -> subprocess.Popen[bytes]:
@@ -188,7 +188,7 @@ def test_after_a_redis_restart_the_worker_reads_the_windows_it_held_at_once(trai
         print(f"windows held across a Redis restart were scored {back_s:.1f} s after it came back")
         assert back_s < 10  # was claim_idle_ms: 30 s
         assert [s.frame for s in all_scores(r, "cam")] == list(range(4, 64))
-        assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+        assert r.xpending(keys.windows_stream(0), keys.WINDOWS_GROUP)["pending"] == 0
     finally:
         r.close()
         _stop_redis(server)

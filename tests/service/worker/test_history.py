@@ -185,4 +185,4 @@ def test_live_worker_scores_every_frame_of_a_history_model(redis_url, tmp_path, 
         expected = offline_scores(history_model.calibration, history_model.ref, _raw(method, clip)).scores
         np.testing.assert_allclose([s.score for s in scores], expected, atol=1e-5)
         assert r.exists(keys.snippet_feature_key(cam, "", history_model.ref, len(clip) - 1))
-    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+    assert r.xpending(keys.windows_stream(0), keys.WINDOWS_GROUP)["pending"] == 0

@@ -13,6 +13,7 @@ import threading
 import pytest
 import redis
 
+from service.bus import keys
 from service.errors import BusError
 from service.lifecycle import ServiceProcess
 from service.logging import CredentialFilter, setup_logging
@@ -92,7 +93,7 @@ def test_worker_exits_when_its_parent_is_killed(tmp_path, redis_url):
     shell = subprocess.Popen(["sh", "-c", script], env=env)
     wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "", 10, "the worker to start")
     worker_pid = int(pid_file.read_text())
-    wait_for(lambda: redis.Redis.from_url(redis_url).keys("vigil:heartbeat:worker:*") != [], 60, "a heartbeat")
+    wait_for(lambda: redis.Redis.from_url(redis_url).keys(keys.heartbeat_pattern("worker")) != [], 60, "a heartbeat")
     shell.kill()
     shell.wait(10)
     wait_for(lambda: not _alive(worker_pid), 30, "the orphaned worker to exit")

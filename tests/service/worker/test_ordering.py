@@ -86,7 +86,7 @@ def test_out_of_order_results_are_published_in_order(publisher_factory, trained_
     assert 0.05 < expected.min() < expected.max() < 0.95  # not saturated: the comparison means something
     np.testing.assert_allclose([s.score for s in scores], expected, atol=1e-12)
     assert r.hlen(keys.camera_results_key("cam")) == 0
-    assert not r.sismember(keys.RESULTS_WAITING_SET, "cam")
+    assert not r.sismember(keys.results_waiting_set(0), "cam")
 
 
 def test_duplicate_results_are_dropped(publisher_factory):

@@ -63,7 +63,7 @@ def test_two_cameras_scored_once_in_order_matching_offline_with_alert(redis_url,
         assert [s.alertable for s in scores] == offline.alertable.tolist()
         assert {s.calibration.state for s in scores if s.calibration} == ({"ready"} if known else {"learning"})
         assert topics.latest_score(r, cam) == scores[-1]
-    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0  # everything acknowledged
+    assert r.xpending(keys.windows_stream(0), keys.WINDOWS_GROUP)["pending"] == 0  # everything acknowledged
     after = REGISTRY.get_sample_value("vigil_worker_frames_scored_total", {"camera": "cam-a"})
     assert after - before == len(expected_frames)
 
@@ -129,13 +129,13 @@ def test_model_without_calibration_is_refused(redis_url, tmp_path, clip_frames):
     with running_worker(worker_settings(redis_url, tmp_path)):
         wait_for(lambda: topics.load_scoring_state(r, "cam").next_seq == 9, 30, "windows passed over")
     assert r.xlen(keys.score_stream_key("cam")) == 0
-    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+    assert r.xpending(keys.windows_stream(0), keys.WINDOWS_GROUP)["pending"] == 0
 
 
 def test_malformed_and_mismatched_windows_do_not_stop_the_worker(redis_url, trained_store, clip_frames):
     r = redis.Redis.from_url(redis_url)
     topics.ensure_window_group(r)
-    r.xadd(keys.WINDOWS_STREAM, {"v": b"1", "seq": b"1", "h": b"{not json", "f": b""})
+    r.xadd(keys.windows_stream(0), {"v": b"1", "seq": b"1", "h": b"{not json", "f": b""})
     wrong_size = make_windows("wrong", np.zeros((12, 16, 16, 1), np.uint8), 4)
     _publish(r, wrong_size)
     _publish(r, make_windows("good", clip_frames, 4))
@@ -159,7 +159,7 @@ def test_diverged_model_windows_are_passed_over_not_retried_forever(redis_url, t
     with running_worker(worker_settings(redis_url, tmp_path, max_batch=4)):
         wait_for(lambda: topics.load_scoring_state(r, "cam").next_seq == 9, 30, "windows passed over")
     assert r.xlen(keys.score_stream_key("cam")) == 0
-    assert r.xpending(keys.WINDOWS_STREAM, keys.WINDOWS_GROUP)["pending"] == 0
+    assert r.xpending(keys.windows_stream(0), keys.WINDOWS_GROUP)["pending"] == 0
     after = REGISTRY.get_sample_value("vigil_errors_total", {"component": "worker", "kind": "inference"})
     assert after == before + 8  # one per window, after the batch failed as a whole
 
