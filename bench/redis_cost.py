@@ -9,6 +9,10 @@ one whole core (a Redis instance executes commands on one thread), extrapolated 
 
     .venv/bin/python bench/redis_cost.py                    # 1, 4 and 8 cameras, 40 s each after 20 s of warm-up
     .venv/bin/python bench/redis_cost.py --cameras 2 --measure-s 20
+    .venv/bin/python bench/redis_cost.py --cluster 3 --cameras 8   # a local 3-master Redis Cluster, 4 partitions each
+
+With `--cluster N` the counters are summed over the N masters, and `shards` says what share of the commands, of
+the Redis CPU and of the memory each master took: how evenly the cameras' partitions spread the load.
 
 On a 2-core machine the worker (not Redis) is what falls behind first as cameras are added; the `kept up` column
 says whether every camera was scored at its frame rate during the window, and the per-frame costs hold either way.
@@ -22,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +34,41 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+
 from pipeline import add_cameras, register_untrained, scored, stack_env, start_redis, synthetic_clip
 
 from cli.up import Stack, free_port, stop_process
+from service.bus.client import connect
+from service.settings import RedisSettings
+from tests.redis_cluster import LocalCluster
 
 FPS = 25.0  # synthetic_clip's rate
+
+
+@dataclass
+class Backend:
+    """The Redis a run uses: its URL, the settings the stack gets, one plain client per server (for the counters),
+    the vigil client (for the scores) and how to stop it."""
+
+    url: str
+    env: dict[str, str]
+    servers: list[redis.Redis]
+    client: redis.Redis
+    stop: Any
+
+
+def single_redis() -> Backend:
+    proc, url = start_redis()
+    client = redis.Redis.from_url(url)
+    return Backend(url, {}, [client], client, lambda: stop_process(proc, "redis-server", 5))
+
+
+def local_cluster(work: Path, masters: int) -> Backend:
+    cluster = LocalCluster(work / "cluster", masters, persist=False).start()
+    partitions = 4 * masters
+    env = {"VIGIL_REDIS__CLUSTER": "true", "VIGIL_REDIS__PARTITIONS": str(partitions)}
+    client = connect(RedisSettings(url=cluster.url, cluster=True, partitions=partitions))
+    return Backend(cluster.url, env, [redis.Redis(port=p) for p in cluster.ports], client, cluster.stop)
 
 
 def counters(r: redis.Redis) -> dict[str, float]:
@@ -48,9 +83,9 @@ def counters(r: redis.Redis) -> dict[str, float]:
     }
 
 
-def measure(count: int, warmup_s: float, measure_s: float, work: Path) -> dict[str, Any]:
+def measure(count: int, warmup_s: float, measure_s: float, work: Path, masters: int) -> dict[str, Any]:
     """One run with `count` real-time file cameras; the costs over `measure_s` seconds after `warmup_s`."""
-    redis_proc, url = start_redis()
+    backend = local_cluster(work / f"run-{count}", masters) if masters else single_redis()
     try:
         model, _ = register_untrained(work / f"registry-{count}", "tiny")
         footage = work / "footage"
@@ -58,17 +93,30 @@ def measure(count: int, warmup_s: float, measure_s: float, work: Path) -> dict[s
         clip = footage / "clip.mp4"
         if not clip.exists():  # long enough to outlast warm-up and measurement at 25 fps
             synthetic_clip(clip, int((warmup_s + measure_s + 30) * FPS), size=(240, 320))
-        env = stack_env(url, work / f"registry-{count}", footage, batch=8)
-        r = redis.Redis.from_url(url)
-        with Stack(redis_url=url, api_port=free_port(), env=env, start_redis=False, log_path=work / "log") as stack:
+        env = {**stack_env(backend.url, work / f"registry-{count}", footage, batch=8), **backend.env}
+        r = backend.client
+        with Stack(
+            redis_url=backend.url, api_port=free_port(), env=env, start_redis=False, log_path=work / "log"
+        ) as stack:
             stack.wait_ready(120)
             cameras = add_cameras(stack.api_url, clip, model, count, realtime=True)
             time.sleep(warmup_s)
-            before, frames_before, t0 = counters(r), scored(r, cameras), time.perf_counter()
+            before_each, frames_before, t0 = (
+                [counters(s) for s in backend.servers],
+                scored(r, cameras),
+                time.perf_counter(),
+            )
             time.sleep(measure_s)
-            after, frames_after, t1 = counters(r), scored(r, cameras), time.perf_counter()
+            after_each, frames_after, t1 = (
+                [counters(s) for s in backend.servers],
+                scored(r, cameras),
+                time.perf_counter(),
+            )
     finally:
-        stop_process(redis_proc, "redis-server", 5)
+        backend.stop()
+    before = {k: sum(c[k] for c in before_each) for k in before_each[0]}
+    after = {k: sum(c[k] for c in after_each) for k in after_each[0]}
+    deltas = [{k: a[k] - b[k] for k in ("commands", "cpu_s")} for a, b in zip(after_each, before_each, strict=True)]
     seconds = t1 - t0
     frames = frames_after - frames_before
     per_s = {k: (after[k] - before[k]) / seconds for k in ("commands", "net_in", "net_out", "cpu_s")}
@@ -92,6 +140,14 @@ def measure(count: int, warmup_s: float, measure_s: float, work: Path) -> dict[s
         },
         "memory_mb_at_end": round(after["memory"] / 1024**2, 1),
         "cameras_at_one_redis_core": round(1.0 / cpu_per_camera) if cpu_per_camera > 0 else None,
+        "shards": [
+            {
+                "commands_share": round(d["commands"] / max(after["commands"] - before["commands"], 1), 3),
+                "cpu_share": round(d["cpu_s"] / max(after["cpu_s"] - before["cpu_s"], 1e-9), 3),
+                "memory_share_at_end": round(a["memory"] / after["memory"], 3),
+            }
+            for d, a in zip(deltas, after_each, strict=True)
+        ],
     }
 
 
@@ -101,6 +157,7 @@ def main() -> int:
     parser.add_argument("--warmup-s", type=float, default=20.0)
     parser.add_argument("--measure-s", type=float, default=40.0)
     parser.add_argument("--out", type=Path, default=None, help="write the results here (JSON)")
+    parser.add_argument("--cluster", type=int, default=0, metavar="N", help="a local Redis Cluster of N masters")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -108,7 +165,7 @@ def main() -> int:
     results = []
     try:
         for count in args.cameras:
-            results.append(measure(count, args.warmup_s, args.measure_s, work))
+            results.append(measure(count, args.warmup_s, args.measure_s, work, args.cluster))
             print(json.dumps(results[-1]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

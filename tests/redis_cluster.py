@@ -1,7 +1,8 @@
-"""A real local Redis Cluster for tests: three masters on free loopback ports, started and joined by `redis-cli
---cluster create`, each node restartable (same port, same nodes.conf, append-only file) to test a master coming
-back. No replicas: a restarted master must come back by itself, which is the case vigil has to survive. Every write
-is synced (appendfsync always), so a killed master loses nothing, as with the single-node fault tests."""
+"""A real local Redis Cluster for tests and `bench/redis_cost.py --cluster`: three masters on free loopback ports,
+started and joined by `redis-cli --cluster create`, each node restartable (same port, same nodes.conf, append-only
+file) to test a master coming back. No replicas: a restarted master must come back by itself, which is the case vigil
+has to survive. Every write is synced (appendfsync always), so a killed master loses nothing, as with the single-node
+fault tests."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from tests.conftest import free_port
+from cli.up import free_port
 
 
 def cluster_port() -> int:
@@ -36,10 +37,11 @@ def cluster_port() -> int:
 class LocalCluster:
     """Three cluster-enabled redis-servers under `root`, joined into one cluster (16384 slots over 3 masters)."""
 
-    def __init__(self, root: Path, masters: int = 3) -> None:
+    def __init__(self, root: Path, masters: int = 3, persist: bool = True) -> None:
+        """`persist` False: no append-only file (a benchmark's Redis CPU is then the commands', not fsync's)."""
         exe = shutil.which("redis-server")
         assert exe is not None, "redis-server is not installed (Debian: apt-get install redis-server)"
-        self.exe, self.root = exe, root
+        self.exe, self.root, self.persist = exe, root, persist
         self.ports = [cluster_port() for _ in range(masters)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -64,7 +66,7 @@ class LocalCluster:
         self.procs[port] = subprocess.Popen(
             [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--dir", str(node_dir),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+             "--save", "", *(["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         client = redis.Redis(port=port)
