@@ -44,16 +44,20 @@ for i = 2, #KEYS do K[i - 1] = KEYS[i] end
 for i = 4, #ARGV do A[i - 3] = ARGV[i] end
 """
 
-# One alert change: next revision, alert document with retention, both indexes, the event, and the state indexes:
-# K[6..] are the ALERT_FILTERS indexes of every camera, then of the alert's camera; A[6..] says (1/0) for each filter
-# whether the alert is in it now.
-_APPLY_ALERT = (
-    _ONCE
-    + """
+# What every change does: the next revision, the document with its retention, both cursor indexes (all and camera).
+_STORE = """
 local rev = redis.call('INCR', K[1])
 redis.call('SET', K[2], A[1], 'EX', A[2])
 redis.call('ZADD', K[3], rev, A[3])
 redis.call('ZADD', K[4], rev, A[3])
+"""
+
+# An alert change also appends its event and moves the alert between the state indexes: K[6..] are the ALERT_FILTERS
+# indexes of every camera, then of the alert's camera; A[6..] says (1/0) for each filter whether the alert is in it.
+_APPLY_ALERT = (
+    _ONCE
+    + _STORE
+    + """
 redis.call('XADD', K[5], 'MAXLEN', '~', A[5], '*', 'd', A[4], 'rev', rev)
 local n = #A - 5
 for i = 1, n do
@@ -65,17 +69,7 @@ return rev
 """
 )
 
-# One incident change: next revision, the document with retention, both indexes.
-_APPLY_INCIDENT = (
-    _ONCE
-    + """
-local rev = redis.call('INCR', K[1])
-redis.call('SET', K[2], A[1], 'EX', A[2])
-redis.call('ZADD', K[3], rev, A[3])
-redis.call('ZADD', K[4], rev, A[3])
-return rev
-"""
-)
+_APPLY_INCIDENT = _ONCE + _STORE + "return rev\n"
 
 
 def queue_alert_event(pipe: AnyRedis, event: AlertEvent, retention_s: int) -> None:
