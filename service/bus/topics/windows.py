@@ -2,10 +2,10 @@
 
 Each partition (keys.py) has its own windows stream and consumer group; a camera's windows go to its partition's.
 Workers read every partition. With one partition a read is one blocking XREADGROUP, as on a single stream; with
-several (a cluster, where one command cannot read streams of different slots) a read takes what each partition has
-without waiting and, when none has anything, blocks on one of them for at most `PARTITION_BLOCK_MS`, so a window in
-another partition waits at most that long. Entry ids handed to the worker carry their partition (`p/id`, plain for
-partition 0) so acknowledging finds the stream again.
+several (a cluster, where one command cannot read streams of different slots) a read takes a share of what each
+partition has in one pipelined pass without waiting and, when none has anything, blocks on one of them for at most
+`PARTITION_BLOCK_MS`, so a window in another partition waits at most that long. Entry ids handed to the worker
+carry their partition (`p/id`, plain for partition 0) so acknowledging finds the stream again.
 """
 
 from __future__ import annotations
@@ -234,18 +234,31 @@ def _rotated() -> list[int]:
 
 
 def read_windows(r: redis.Redis, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
-    """New windows for this consumer (XREADGROUP >), at most `count`. Undecodable entries come back as MessageError
-    to ack. Several partitions: see the module docstring."""
+    """New windows for this consumer (XREADGROUP >), at most `count` from one partition. Undecodable entries come
+    back as MessageError to ack. Several partitions: see the module docstring."""
     if keys.partitions() == 1:
         return _read_partition(r, 0, consumer, count, block_ms)
-    out: list[WindowEntry] = []
-    for p in _rotated():
-        if len(out) >= count:
-            return out
-        out.extend(_read_partition(r, p, consumer, count - len(out), None))
+    out = _read_every_partition(r, consumer, count)
     if out or block_ms is None:
         return out
     return _read_partition(r, _rotated()[0], consumer, count, min(block_ms, PARTITION_BLOCK_MS))
+
+
+def _read_every_partition(r: redis.Redis, consumer: str, count: int) -> list[WindowEntry]:
+    """One pipelined pass over every partition without waiting (a cluster client sends one batch per master instead
+    of one round trip per partition). Each partition gives at most count / partitions windows (rounded up), so a
+    pass returns at most count + partitions - 1 and one worker does not take a backlog that others could share; a
+    worker filling a batch passes again at once while windows come."""
+    share = -(-count // keys.partitions())
+    order = _rotated()
+    pipe = r.pipeline(transaction=False)
+    for p in order:
+        pipe.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.windows_stream(p): ">"}, count=share)
+    out: list[WindowEntry] = []
+    for p, resp in zip(order, pipe.execute(), strict=True):
+        if resp:
+            out.extend(_decode_entries(p, resp[0][1]))
+    return out
 
 
 def _read_partition(r: redis.Redis, p: int, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
