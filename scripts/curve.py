@@ -12,7 +12,13 @@
 For each snapshot the method is calibrated on the run's held-out training videos exactly as `vigil train` does at
 the end of a run, then scored on `models.evaluate.pseudo` (pseudo-anomalies injected into those held-out videos,
 online protocol) and, with --test, on the labelled test videos (paper and online protocols, as `vigil eval`).
-Recipes are chosen on the pseudo-anomaly AUC alone; the test numbers are reported, never used to choose.
+Recipes are chosen on the pseudo-anomaly yardstick alone; the test numbers are reported, never used to choose.
+
+With --alerts the yardstick also says what an operator would get (`pseudo_alerts`): the held-out videos and their
+pseudo-anomalies back to back as one camera, through the service's calibration and alert machine at the shipped alert
+settings, the camera's reference learned from every training video as `vigil eval` learns it by default: pseudo-event
+recall, false alerts per hour and normal time in alerts, without a test label. A frame ranking (the pseudo AUC) can
+improve while the alerts at the shipped threshold fire less; this measures the alerts themselves.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +49,7 @@ from models.store import ModelStore
 from models.train.checkpoint import list_snapshots
 from models.train.config import load_snapshot_config, parse_value
 from models.train.loop import snapshot_method
+from service.alerts.yardstick import pseudo_alerts
 from service.settings import get_settings
 
 if TYPE_CHECKING:
@@ -63,13 +71,24 @@ class Footage:
 
     def __init__(self) -> None:
         self.held: dict[tuple[str, int], list[tuple[str, np.ndarray]]] = {}
+        self.trained: dict[tuple[str, int], list[tuple[str, np.ndarray]]] = {}
         self.test: dict[str, list[tuple[LabeledVideo, np.ndarray]]] = {}
 
     def held_out(self, root: str, num_val: int) -> list[tuple[str, np.ndarray]]:
         if (root, num_val) not in self.held:
-            _, val = split_validation(open_dataset(root, "train"), num_val)
-            self.held[(root, num_val)] = [(v.name, _compact(v.reader.read_all())) for v in val]
+            self._read_training(root, num_val)
         return self.held[(root, num_val)]
+
+    def trained_on(self, root: str, num_val: int) -> list[tuple[str, np.ndarray]]:
+        """The training videos that were not held out (the network trained on them)."""
+        if (root, num_val) not in self.trained:
+            self._read_training(root, num_val)
+        return self.trained[(root, num_val)]
+
+    def _read_training(self, root: str, num_val: int) -> None:
+        train, val = split_validation(open_dataset(root, "train"), num_val)
+        self.held[(root, num_val)] = [(v.name, _compact(v.reader.read_all())) for v in val]
+        self.trained[(root, num_val)] = [(v.name, _compact(v.reader.read_all())) for v in train]
 
     def test_videos(self, root: str) -> list[tuple[LabeledVideo, np.ndarray]]:
         if root not in self.test:
@@ -94,9 +113,11 @@ def point(
     patch: int | None = None,
     overrides: dict[str, Any] | None = None,
     kinds: tuple[Kind, ...] = KINDS,
+    alerts: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per signal set: `signals` are "+"-joined subsets of the method's signal names (one scoring pass
-    serves them all); None = the method's own signals. `kinds`: the pseudo-anomalies to inject."""
+    serves them all); None = the method's own signals. `kinds`: the pseudo-anomalies to inject; `alerts`: add
+    `pseudo_alerts`."""
     cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
@@ -113,7 +134,7 @@ def point(
     label = [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
     label += [f"patch={config.patch}"] if signals and config.name == "ffp" else []  # type: ignore[attr-defined]
     data = Data(str(cfg.data.root), cfg.data.num_val, cfg.data.fps)
-    return score_point(method, where, label, data, footage, with_test, signals, kinds)
+    return score_point(method, where, label, data, footage, with_test, signals, kinds, alerts)
 
 
 def score_point(
@@ -125,6 +146,7 @@ def score_point(
     with_test: bool,
     signals: list[str] | None,
     kinds: tuple[Kind, ...],
+    alerts: bool = False,
 ) -> list[dict[str, Any]]:
     """The rows of one model (a snapshot's or a registered version's): calibrated on the held-out training videos as
     a run's end does, scored on their pseudo-anomalies and, with `with_test`, on the test videos."""
@@ -135,6 +157,11 @@ def score_point(
     held_raw = [score_frames(method, prepare(frames, spec)) for _, frames in held]
     pseudo = pseudo_set(held, kinds=kinds)
     pseudo_scores = pseudo_raw(method, pseudo)
+    if alerts and data.fps is None:
+        msg = "--alerts needs the footage's frame rate: set data.fps in the run's config (models) or give --fps"
+        raise SystemExit(msg)
+    trained = footage.trained_on(data.root, data.num_val) if alerts else []
+    trained_raw = [score_frames(method, prepare(f, spec)) for _, f in trained]
     test_signals = []
     if with_test:
         test_signals = [
@@ -164,6 +191,11 @@ def score_point(
             "kinds": list(kinds),
             "pseudo": pseudo_auc([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration),
         }
+        if alerts:
+            assert data.fps is not None  # checked above
+            normal = [r[:, cols] for r in held_raw + trained_raw]
+            scored = [r[:, cols] for r in pseudo_scores]
+            row["alerts"] = pseudo_alerts(calibration, normal, scored, pseudo, spec.context, data.fps)
         if with_test:
             videos = [VideoSignals(v.name, v.raw[:, cols], v.labels) for v in test_signals]
             result, _ = evaluate(videos, spec.context, subset, calibration)
@@ -191,7 +223,8 @@ def model_points(args: argparse.Namespace) -> int:
             "method": card.method,
         }
         data = Data(str(args.dataset), args.num_val, args.fps)
-        rows += score_point(method, where, [version.ref], data, footage, args.test, args.signals, tuple(args.kinds))
+        kinds = tuple(args.kinds)
+        rows += score_point(method, where, [version.ref], data, footage, args.test, args.signals, kinds, args.alerts)
     return _write(rows, args.out)
 
 
@@ -208,7 +241,9 @@ def points(args: argparse.Namespace) -> int:
         if args.last:
             snapshots = snapshots[-1:]
         rows += [
-            row for s in snapshots for row in point(s, footage, args.test, args.signals, args.patch, overrides, kinds)
+            row
+            for s in snapshots
+            for row in point(s, footage, args.test, args.signals, args.patch, overrides, kinds, args.alerts)
         ]
     return _write(rows, args.out)
 
@@ -261,20 +296,37 @@ def table(args: argparse.Namespace) -> int:
     rows = [row for path in args.files for row in json.loads(Path(path).read_text())]
     rows.sort(key=lambda r: (r["method"], r["label"], r["cpu_minutes"]))
     kinds = [k for k in ALL_KINDS if any(f"online_micro_auc_{k}" in r["pseudo"] for r in rows)]
+    alerts = any("alerts" in r for r in rows)
+    # with the alert yardstick, its columns go between the selection's AUC and the test numbers
+    middle = (
+        f" pseudo events detected ({' / '.join(kinds)}) | false alerts / h | normal time in alerts |" if alerts else ""
+    )
     print(
-        f"| run, scoring | CPU-min | step | pseudo AUC ({' / '.join(kinds)}) | test paper / online micro AUC "
+        f"| run, scoring | CPU-min | step | pseudo AUC ({' / '.join(kinds)}) |{middle} test paper / online micro AUC "
         "| test online macro AUC, unpadded (chance) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---" * (9 if alerts else 6) + "|")
     for r in rows:
         p, t = r["pseudo"], r.get("test")
         test = f"{t['paper_micro_auc']:.3f} / {t['online_micro_auc']:.3f}" if t else "-"
         macro = f"{t['online_macro_auc']:.3f} ({t['online_macro_chance']:.3f})" if t else "-"
+        auc = f"**{p['online_micro_auc']:.4f}** ({' / '.join(_kind_auc(p, k) for k in kinds)})"
+        head = f"| {r['label']} | {r['cpu_minutes']:g} | {r['step']} | {auc} |"
         print(
-            f"| {r['label']} | {r['cpu_minutes']:g} | {r['step']} | **{p['online_micro_auc']:.4f}** "
-            f"({' / '.join(_kind_auc(p, k) for k in kinds)}) | {test} | {macro} |"
+            f"{head} {_alert_cells(r.get('alerts'), kinds)} {test} | {macro} |"
+            if alerts
+            else f"{head} {test} | {macro} |"
         )
     return 0
+
+
+def _alert_cells(a: dict[str, Any] | None, kinds: Sequence[str]) -> str:
+    if a is None:
+        return "- | - | - |"
+    per_kind = " / ".join(f"{a[f'recall_{k}']:.2f}" if f"recall_{k}" in a else "-" for k in kinds)
+    fa = "-" if a["false_alerts_per_hour"] is None else f"{a['false_alerts_per_hour']:.1f}"
+    normal = "-" if a["normal_in_alerts"] is None else f"{100 * a['normal_in_alerts']:.1f}%"
+    return f"**{a['detected']} / {a['events']}** ({per_kind}) | {fa} | {normal} |"
 
 
 def _kind_auc(pseudo: dict[str, float], kind: str) -> str:
@@ -303,6 +355,12 @@ def _scoring_options() -> argparse.ArgumentParser:
         default=list(KINDS),
         help="pseudo-anomaly kinds to inject (default: fast object, what every recorded point used; add shape for "
         "appearance anomalies)",
+    )
+    common.add_argument(
+        "--alerts",
+        action="store_true",
+        help="also run the pseudo videos through the camera's calibration and alert machine at the shipped settings "
+        "(pseudo-event recall, false alerts per hour, normal time in alerts; scores every training video once more)",
     )
     return common
 

@@ -179,7 +179,7 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "curve.py"), "models", "flowmem-tiny@v1", "--registry", str(registry),
          "--dataset", str(long_dataset), "--num-val", "1", "--signals", "motion_knn", "motion_knn+appearance_knn",
-         "--kinds", "fast", "shape", "--out", str(points)],
+         "--kinds", "fast", "shape", "--alerts", "--fps", "10", "--out", str(points)],
         capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -194,3 +194,14 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
         assert set(r["pseudo"]) >= {"online_micro_auc_fast", "online_micro_auc_shape"}
         assert "online_micro_auc_object" not in r["pseudo"]
         assert "test" not in r
+        alerts = r["alerts"]  # the alert yardstick at the shipped settings (service/alerts/yardstick.py)
+        assert alerts["events"] == 6  # the held-out video x 3 repeats x 2 kinds
+        assert 0 <= alerts["detected"] <= 6 and {"recall_fast", "recall_shape"} <= set(alerts)
+        assert alerts["false_alerts_per_hour"] is not None and 0 <= alerts["normal_in_alerts"] <= 1
+    table = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "curve.py"), "table", str(points)],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    header, rule, *body = table.stdout.strip().splitlines()
+    assert "pseudo events detected (fast / shape) | false alerts / h | normal time in alerts |" in header
+    assert rule.count("|---") == 9 and all(line.count(" | ") == 8 for line in body)
