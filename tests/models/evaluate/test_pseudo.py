@@ -196,12 +196,15 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
         assert "test" not in r
         alerts = r["alerts"]  # the alert yardstick at the shipped settings (service/alerts/yardstick.py)
         assert alerts["events"] == 6  # the held-out video x 3 repeats x 2 kinds
-        assert 0 <= alerts["detected"] <= 6 and {"recall_fast", "recall_shape"} <= set(alerts)
-        assert alerts["false_alerts_per_hour"] is not None and 0 <= alerts["normal_in_alerts"] <= 1
+        assert 0 <= alerts["detected"] <= 6
+        assert {"recall_fast", "recall_shape"} <= set(alerts)
+        assert alerts["false_alerts_per_hour"] is not None
+        assert 0 <= alerts["normal_in_alerts"] <= 1
     table = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "curve.py"), "table", str(points)],
         capture_output=True, text=True, cwd=REPO, check=True,
     )  # fmt: skip
     header, rule, *body = table.stdout.strip().splitlines()
     assert "pseudo events detected (fast / shape) | false alerts / h | normal time in alerts |" in header
-    assert rule.count("|---") == 9 and all(line.count(" | ") == 8 for line in body)
+    assert rule.count("|---") == 9
+    assert all(line.count(" | ") == 8 for line in body)
