@@ -16,12 +16,13 @@ from service.alerts.schema import Incident
 from service.bus import keys, topics
 from service.bus.client import check_server, connect, is_cluster, wait_for_redis
 from service.errors import BusError
-from service.messages import Alert, AlertEvent, ScoreMsg
+from service.messages import Alert, AlertEvent, JobRecord, ScoreMsg
 from service.settings import RedisSettings
 from tests.redis_cluster import LocalCluster
 from tests.service.bus.test_topics import _alert, _window
 
 PARTITIONS = 6
+JOB = "0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +198,22 @@ def topics_errors() -> tuple[type[Exception], ...]:
     from service.bus.client import REDIS_ERRORS
 
     return REDIS_ERRORS
+
+
+def test_a_job_is_queued_run_cancelled_and_deleted_on_a_cluster(rc: redis.Redis) -> None:
+    """The job record's optimistic transaction (WATCH) and indexes are global; its progress lives with its stream."""
+    job = JobRecord(id=JOB, model="m@v1", source="path", name="a.mp4", input="/footage/a.mp4")
+    assert topics.put_job(rc, job)
+    assert topics.active_jobs(rc) == [JOB]
+    window = _window(keys.job_stream(JOB)).model_copy(update={"job_id": JOB, "source": "job"})
+    assert topics.publish_job_window(rc, window) == (1, window.first_frame + window.num_scored)
+    assert topics.job_progress(rc, JOB)["last_seq"] == "1"
+    cancelled, changed = topics.cancel_job(rc, JOB, "stopped by a test")
+    assert changed
+    assert cancelled is not None
+    assert cancelled.state == "cancelled"
+    assert not topics.put_job(rc, job.model_copy(update={"state": "running"}))  # a cancelled job stays cancelled
+    topics.expire_job_stream(rc, JOB, ttl_s=60)
+    assert topics.delete_job(rc, JOB)
+    assert topics.get_job(rc, JOB) is None
+    assert topics.job_progress(rc, JOB) == {}
