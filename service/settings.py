@@ -301,11 +301,19 @@ class Settings(BaseSettings):
         return self
 
 
+# `VIGIL_*` variables that are not settings but say where a training config finds its data and weights
+# (`${VIGIL_PED2:-...}` in models/configs/*.yaml; tests/service/test_settings.py checks every one is here).
+CONFIG_VARS = frozenset(
+    {"VIGIL_PED2", "VIGIL_PED2_FEATURES", "VIGIL_I3D_WEIGHTS", "VIGIL_TEST_DATASET", "VIGIL_TEST_SPLIT"}
+)
+
+
 def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
-    """`VIGIL_*` variables that name no setting: pydantic-settings ignores unknown top-level names, we refuse them."""
+    """`VIGIL_*` variables that name no setting (nor a config's data, `CONFIG_VARS`): pydantic-settings ignores unknown
+    top-level names, we refuse them."""
     unknown = []
     for key in environ:
-        if not key.startswith("VIGIL_"):
+        if not key.startswith("VIGIL_") or key in CONFIG_VARS:
             continue
         parts = key[len("VIGIL_") :].lower().split("__")
         field = Settings.model_fields.get(parts[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -38,6 +40,19 @@ def test_vigil_api_refuses_an_open_public_bind(capsys: pytest.CaptureFixture[str
 
     assert main(["api", "--host", "0.0.0.0"]) == 2
     assert "VIGIL_API__ADMIN_KEYS" in capsys.readouterr().err
+
+
+def test_the_dataset_variables_the_training_configs_read_are_not_refused_as_settings() -> None:
+    """`VIGIL_PED2=... vigil train models/configs/...` (README, RESULTS) must not fail on what the config reads."""
+    import re
+
+    from service.settings import CONFIG_VARS, unknown_env_vars
+
+    configs = (Path(__file__).resolve().parents[2] / "models" / "configs").glob("*.yaml")
+    read = {m for path in configs for m in re.findall(r"\$\{(VIGIL_[A-Z0-9_]+)", path.read_text())}
+    assert read == CONFIG_VARS
+    assert unknown_env_vars(dict.fromkeys(read, "/data")) == []
+    assert unknown_env_vars({"VIGIL_PED3": "/data"}) == ["VIGIL_PED3"]
 
 
 def test_health_settings_nest_one_level_deeper_and_typos_are_refused() -> None:
