@@ -3,8 +3,9 @@
 Each partition (keys.py) has its own windows stream and consumer group; a camera's windows go to its partition's.
 Workers read every partition. With one partition a read is one blocking XREADGROUP, as on a single stream; with
 several (a cluster, where one command cannot read streams of different slots) a read takes a share of what each
-partition has in one pipelined pass without waiting and, when none has anything, blocks on one of them for at most
-`PARTITION_BLOCK_MS`, so a window in another partition waits at most that long. Entry ids handed to the worker
+partition has in one pipelined pass without waiting, then fills the batch from the partitions that had more, and,
+when none has anything, blocks on one of them for at most `PARTITION_BLOCK_MS`, so a window in another partition
+waits at most that long. Entry ids handed to the worker
 carry their partition (`p/id`, plain for partition 0) so acknowledging finds the stream again.
 """
 
@@ -234,8 +235,8 @@ def _rotated() -> list[int]:
 
 
 def read_windows(r: redis.Redis, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
-    """New windows for this consumer (XREADGROUP >), at most `count` from one partition. Undecodable entries come
-    back as MessageError to ack. Several partitions: see the module docstring."""
+    """New windows for this consumer (XREADGROUP >), at most `count`. Undecodable entries come back as MessageError
+    to ack. Several partitions: see the module docstring."""
     if keys.partitions() == 1:
         return _read_partition(r, 0, consumer, count, block_ms)
     out = _read_every_partition(r, consumer, count)
@@ -246,18 +247,25 @@ def read_windows(r: redis.Redis, consumer: str, count: int, block_ms: int | None
 
 def _read_every_partition(r: redis.Redis, consumer: str, count: int) -> list[WindowEntry]:
     """One pipelined pass over every partition without waiting (a cluster client sends one batch per master instead
-    of one round trip per partition). Each partition gives at most count / partitions windows (rounded up), so a
-    pass returns at most count + partitions - 1 and one worker does not take a backlog that others could share; a
-    worker filling a batch passes again at once while windows come."""
+    of one round trip per partition), each partition giving at most count / partitions windows (rounded up), so one
+    worker does not take a backlog others could share; then the partitions that gave their whole share (they may
+    hold more) fill the rest of `count`, one read each."""
     share = -(-count // keys.partitions())
     order = _rotated()
     pipe = r.pipeline(transaction=False)
     for p in order:
         pipe.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.windows_stream(p): ">"}, count=share)
     out: list[WindowEntry] = []
+    busy: list[int] = []
     for p, resp in zip(order, pipe.execute(), strict=True):
-        if resp:
-            out.extend(_decode_entries(p, resp[0][1]))
+        entries = resp[0][1] if resp else []
+        out.extend(_decode_entries(p, entries))
+        if len(entries) == share:
+            busy.append(p)
+    for p in busy:
+        if len(out) >= count:
+            break
+        out.extend(_read_partition(r, p, consumer, count - len(out), None))
     return out
 
 
