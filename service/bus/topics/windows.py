@@ -24,7 +24,7 @@ import redis
 from pydantic import ValidationError
 
 from service.bus import keys
-from service.bus.topics.codec import AnyRedis, Fields, check_version, describe_errors
+from service.bus.topics.codec import AnyRedis, Fields, check_version, describe_errors, xreadgroup_one
 from service.bus.topics.scores import load_scoring_state
 from service.errors import MessageError
 from service.messages import (
@@ -254,7 +254,7 @@ def _read_every_partition(r: redis.Redis, consumer: str, count: int) -> list[Win
     order = _rotated()
     pipe = r.pipeline(transaction=False)
     for p in order:
-        pipe.xreadgroup(keys.WINDOWS_GROUP, consumer, {keys.windows_stream(p): ">"}, count=share)
+        xreadgroup_one(pipe, keys.WINDOWS_GROUP, consumer, keys.windows_stream(p), ">", share)
     out: list[WindowEntry] = []
     busy: list[int] = []
     for p, resp in zip(order, pipe.execute(), strict=True):
@@ -270,8 +270,7 @@ def _read_every_partition(r: redis.Redis, consumer: str, count: int) -> list[Win
 
 
 def _read_partition(r: redis.Redis, p: int, consumer: str, count: int, block_ms: int | None) -> list[WindowEntry]:
-    stream = keys.windows_stream(p)
-    resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {stream: ">"}, count=count, block=block_ms)
+    resp: Any = xreadgroup_one(r, keys.WINDOWS_GROUP, consumer, keys.windows_stream(p), ">", count, block_ms)
     return _decode_entries(p, resp[0][1]) if resp else []
 
 
@@ -302,7 +301,7 @@ def read_own_pending(r: redis.Redis, consumer: str, count: int) -> list[WindowEn
         if len(out) >= count:
             break
         stream = keys.windows_stream(p)
-        resp: Any = r.xreadgroup(keys.WINDOWS_GROUP, consumer, {stream: "0"}, count=count - len(out))
+        resp: Any = xreadgroup_one(r, keys.WINDOWS_GROUP, consumer, stream, "0", count - len(out))
         entries = resp[0][1] if resp else []
         trimmed = [entry_id for entry_id, fields in entries if fields is None]
         if trimmed:
