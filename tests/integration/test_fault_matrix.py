@@ -190,8 +190,15 @@ def test_file_cameras_and_jobs_lose_and_duplicate_nothing_through_worker_ingeste
 
         # 3. A worker dies holding windows (read, not acknowledged): a batch that waits 5 s to fill and is too large to
         # fill in that time even from the job's flood of windows, so what it read stays pending on it for seconds.
-        procs.start("worker", "doomed", VIGIL_WORKER__MAX_BATCH="1024", VIGIL_WORKER__MAX_WAIT_MS="5000")
-        _wait(lambda: "live" in _pending_cameras(r, "doomed"), 60, "the doomed worker to hold a live window")
+        # The stack's worker is paused meanwhile: a reader blocked in Redis gets each new window the moment it comes,
+        # so an idle stack worker took every live window before the doomed one's polls saw it (one CI run in several).
+        stack_worker = next(proc for name, proc in stack.procs if name.startswith("worker"))
+        stack_worker.send_signal(signal.SIGSTOP)
+        try:
+            procs.start("worker", "doomed", VIGIL_WORKER__MAX_BATCH="1024", VIGIL_WORKER__MAX_WAIT_MS="5000")
+            _wait(lambda: "live" in _pending_cameras(r, "doomed"), 60, "the doomed worker to hold a live window")
+        finally:
+            stack_worker.send_signal(signal.SIGCONT)
         job_running("worker")
         procs.kill("doomed")
         killed = time.time()
