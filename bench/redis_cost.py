@@ -34,7 +34,6 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
 from pipeline import add_cameras, register_untrained, scored, stack_env, start_redis, synthetic_clip
 
 from cli.up import Stack, free_port, stop_process

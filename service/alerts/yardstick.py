@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.calibration.camera import CalibrationParams, CameraReference, fit_from_footage
+from models.calibration.camera import CameraReference, fit_from_footage
 from models.card import Calibration
 from models.evaluate.events import event_metrics
 from models.evaluate.pseudo import ALL_KINDS, PseudoVideo
@@ -35,9 +35,7 @@ def pseudo_alerts(
     `vigil eval --learn-from train`). Event recall overall and per kind, false alerts per hour and normal time in
     alerts of the pseudo stream."""
     settings = get_settings()
-    params = CalibrationParams.model_validate(
-        settings.calibration.model_dump(include=set(CalibrationParams.model_fields))
-    )
+    params = settings.calibration  # what the worker calibrates cameras with (worker/main.py)
     machine = AlertParams.merge(settings.alerts, None)
     profile = fit_from_footage(card, [r.astype(np.float64) for r in normal], fps, params, "every training video")
     reference = CameraReference(model="yardstick", version=1, profiles={"colour": profile, "mono": profile})

@@ -81,10 +81,11 @@ def _concrete(r: redis.Redis, stream: str, last_id: str) -> str:
         info: Any = r.xinfo_stream(stream)
     except redis.ResponseError:  # no such key
         return "0-0"
-    return _text(info["last-generated-id"])
+    return text_of(info["last-generated-id"])
 
 
-def _text(value: bytes | str) -> str:
+def text_of(value: bytes | str) -> str:
+    """A reply field as text: redis-py gives bytes or str depending on the command and the client's decoding."""
     return value.decode() if isinstance(value, bytes) else value
 
 

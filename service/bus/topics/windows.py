@@ -5,8 +5,8 @@ Workers read every partition. With one partition a read is one blocking XREADGRO
 several (a cluster, where one command cannot read streams of different slots) a read takes a share of what each
 partition has in one pipelined pass without waiting, then fills the batch from the partitions that had more, and,
 when none has anything, blocks on one of them for at most `PARTITION_BLOCK_MS`, so a window in another partition
-waits at most that long. Entry ids handed to the worker
-carry their partition (`p/id`, plain for partition 0) so acknowledging finds the stream again.
+waits at most that long. Entry ids handed to the worker carry their partition (`p/id`, plain for partition 0) so
+acknowledging finds the stream again.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import redis
 from pydantic import ValidationError
 
 from service.bus import keys
-from service.bus.topics.codec import AnyRedis, Fields, check_version, describe_errors, xreadgroup_one
+from service.bus.topics.codec import AnyRedis, Fields, check_version, describe_errors, text_of, xreadgroup_one
 from service.bus.topics.scores import load_scoring_state
 from service.errors import MessageError
 from service.messages import (
@@ -206,7 +206,7 @@ WindowEntry = tuple[str, WindowMsg | MessageError]
 
 def _ref(partition: int, entry_id: bytes | str) -> str:
     """The id a worker holds for an entry: the stream id, prefixed with its partition unless that is 0."""
-    text = _text(entry_id)
+    text = text_of(entry_id)
     return text if partition == 0 else f"{partition}/{text}"
 
 
@@ -318,7 +318,7 @@ def dead_consumers(r: redis.Redis, me: str) -> list[tuple[str, int]]:
     for p in range(keys.partitions()):
         consumers: Any = r.xinfo_consumers(keys.windows_stream(p), keys.WINDOWS_GROUP)
         for c in consumers:
-            name = _text(c["name"])
+            name = text_of(c["name"])
             pending[name] = pending.get(name, 0) + int(c["pending"])
     named = [(name, n) for name, n in pending.items() if name != me]
     if not named:
@@ -353,10 +353,6 @@ def forget_consumer(r: redis.Redis, name: str) -> None:
     """Remove a dead worker with nothing pending from every partition's group, so the consumer lists do not grow."""
     for p in range(keys.partitions()):
         r.xgroup_delconsumer(keys.windows_stream(p), keys.WINDOWS_GROUP, name)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def ack_windows(r: AnyRedis, refs: Sequence[str]) -> None:
