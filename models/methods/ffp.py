@@ -28,7 +28,8 @@ class FfpConfig(MethodConfig):
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "small", "tiny")
 
     name: Literal["ffp"] = "ffp"
-    size: int = Field(default=256, ge=8)  # square input side, divisible by 2 ** (levels - 1)
+    size: int = Field(default=256, ge=8)  # input height (and width unless `width` is set); 2 ** (levels - 1) divides it
+    width: int | None = Field(default=None, ge=8)  # None = square; a width keeps a camera's aspect (Ped2: 2:3)
     channels: Literal[1, 3] = 3  # 3 = BGR as published (Ped2 gray is read as 3 identical channels)
     base_channels: int = Field(default=64, ge=1)  # U-Net widths base * 2**level: 64/128/256/512 at paper size
     levels: int = Field(default=4, ge=2, le=6)
@@ -58,15 +59,17 @@ class FfpConfig(MethodConfig):
     @model_validator(mode="after")
     def _divisible(self) -> FfpConfig:
         factor = 2 ** (self.levels - 1)
-        if self.size % factor:
-            nearest = max(self.size // factor, 1) * factor
-            msg = f"size {self.size} must be divisible by 2 ** (levels - 1) = {factor}; e.g. size={nearest}"
-            raise ValueError(msg)
+        for name, side in (("size", self.size), ("width", self.width)):
+            if side is not None and side % factor:
+                nearest = max(side // factor, 1) * factor
+                msg = f"{name} {side} must be divisible by 2 ** (levels - 1) = {factor}; e.g. {name}={nearest}"
+                raise ValueError(msg)
         return self
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(height=self.size, width=self.size, channels=self.channels, context=self.context)
+        width = self.size if self.width is None else self.width
+        return InputSpec(height=self.size, width=width, channels=self.channels, context=self.context)
 
     @classmethod
     def paper(cls) -> FfpConfig:

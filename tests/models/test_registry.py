@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from models import create_method, get_method, list_methods, register_method
@@ -47,12 +48,23 @@ def test_unknown_preset_lists_presets() -> None:
     [
         ({"lambda_flow": 2.0}, "lambda_flow must be 0"),
         ({"size": 100}, "divisible by"),
+        ({"width": 100}, r"width 100 must be divisible by .* = 8; e.g. width=96"),
         ({"channels": 2}, "channels"),
     ],
 )
 def test_ffp_config_errors_explain_the_fix(overrides: dict[str, object], match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         FfpConfig(**overrides)  # type: ignore[arg-type]
+
+
+def test_ffp_width_keeps_an_aspect_and_scores_it() -> None:
+    method = create_method(get_method("ffp").make_config("tiny", width=48, signals=("frame", "patch"), patch=8))
+    spec = method.input_spec
+    assert (spec.height, spec.width) == (32, 48)
+    window = torch.rand(2, spec.context + 3, spec.channels, 32, 48)
+    signals, maps = method.score_with_maps(window)
+    assert signals.shape == (2, 3, 2)
+    assert maps.shape == (2, 3, 32, 48)
 
 
 def test_paper_preset_matches_the_published_generator() -> None:
