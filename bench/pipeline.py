@@ -1,6 +1,6 @@
 """End-to-end pipeline throughput vs the model's own forward rate at the same batch size, measured in one run.
 
-    .venv/bin/python bench/pipeline.py --preset small --cameras 4 --frames 300
+    .venv/bin/python bench/pipeline.py --preset small --cameras 4 --frames 300 --worker-threads 1
 
 Runs `vigil up`'s processes (ingest, worker, api) on a private redis-server; file cameras added through the REST
 API play a synthetic clip as fast as the pipeline takes it. Pipeline rate = scored frames/s in steady state (10%
@@ -85,19 +85,21 @@ def register_untrained(store_root: Path, preset: str) -> tuple[str, object]:
     return f"bench-{preset}", method
 
 
-def forward_fps(method: object, batch: int, seconds: float = 5.0) -> float:
-    """Scored frames/s of `method.score` on (batch, context + WINDOW, C, H, W) windows; what the worker runs."""
+def forward_fps(method: object, batch: int, seconds: float = 5.0) -> tuple[float, float]:
+    """Scored frames/s of `method.score` on (batch, context + WINDOW, C, H, W) windows, what the worker runs, and the
+    CPU milliseconds it took per frame."""
     import torch
 
     spec = method.input_spec  # type: ignore[attr-defined]
     x = torch.rand(batch, spec.context + WINDOW, spec.channels, spec.height, spec.width)
     with torch.inference_mode():
         method.score(x)  # type: ignore[attr-defined]  # warm-up
-        n, start = 0, time.perf_counter()
+        n, start, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds:
             method.score(x)  # type: ignore[attr-defined]
             n += 1
-    return n * batch * WINDOW / (time.perf_counter() - start)
+    frames = n * batch * WINDOW
+    return frames / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / frames
 
 
 def stack_env(redis_url: str, store_root: Path, footage: Path, batch: int) -> dict[str, str]:
@@ -133,18 +135,28 @@ def scored(r: redis.Redis, cameras: list[str]) -> int:
     return int(sum(pipe.execute()))
 
 
-def pipeline_fps(r: redis.Redis, cameras: list[str], total: int, timeout_s: float) -> float:
-    """Scored frames/s between 10% and 90% of `total` (steady state: no start-up, no tail)."""
-    marks: dict[float, tuple[float, int]] = {}
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pipeline_fps(
+    r: redis.Redis, cameras: list[str], total: int, timeout_s: float, pids: dict[str, int]
+) -> tuple[float, dict[str, float]]:
+    """Scored frames/s between 10% and 90% of `total` (steady state: no start-up, no tail), and the CPU time each
+    process in `pids` spent per scored frame over the same span, in milliseconds."""
+    marks: dict[float, tuple[float, int, dict[str, float]]] = {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         n, now = scored(r, cameras), time.perf_counter()
         for frac in (0.1, 0.9):
             if n >= frac * total and frac not in marks:
-                marks[frac] = (now, n)
+                marks[frac] = (now, n, {name: cpu_seconds(pid) for name, pid in pids.items()})
         if 0.9 in marks:
-            (t0, n0), (t1, n1) = marks[0.1], marks[0.9]
-            return (n1 - n0) / (t1 - t0)
+            (t0, n0, c0), (t1, n1, c1) = marks[0.1], marks[0.9]
+            ms_per_frame = {name: round(1000 * (c1[name] - c0[name]) / (n1 - n0), 3) for name in pids}
+            return (n1 - n0) / (t1 - t0), ms_per_frame
         time.sleep(0.05)
     sys.exit(f"timed out: {scored(r, cameras)} of {total} frames scored in {timeout_s} s")
 
@@ -153,11 +165,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small", help="FFP preset (tiny: 32x32, small: 128x128, paper: 256x256)")
     parser.add_argument("--cameras", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=300, help="frames per camera clip")
+    parser.add_argument(
+        "--frames", type=int, default=1500, help="frames per camera clip (long enough that ingest runs throughout)"
+    )
     parser.add_argument("--batch", type=int, default=8, help="worker max batch (windows) and forward batch")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument(
         "--max-wait-ms", type=float, default=None, help="VIGIL_WORKER__MAX_WAIT_MS (default: the setting's)"
+    )
+    parser.add_argument(
+        "--worker-threads", type=int, default=None, help="VIGIL_WORKER__CPU_THREADS (default: the setting's)"
     )
     args = parser.parse_args()
 
@@ -167,30 +184,45 @@ def main() -> None:
         model, method = register_untrained(work / "registry", args.preset)
         clip = synthetic_clip(work / "clip.mp4", args.frames)
         # Forward rate before and after the pipeline run, averaged: on a shared machine the load drifts.
-        forward_before = forward_fps(method, args.batch)
+        forward_before, cpu_before = forward_fps(method, args.batch)
         env = stack_env(url, work / "registry", work, args.batch)
         if args.max_wait_ms is not None:
             env["VIGIL_WORKER__MAX_WAIT_MS"] = str(args.max_wait_ms)
+        if args.worker_threads is not None:
+            env["VIGIL_WORKER__CPU_THREADS"] = str(args.worker_threads)
         with Stack(redis_url=url, api_port=free_port(), env=env, start_redis=False, log_path=work / "log") as stack:
             stack.wait_ready(120)
             cameras = add_cameras(stack.api_url, clip, model, args.cameras, realtime=False)
             per_camera = args.frames - method.input_spec.context  # type: ignore[attr-defined]
-            end_to_end = pipeline_fps(redis.Redis.from_url(url), cameras, per_camera * args.cameras, args.timeout)
-        forward_after = forward_fps(method, args.batch)
+            pids = {name: proc.pid for name, proc in stack.procs} | {"redis": redis_proc.pid}
+            end_to_end, cpu_ms = pipeline_fps(
+                redis.Redis.from_url(url), cameras, per_camera * args.cameras, args.timeout, pids
+            )
+        forward_after, cpu_after = forward_fps(method, args.batch)
         forward = (forward_before + forward_after) / 2
         result = {
             "preset": args.preset,
             "cameras": args.cameras,
             "batch": args.batch,
             "max_wait_ms": args.max_wait_ms,
+            "worker_threads": args.worker_threads,
             "device": "cpu" if not _cuda() else "cuda",
             "cpu_cores": os.cpu_count(),
             "model_forward_fps": round(forward, 1),
             "forward_fps_before_after": [round(forward_before, 1), round(forward_after, 1)],
             "pipeline_fps": round(end_to_end, 1),
             "ratio": round(end_to_end / forward, 3),
+            # where the CPU went: ms of CPU per scored frame by process, against the bare forward pass's
+            "cpu_ms_per_frame": cpu_ms,
+            "forward_cpu_ms_per_frame": round((cpu_before + cpu_after) / 2, 3),
         }
         print(json.dumps(result))
+        if cpu_ms.get("ingest", 0.0) < 0.01:
+            print(
+                "warning: the ingester was done before the measured span, so this measured the worker draining a "
+                "backlog alone; use more --frames",
+                file=sys.stderr,
+            )
     finally:
         stop_process(redis_proc, "redis-server", 5)
         shutil.rmtree(work, ignore_errors=True)

@@ -83,6 +83,10 @@ class WorkerSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_batch: int = Field(default=8, ge=1, le=1024)  # windows per forward pass
     max_wait_ms: float = Field(default=20.0, ge=0)  # how long to wait to fill a batch
+    # Threads of a CPU forward pass; 0 = torch's default, one per core of the host. Under a container's CPU limit
+    # torch still counts the host's cores, and threads that outnumber the cores the worker gets wait on each other
+    # at every layer: set it to the cores the worker may use (docs/OPERATIONS.md, *Scaling*).
+    cpu_threads: int = Field(default=0, ge=0, le=256)
     # A worker whose heartbeat is this old is dead: the others take over its windows (its cameras wait this long).
     heartbeat_ttl_s: float = Field(default=5.0, gt=0)
     claim_idle_ms: int = Field(default=30_000, ge=1000)  # windows pending this long on a live (stuck) worker move

@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import numpy as np
 import redis
+import torch
 
 from models.base import SnippetHistoryMethod
 from models.inference import resolve_device
@@ -95,6 +96,8 @@ class Worker(ServiceProcess):
 
     def setup(self) -> None:
         self.device = resolve_device(self.cfg.device)
+        if self.cfg.cpu_threads:
+            torch.set_num_threads(self.cfg.cpu_threads)
         self.r = connect(self.settings.redis)
         wait_for_redis(self.r, self.settings.redis.startup_wait_s, self.stop_event)
         topics.ensure_window_group(self.r)
@@ -121,9 +124,10 @@ class Worker(ServiceProcess):
         if self.serve_metrics:
             start_metrics_server(self.cfg.metrics_port, self.cfg.metrics_host)
         log.info(
-            "worker %s on %s: max_batch=%d max_wait_ms=%.0f store=%s",
+            "worker %s on %s (%d CPU threads): max_batch=%d max_wait_ms=%.0f store=%s",
             self.worker_id,
             self.device,
+            torch.get_num_threads(),
             self.cfg.max_batch,
             self.cfg.max_wait_ms,
             self.settings.store.root,
@@ -259,8 +263,6 @@ class Worker(ServiceProcess):
         QUEUE_LAG.set(lag)
         QUEUE_PENDING.set(pending)
         if self.device.type == "cuda":
-            import torch
-
             GPU_MEMORY_BYTES.labels("allocated").set(torch.cuda.memory_allocated(self.device))
             GPU_MEMORY_BYTES.labels("reserved").set(torch.cuda.memory_reserved(self.device))
 

@@ -100,6 +100,19 @@ def test_camera_alert_overrides_apply(redis_url, trained_store, clip_frames):
     assert topics.list_alerts(r, camera="strict").alerts == []
 
 
+def test_cpu_threads_setting_sets_the_forward_threads(redis_url, trained_store, clip_frames):
+    r = redis.Redis.from_url(redis_url)
+    use_card_reference(r, "cam", trained_store.calibration, f"{MODEL}@v1")
+    _publish(r, make_windows("cam", clip_frames, trained_store.method.input_spec.context)[:2])
+    before = torch.get_num_threads()
+    try:
+        with running_worker(worker_settings(redis_url, trained_store.root, cpu_threads=1)):
+            wait_for(lambda: r.xlen(keys.score_stream_key("cam")) >= 16, 30, "scores")
+            assert torch.get_num_threads() == 1  # process-wide: the worker runs in this test's process
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_alias_promotion_reloads_model(redis_url, tmp_path, clip_frames):
     store = ModelStore(tmp_path)
     first = register_version(tmp_path, seed=200, steps=5)  # the two versions only need to differ
