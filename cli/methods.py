@@ -48,7 +48,8 @@ def describe(name: str) -> dict[str, Any]:
 
 def _spec_text(spec: dict[str, Any]) -> str:
     colour = {1: "gray", 3: "BGR"}[spec["channels"]]
-    return f"{spec['height']}x{spec['width']} {colour}, {spec['context']} frames of context"
+    frames = "frame" if spec["context"] == 1 else "frames"
+    return f"{spec['height']}x{spec['width']} {colour}, {spec['context']} {frames} of context"
 
 
 def run(args: argparse.Namespace) -> int:

