@@ -1,6 +1,6 @@
 """End-to-end pipeline throughput vs the model's own forward rate at the same batch size, measured in one run.
 
-    .venv/bin/python bench/pipeline.py --preset small --cameras 4 --frames 300 --worker-threads 1
+    .venv/bin/python bench/pipeline.py --preset tiny --cameras 4 --worker-threads 1
 
 Runs `vigil up`'s processes (ingest, worker, api) on a private redis-server; file cameras added through the REST
 API play a synthetic clip as fast as the pipeline takes it. Pipeline rate = scored frames/s in steady state (10%
