@@ -56,17 +56,18 @@ def count_frames(path: Path) -> int:
     return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip())
 
 
-def run_ingester(path: Path, spec: InputSpec, prepare: bool = True) -> tuple[int, float, float]:
+def run_ingester(path: Path, spec: InputSpec, prepare: bool = True, measure: bool = False) -> tuple[int, float, float]:
     """(frames, wall seconds, CPU seconds of all threads) through the ingester's source and sampler.
 
     The source scales each frame to the model's input as a live camera does (models.data.scaling);
-    `prepare=False` measures decoding alone (the luma plane at full size), to show where time goes.
+    `prepare=False` measures decoding alone (the luma plane at full size), to show where time goes; `measure=True`
+    adds the camera-health measurements a live camera takes of every frame (models.health.measure).
     """
     sampler = WindowSampler(spec, window_frames=8)
     cpu = time.process_time()
     start = time.perf_counter()
     frames = 0
-    options = SourceOptions(realtime=False, pixel_format="gray", spec=spec if prepare else None)
+    options = SourceOptions(realtime=False, pixel_format="gray", spec=spec if prepare else None, measure=measure)
     with VideoSource(str(path), options) as source:
         try:
             for frame in source:
@@ -96,12 +97,15 @@ def bench(name: str, path: Path, spec: InputSpec, rounds: int, breakdown: bool) 
     """Alternate the two `rounds` times; print frame rates per wall second and per CPU second; return the wall ratio."""
     expected = count_frames(path)
     print(f"{name}: {expected} frames -> {spec.width}x{spec.height} gray, {rounds} rounds, medians")
-    stages = [("decode+resize+gray", True)] + ([("decode only (breakdown)", False)] if breakdown else [])
+    # (label, scale to the model's input, health measurements); ffmpeg does the same decode (+ scale) in each
+    stages = [("decode+resize+gray", True, False)]
+    if breakdown:
+        stages += [("decode only (breakdown)", False, False), ("+ health measurements, as a live camera", True, True)]
     ratio = 0.0
-    for label, full in stages:
+    for label, full, measure in stages:
         ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
         for _ in range(rounds):  # alternate, so load from other processes hits both alike
-            frames, wall, cpu = run_ingester(path, spec, prepare=full)
+            frames, wall, cpu = run_ingester(path, spec, prepare=full, measure=measure)
             if frames != expected:
                 sys.exit(f"{name}: the ingester decoded {frames} frames, ffprobe counts {expected}")
             ours.append(frames / wall)
