@@ -61,16 +61,20 @@ def xreadgroup_one(
         return client.xreadgroup(group, consumer, {stream: last_id}, count=count, block=block_ms)
     args: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
     args += [] if block_ms is None else ["BLOCK", block_ms]
-    node = client.nodes_manager.get_node_from_slot(key_slot(stream.encode()))
-    return client.execute_command(*args, "STREAMS", stream, last_id, target_nodes=node)
+    return client.execute_command(*args, "STREAMS", stream, last_id, target_nodes=_node_of(client, stream))
 
 
 def _xread_cluster(r: RedisCluster, streams: Mapping[str, str], count: int, block_ms: int | None) -> list[Any]:
     """XREAD of streams in one slot, sent to its node directly (see `xreadgroup_one`)."""
     args: list[Any] = ["XREAD", "COUNT", count] + ([] if block_ms is None else ["BLOCK", block_ms])
-    node = r.nodes_manager.get_node_from_slot(key_slot(next(iter(streams)).encode()))
+    node = _node_of(r, next(iter(streams)))
     reply = r.execute_command(*args, "STREAMS", *streams.keys(), *streams.values(), target_nodes=node)  # type: ignore[no-untyped-call]
     return cast(list[Any], reply or [])
+
+
+def _node_of(client: RedisCluster | ClusterPipeline, key: str) -> Any:
+    """The cluster node serving `key`'s slot, named on stream reads whose keys redis-py cannot find itself."""
+    return client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
 
 
 def _concrete(r: redis.Redis, stream: str, last_id: str) -> str:
