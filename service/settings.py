@@ -98,7 +98,7 @@ class WorkerSettings(_Section):
     # windows. It must outlast the span a frame reads back, (history_snippets - 1) * 16 frames, plus the time a
     # window may wait in the queue (or for a claim after claim_idle_ms); an expired element shortens the history.
     history_ttl_s: int = Field(default=600, gt=0)
-    # Keep each live frame's coarse localisation map (models with one: ffp, dast, f2lm) for alert heatmaps
+    # Keep each live frame's coarse localisation map (models with one: ffp, dast, f2lm, flowmem) for alert heatmaps
     # (GET /alerts/{id}/heatmap.jpg, clip overlays): about 1 KB per frame for 120 s in Redis, from the scoring forward
     # pass (cost in docs/RESULTS.md). Off: no maps are computed or stored, and alerts have no heatmap.
     heatmaps: bool = True
@@ -219,7 +219,7 @@ class ClipSettings(_Section):
     retention_s: int = Field(default=7 * 24 * 3600, ge=60)  # clips older than this are deleted
     max_bytes: int = Field(default=20 * 1024**3, ge=1024**2)  # above it the oldest clips are deleted first
     sweep_interval_s: float = Field(default=60.0, gt=0, le=3600)  # how often retention and the cap are applied
-    # Draw the model's heatmaps over the clip's frames (methods with a localisation map: ffp, dast, f2lm).
+    # Draw the model's heatmaps over the clip's frames (methods with a localisation map: ffp, dast, f2lm, flowmem).
     heatmap_overlay: bool = False
 
 

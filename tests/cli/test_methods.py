@@ -27,7 +27,7 @@ def test_lists_every_method_with_presets_specs_and_pretrained_parts(capsys: pyte
     assert rows["ffp"]["presets"]["small"] == {"height": 128, "width": 128, "channels": 1, "context": 4, "fps": None}
     assert rows["vadclip"]["trains_on"] == ["videos"]
     assert "generator_lr" in rows["ffp"]["optim"]
-    assert {n for n, row in rows.items() if row["localization_map"]} == {"ffp", "dast", "f2lm"}
+    assert {n for n, row in rows.items() if row["localization_map"]} == {"ffp", "dast", "f2lm", "flowmem"}
     assert main(["methods", "gcl"]) == 0
     text = capsys.readouterr().out
     assert "preset tiny   64x64 BGR, 15 frames of context" in text

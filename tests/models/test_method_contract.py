@@ -10,6 +10,7 @@ import torch
 from models import create_method, get_method, list_methods
 from models.base import AnomalyMethod
 from models.io import build_card, load_model, save_model
+from models.methods.flowmem import memory_spread
 from models.store import ModelStore
 
 NUM_SCORED = 3  # frames scored per window
@@ -86,7 +87,7 @@ MAP_METHODS = [n for n in list_methods() if get_method(n).localizes]
 
 
 def test_the_pixel_error_methods_have_maps() -> None:
-    assert set(MAP_METHODS) == {"ffp", "dast", "f2lm"}
+    assert set(MAP_METHODS) == {"ffp", "dast", "f2lm", "flowmem"}
 
 
 @pytest.mark.parametrize("name", list_methods())
@@ -113,8 +114,11 @@ def test_maps_have_the_input_shape_and_come_with_the_same_signals(name: str) -> 
     # The map is the frame error per pixel: its mean is the frame-level error the first signal scores.
     if name in ("ffp", "dast"):  # neg_psnr = 10 log10(mse)
         torch.testing.assert_close(signals[..., 0], 10 * torch.log10(maps.mean(dim=(2, 3))), rtol=1e-4, atol=1e-4)
-    else:  # f2lm: pred_mse (Destroyer untrained)
+    elif name == "f2lm":  # pred_mse (Destroyer untrained)
         torch.testing.assert_close(signals[..., 0], maps.mean(dim=(2, 3)), rtol=1e-4, atol=1e-6)
+    else:  # flowmem: the hottest cell is the scene's largest distance of either kind, in its memory's spread
+        spreads = torch.stack([memory_spread(method.motion_memory), memory_spread(method.appearance_memory)])
+        torch.testing.assert_close(maps.amax(dim=(2, 3)), (signals / spreads).amax(dim=2).square())
 
 
 @pytest.mark.parametrize("name", MAP_METHODS)

@@ -101,7 +101,7 @@ def alert_thumbnail(alert_id: AlertId, redis: RedisDep, _: ViewerDep) -> Respons
 )
 def alert_heatmap(alert_id: AlertId, redis: RedisDep, store: StoreDep, _: ViewerDep) -> Response:
     """JPEG of the alert's peak frame (its thumbnail) with the model's localisation map of that frame drawn over it:
-    where in the frame the model saw the anomaly. Only models whose method has a map (ffp, dast, f2lm)."""
+    where in the frame the model saw the anomaly. Only models whose method has a map (ffp, dast, f2lm, flowmem)."""
     alert = topics.get_alert(redis, alert_id)
     if alert is None:
         raise NotFoundError(unknown_alert(alert_id))

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from models.data.datasets import open_dataset
 from models.data.transforms import prepare
 from models.evaluate.metrics import roc_auc
-from models.inference import score_frames
+from models.inference import score_frames, score_frames_with_maps
 from models.io import load_model
 from models.methods.flowmem import FlowmemConfig, _neighbours, greedy_coreset
 from models.store import ModelStore
@@ -56,13 +56,27 @@ def test_fits_in_one_pass_finds_the_fast_block_and_round_trips(synthetic_dataset
     method, card, _ = load_model(ModelStore(tmp_path / "reg"), "flowmem-tiny")
     assert card.calibration is not None
     assert method.motion_memory.abs().sum() > 0  # the memory travels with the registered version
-    scores, labels = [], []
-    for video in open_dataset(synthetic_dataset, "test"):
+    scores, labels, hits = [], [], []
+    for video, span in zip(open_dataset(synthetic_dataset, "test"), [(20, 30), (5, 15)], strict=True):
         assert video.labels is not None
-        raw = score_frames(method, prepare(video.reader.read_all(), method.input_spec))
+        frames = prepare(video.reader.read_all(), method.input_spec)
+        raw, maps = score_frames_with_maps(method, frames, side=1000)  # side >= the input: maps at full size
+        torch.testing.assert_close(raw, score_frames(method, frames), rtol=0, atol=0)
         scores.append(raw)
         labels.append(video.labels[1:])
+        hits += [_hot_under_the_racer(maps[t - 1], t - span[0]) for t in range(*span)]
     raw, y = np.concatenate(scores), np.concatenate(labels)
     # The bright block races at 7-5 px/frame where the grey one walks at 2: motion and appearance both see it.
     assert roc_auc(y, raw[:, 0]) > 0.9
     assert roc_auc(y, raw[:, 1]) > 0.9
+    # ... and the map is hot where it is (a random cell: half the time).
+    assert np.mean(hits) >= 0.8, hits
+
+
+def _hot_under_the_racer(heat: np.ndarray, k: int) -> bool:
+    """Whether the cell of a 32x48 map under the centre of the racing block of tests/synthetic.py (drawn at 64x64,
+    8 pixels a side), k frames into its run, is hotter than the map's median cell. Not its peak: at this size DIS
+    smears a jump of 5-7 pixels over a quarter of the frame, so the hottest motion cell can lie a few cells away."""
+    x, y = min(56, (k * 7) % 56), min(56, (k * 5) % 56)  # its corner at 64x64
+    row, col = int((y + 4) * 32 / 64), int((x + 4) * 48 / 64)
+    return bool(heat[row, col] > np.median(heat))
