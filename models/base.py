@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 import numpy as np
@@ -71,6 +72,13 @@ class AnomalyMethod(nn.Module):
     def load_pretrained(self) -> None:
         """Put the pretrained parts the config names by path (a frozen backbone's weights) into the module; the
         trainer calls it once before training. Registered versions carry those weights already. Default: none."""
+
+    def fit_reference(self, windows: Iterable[torch.Tensor]) -> None:
+        """Fit what the method keeps of the camera's normal footage beside its weights (e.g. FFP's per-location
+        error levels for its `local` signal), from windows (B, context + N, C, H, W) of the training videos; the
+        trainer calls it before calibrating, and it lands in the registered weights. Default: nothing to fit (the
+        windows are not read)."""
+        del windows
 
     def calibration_weights(self, raw: np.ndarray) -> list[float] | None:
         """Weights of the standardised signals in the combined score, chosen from (N, S) raw signals of normal

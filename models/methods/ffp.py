@@ -8,18 +8,19 @@ the registered weights are the generator's alone.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
 
 from models.base import AnomalyMethod, MethodConfig
-from models.components.losses import error_map, patch_psnr, psnr
+from models.components.losses import MIN_MSE, error_map, patch_psnr, psnr, window_grid, window_mse
 from models.components.unet import UNet
 from models.registry import register_method
 from models.types import InputSpec
 
-SIGNAL_NAMES = {"frame": "neg_psnr", "patch": "neg_patch_psnr"}
+SIGNAL_NAMES = {"frame": "neg_psnr", "patch": "neg_patch_psnr", "local": "neg_patch_psnr_local"}
 
 
 class FfpConfig(MethodConfig):
@@ -41,9 +42,13 @@ class FfpConfig(MethodConfig):
     lambda_adversarial: float = Field(default=0.05, ge=0)  # 0 = no discriminator is trained
     lambda_flow: float = 0.0  # must stay 0: no pretrained flow network is available (module docstring)
     # Raw signals: "frame" = -PSNR of the whole frame (published); "patch" = -PSNR of the worst patch x patch
-    # window (models.components.losses.patch_psnr). Several are standardised and summed by the calibration.
-    signals: tuple[Literal["frame", "patch"], ...] = Field(default=("frame",), min_length=1)
-    patch: int = Field(default=16, ge=2)  # side of the patch signal's windows, in input pixels
+    # window (models.components.losses.patch_psnr); "local" = the largest excess of a window's -PSNR over that
+    # window's own normal level (`local_quantile` of it over the training videos, fitted at registration): an
+    # error where the scene is normally calm (far from the camera) counts as much as a larger one where people
+    # normally pass close to it. Several are standardised and summed by the calibration.
+    signals: tuple[Literal["frame", "patch", "local"], ...] = Field(default=("frame",), min_length=1)
+    patch: int = Field(default=16, ge=2)  # side of the patch and local signals' windows, in input pixels
+    local_quantile: float = Field(default=0.95, gt=0, lt=1)  # a window's normal level for the local signal
 
     @field_validator("lambda_flow")
     @classmethod
@@ -89,10 +94,12 @@ class FfpConfig(MethodConfig):
 
 class Ffp(AnomalyMethod):
     """Future-frame prediction; signal `neg_psnr` = -PSNR(predicted, real) with frames in [0, 1], and optionally
-    `neg_patch_psnr`, the same for the worst patch. Localisation map: the squared prediction error per pixel."""
+    `neg_patch_psnr`, the same for the worst patch, and `neg_patch_psnr_local`, the worst patch relative to its
+    location's normal level. Localisation map: the squared prediction error per pixel."""
 
     config: FfpConfig
     localizes = True
+    window_reference: torch.Tensor  # (rows, cols) normal -PSNR level per window, with the local signal only
 
     def __init__(self, config: FfpConfig) -> None:
         super().__init__()
@@ -106,6 +113,9 @@ class Ffp(AnomalyMethod):
             levels=config.levels,
             batch_norm=config.batch_norm,
         )
+        if "local" in config.signals:  # NaN until `fit_reference`: a registered version always has it fitted
+            grid = window_grid(config.input_spec.height, config.input_spec.width, config.patch)
+            self.register_buffer("window_reference", torch.full(grid, float("nan")))
 
     def predict(self, past: torch.Tensor) -> torch.Tensor:
         """(B, context, C, H, W) in [0, 1] -> predicted next frame (B, C, H, W) in [-1, 1] (the generator's range)."""
@@ -126,11 +136,46 @@ class Ffp(AnomalyMethod):
         return pred, target
 
     def _signals(self, pred: torch.Tensor, target: torch.Tensor, b: int) -> torch.Tensor:
-        signals = [
-            -psnr(pred, target) if s == "frame" else -patch_psnr(pred, target, self.config.patch)
-            for s in self.config.signals
-        ]
+        signals = [self._signal(s, pred, target) for s in self.config.signals]
         return torch.stack(signals, dim=1).reshape(b, -1, len(signals)).float()
+
+    def _signal(self, name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if name == "frame":
+            return -psnr(pred, target)
+        if name == "patch":
+            return -patch_psnr(pred, target, self.config.patch)
+        if torch.isnan(self.window_reference).any():
+            msg = (
+                "the local signal needs each window's normal level, fitted on normal footage: register the model "
+                "with `vigil train` (it calls fit_reference), or score with signals=[patch]"
+            )
+            raise ValueError(msg)
+        return (self._window_levels(pred, target) - self.window_reference).flatten(1).amax(dim=1)
+
+    def _window_levels(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-PSNR in dB of every window of the local signal: (M, C, H, W) -> (M, rows, cols)."""
+        return 10 * torch.log10(window_mse(pred, target, self.config.patch).clamp_min(MIN_MSE))
+
+    def fit_reference(self, windows: Iterable[torch.Tensor]) -> None:
+        """With the local signal: each window's normal level, the `local_quantile` of its -PSNR over every frame
+        the windows score (the trainer passes the training videos)."""
+        if "local" not in self.config.signals:
+            return
+        levels = []
+        with torch.no_grad():
+            for window in windows:
+                levels.append(self._window_levels(*self._predict_window(window)))
+        if not levels:
+            msg = "the local signal's reference needs normal footage: no training window to fit it on"
+            raise ValueError(msg)
+        self.window_reference.copy_(torch.quantile(torch.cat(levels), self.config.local_quantile, dim=0))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # A training snapshot holds the generator alone; the local signal's reference is fitted when it registers.
+        key = prefix + "window_reference"
+        if "local" in self.config.signals and key not in state_dict:
+            state_dict[key] = self.window_reference
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def score(self, window: torch.Tensor) -> torch.Tensor:
         pred, target = self._predict_window(window)

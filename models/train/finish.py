@@ -1,4 +1,5 @@
-"""End of every training run: score the held-out normal videos, fit the online calibration, register the model."""
+"""End of every training run: fit what the method keeps of the normal footage beside its weights, score the held-out
+normal videos, fit the online calibration, register the model."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def finish_run(
     """Calibrate the trained method on the source's held-out normal videos, evaluate where the source has labelled
     test videos, then (if enabled) register; returns (reference or None, the card's metrics)."""
     method.eval()
+    method.fit_reference(source.normal_windows(method, device))
     held = source.held_out(method, device)
     calibration, raw = fit_on_videos(method, held.parts, held.source, held.too_short, fps=source.fps)
     metrics: dict[str, Any] = {"train": train_metrics, "val_raw": signal_stats(method, raw)}

@@ -34,13 +34,15 @@ from models.data.transforms import prepare, to_tensor
 from models.errors import DatasetError
 from models.evaluate.protocols import snippet_frames, snippet_metrics
 from models.features.cache import FeatureCache, FeatureCacheError
-from models.inference import score_frames
+from models.inference import iter_windows, score_frames
 from models.io import sha256_file
 from models.train.config import TrainConfig
 from models.train.objectives import DataKind
 from models.train.sampler import ResumableSampler
 
 log = logging.getLogger(__name__)
+
+REFERENCE_WINDOW = 16  # frames scored per window when a method fits its reference on the training videos
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,11 @@ class DataSource(Protocol):
         ...
 
     def held_out(self, method: AnomalyMethod, device: torch.device) -> HeldOut: ...
+
+    def normal_windows(self, method: AnomalyMethod, device: torch.device) -> Iterator[torch.Tensor]:
+        """Windows (1, context + N, C, H, W) of the training footage, for `AnomalyMethod.fit_reference` (lazily:
+        a method with nothing to fit reads none)."""
+        ...
 
     def test_metrics(self, method: AnomalyMethod, calibration: Calibration) -> dict[str, Any] | None:
         """Metrics on labelled test videos the split names (none for frame clips: `vigil eval` does that)."""
@@ -127,6 +134,12 @@ class FrameClips:
             source=f"held-out training videos {', '.join(self.val_names)} of {self.root}",
             too_short=f"validation videos {self.val_names} are too short to score: each needs at least {need} frames",
         )
+
+    def normal_windows(self, method: AnomalyMethod, device: torch.device) -> Iterator[torch.Tensor]:
+        context = method.input_spec.context
+        for frames in self.clips.frames:
+            for start, stop in iter_windows(len(frames), context, REFERENCE_WINDOW):
+                yield to_tensor(frames[start:stop]).unsqueeze(0).to(device)
 
     def test_metrics(self, method: AnomalyMethod, calibration: Calibration) -> dict[str, Any] | None:
         del method, calibration  # the training split has no labelled test videos; `vigil eval` scores those
@@ -224,6 +237,10 @@ class _SplitFeatures:
             "features": self.features,
             "split": self.cfg.data.split,
         }
+
+    def normal_windows(self, method: AnomalyMethod, device: torch.device) -> Iterator[torch.Tensor]:
+        del method, device  # snippet features are not frame windows: no method trained on them fits a reference
+        return iter(())
 
     def _signals(self, method: SnippetFeatureMethod, key: str, causal: bool) -> np.ndarray:
         """(S, signals) of one video's snippets."""

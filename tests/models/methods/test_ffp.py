@@ -33,3 +33,44 @@ def test_signals_are_chosen_in_the_config() -> None:
     assert out.shape == (2, 3, 2)
     assert (out[..., 1] >= out[..., 0]).all()  # the worst window is never better predicted than the frame
     assert create_method(spec.make_config("tiny")).signal_names == ("neg_psnr",)  # the published default
+
+
+def _footage(frames: int, busy: tuple[slice, slice] | None, seed: int) -> torch.Tensor:
+    """(1, frames, 1, 32, 32): a flat grey scene, with fresh noise every frame in the `busy` region (rows, cols)."""
+    gen = torch.Generator().manual_seed(seed)
+    window = torch.full((1, frames, 1, 32, 32), 0.5)
+    if busy is not None:
+        rows, cols = busy
+        window[..., rows, cols] = torch.rand(window[..., rows, cols].shape, generator=gen)
+    return window
+
+
+def test_local_signal_weighs_an_error_by_how_calm_its_place_normally_is() -> None:
+    torch.manual_seed(0)
+    method = create_method(get_method("ffp").make_config("tiny", signals=("patch", "local"), patch=8)).eval()
+    assert method.signal_names == ("neg_patch_psnr", "neg_patch_psnr_local")
+    top_left, bottom_right = (slice(0, 12), slice(0, 12)), (slice(20, 32), slice(20, 32))
+    with pytest.raises(ValueError, match="needs each window's normal level"):  # nothing fitted yet
+        method.score(_footage(5, top_left, 0))
+    normal = [_footage(4 + 8, top_left, seed) for seed in range(4)]  # people always pass in the top left
+    method.fit_reference(normal)
+    with torch.no_grad():
+        levels = torch.cat([method._window_levels(*method._predict_window(w)) for w in normal])  # (32, 7, 7)
+        torch.testing.assert_close(method.window_reference, torch.quantile(levels, 0.95, dim=0))
+        usual, unusual = (method.score(_footage(4 + 3, where, 9))[0] for where in (top_left, bottom_right))
+    # The worst window alone hardly tells the two apart; against each place's normal level the calm corner stands out.
+    assert (unusual[:, 0] - usual[:, 0]).abs().max() < 1.0
+    assert (unusual[:, 1] > usual[:, 1] + 5).all()
+
+
+def test_a_snapshot_without_a_reference_loads_and_a_fitted_one_round_trips() -> None:
+    spec = get_method("ffp")
+    plain = create_method(spec.make_config("tiny", signals=("patch",), patch=8))
+    local = create_method(spec.make_config("tiny", signals=("patch", "local"), patch=8))
+    local.load_state_dict(plain.state_dict(), strict=True)  # a training snapshot: the generator alone
+    assert torch.isnan(local.window_reference).all()
+    local.fit_reference([_footage(4 + 4, None, 0)])
+    again = create_method(spec.make_config("tiny", signals=("patch", "local"), patch=8))
+    again.load_state_dict(local.state_dict(), strict=True)
+    torch.testing.assert_close(again.window_reference, local.window_reference)
+    plain.fit_reference([])  # without the local signal there is nothing to fit, and no footage is needed

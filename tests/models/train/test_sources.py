@@ -240,6 +240,13 @@ def test_cpu_budget_stops_the_run_and_snapshots_are_kept(synthetic_dataset: Path
     assert card.metrics["train"]["train_cpu_s"] < result.metrics["train"]["train_cpu_s"]
     snap = load_file(str(first / "method.safetensors"))
     assert all(torch.equal(method.state_dict()[k], v) for k, v in snap.items())
+    # With the local signal the registration also fits each window's normal level on the training videos.
+    assert main(["train", str(first), "method.signals=[patch,local]", "method.patch=16", "register.enabled=true",
+                 "register.name=snap-local", "--registry", str(registry)]) == 0  # fmt: skip
+    method, card, _ = load_model(ModelStore(registry), "snap-local@v1")
+    assert method.window_reference.shape == (3, 3)  # 16x16 windows at stride 8 on the tiny preset's 32x32
+    assert torch.isfinite(method.window_reference).all()
+    assert [s.name for s in card.calibration.signals] == ["neg_patch_psnr", "neg_patch_psnr_local"]
 
 
 def test_snapshot_registration_refuses_what_would_need_retraining(
