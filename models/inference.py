@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,16 @@ def iter_windows(num_frames: int, context: int, window: int) -> Iterator[tuple[i
         raise ValueError(msg)
     for first in range(context, num_frames, window):
         yield first - context, min(first + window, num_frames)
+
+
+def video_windows(
+    videos: Iterable[np.ndarray], context: int, window: int = 16, device: str | torch.device = "cpu"
+) -> Iterator[torch.Tensor]:
+    """Prepared uint8 videos (N_i, H, W, C) -> float32 windows (1, context + n, C, H, W) in [0, 1] on `device`, cut
+    as `iter_windows` cuts them, one video after the other (lazily)."""
+    for frames in videos:
+        for start, stop in iter_windows(len(frames), context, window):
+            yield to_tensor(frames[start:stop]).unsqueeze(0).to(device)
 
 
 def resolve_device(device: str | torch.device | None, method: AnomalyMethod | None = None) -> torch.device:

@@ -9,8 +9,9 @@
     .venv/bin/python scripts/curve.py plot runs/curves/ffp.json runs/curves/f2lm.json --out docs/img/curves.png
     .venv/bin/python scripts/curve.py table runs/curves/ffp.json runs/curves/f2lm.json
 
-For each snapshot the method is calibrated on the run's held-out training videos exactly as `vigil train` does at
-the end of a run, then scored on `models.evaluate.pseudo` (pseudo-anomalies injected into those held-out videos,
+For each snapshot the method fits what it keeps beside its weights (FFP's `local` reference) on the run's other
+training videos and is calibrated on its held-out training videos, exactly as `vigil train` does at the end of a
+run, then scored on `models.evaluate.pseudo` (pseudo-anomalies injected into those held-out videos,
 online protocol) and, with --test, on the labelled test videos (paper and online protocols, as `vigil eval`).
 Recipes are chosen on the pseudo-anomaly yardstick alone; the test numbers are reported, never used to choose.
 
@@ -28,7 +29,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,12 +44,13 @@ from models.data.datasets import LabeledVideo, open_dataset, split_validation
 from models.data.transforms import prepare
 from models.evaluate.protocols import VideoSignals, evaluate
 from models.evaluate.pseudo import ALL_KINDS, KINDS, Kind, pseudo_auc, pseudo_raw, pseudo_set
-from models.inference import score_frames
+from models.inference import score_frames, video_windows
 from models.io import load_model
 from models.store import ModelStore
 from models.train.checkpoint import list_snapshots
 from models.train.config import load_snapshot_config, parse_value
 from models.train.loop import snapshot_method
+from models.types import InputSpec
 from service.alerts.yardstick import pseudo_alerts
 from service.settings import get_settings
 
@@ -121,9 +123,15 @@ def point(
     cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
-        update = {"signals": ("frame", "patch")} | ({"patch": patch} if patch else {})
-        config = config.model_copy(update=update)  # every ffp signal in one pass
+        local = any("neg_patch_psnr_local" in s.split("+") for s in signals)
+        update = {"signals": ("frame", "patch", "local") if local else ("frame", "patch")}
+        config = config.model_copy(update=update | ({"patch": patch} if patch else {}))  # every signal in one pass
     method = snapshot_method(config, snapshot, torch.device("cpu"))
+    data = Data(str(cfg.data.root), cfg.data.num_val, cfg.data.fps)
+    # What registration fits beside the weights (FFP's local reference), on the videos the run trained on, as there.
+    method.eval().fit_reference(
+        video_windows(_prepared(footage.trained_on, data, method.input_spec), method.input_spec.context)
+    )
     where = {
         "run": str(snapshot.parent.parent),
         "snapshot": snapshot.name,
@@ -133,8 +141,15 @@ def point(
     }
     label = [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
     label += [f"patch={config.patch}"] if signals and config.name == "ffp" else []  # type: ignore[attr-defined]
-    data = Data(str(cfg.data.root), cfg.data.num_val, cfg.data.fps)
     return score_point(method, where, label, data, footage, with_test, signals, kinds, alerts)
+
+
+def _prepared(
+    videos: Callable[[str, int], list[tuple[str, np.ndarray]]], data: Data, spec: InputSpec
+) -> Iterator[np.ndarray]:
+    """The videos `videos(root, num_val)` names, prepared for the method, read only when iterated."""
+    for _, frames in videos(data.root, data.num_val):
+        yield prepare(frames, spec)
 
 
 def score_point(

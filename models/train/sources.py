@@ -34,15 +34,13 @@ from models.data.transforms import prepare, to_tensor
 from models.errors import DatasetError
 from models.evaluate.protocols import snippet_frames, snippet_metrics
 from models.features.cache import FeatureCache, FeatureCacheError
-from models.inference import iter_windows, score_frames
+from models.inference import score_frames, video_windows
 from models.io import sha256_file
 from models.train.config import TrainConfig
 from models.train.objectives import DataKind
 from models.train.sampler import ResumableSampler
 
 log = logging.getLogger(__name__)
-
-REFERENCE_WINDOW = 16  # frames scored per window when a method fits its reference on the training videos
 
 
 @dataclass(frozen=True)
@@ -136,10 +134,7 @@ class FrameClips:
         )
 
     def normal_windows(self, method: AnomalyMethod, device: torch.device) -> Iterator[torch.Tensor]:
-        context = method.input_spec.context
-        for frames in self.clips.frames:
-            for start, stop in iter_windows(len(frames), context, REFERENCE_WINDOW):
-                yield to_tensor(frames[start:stop]).unsqueeze(0).to(device)
+        return video_windows(self.clips.frames, method.input_spec.context, device=device)
 
     def test_metrics(self, method: AnomalyMethod, calibration: Calibration) -> dict[str, Any] | None:
         del method, calibration  # the training split has no labelled test videos; `vigil eval` scores those
