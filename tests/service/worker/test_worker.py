@@ -1,4 +1,4 @@
-"""The worker end to end, in-process, against a real redis-server and a tiny trained FFP in a temporary store."""
+"""The worker end to end, in-process, against a real redis-server and tiny trained models in a temporary store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import redis
 import torch
 from prometheus_client import REGISTRY
 
-from models.io import build_card, save_model
+from models.io import build_card, load_model, save_model
 from models.registry import create_method
 from models.store import ModelStore
 from service.bus import keys, topics
@@ -191,3 +191,34 @@ def test_cuda_worker_matches_cpu_scores(redis_url, trained_store, clip_frames):
     offline = offline_scores(trained_store.calibration, f"{MODEL}@v1", offline_raw(trained_store.method, clip_frames))
     np.testing.assert_allclose([s.score for s in scores], offline.scores, atol=1e-3)
     assert REGISTRY.get_sample_value("vigil_worker_gpu_memory_bytes", {"kind": "allocated"}) is not None
+
+
+def test_a_flowmem_camera_keeps_the_maps_its_method_computes(redis_url, tmp_path, synthetic_dataset, synthetic_video):
+    """flowmem's maps (per-cell distances, context 1) go through the live path as the pixel-error methods' do: the
+    worker stores, for every scored frame, the coarse map `vigil eval --heatmaps` computes offline."""
+    from pathlib import Path
+
+    from models.data.transforms import prepare
+    from models.heatmap import dequantize, quantize
+    from models.inference import score_frames_with_maps
+    from models.train.config import load_train_config
+    from models.train.loop import train
+    from service.heatmaps.store import decode_map
+    from tests.service.worker.models_util import decode
+
+    config = Path(__file__).resolve().parents[3] / "models" / "configs" / "flowmem_tiny.yaml"
+    overrides = [f"data.root={synthetic_dataset}", f"out_dir={tmp_path / 'run'}", f"register.registry={tmp_path}"]
+    model = train(load_train_config(config, overrides)).ref
+    assert model == "flowmem-tiny@v1"
+    method = load_model(ModelStore(tmp_path), model)[0]
+    frames = prepare(decode(synthetic_video[0]), method.input_spec)  # (64, 32, 48, 3)
+    r = redis.Redis.from_url(redis_url)
+    _publish(r, make_windows("cam", frames, 1, model=model))
+    with running_worker(worker_settings(redis_url, tmp_path)):
+        wait_for(lambda: r.xlen(keys.score_stream_key("cam")) >= len(frames) - 1, 60, "scores")
+    _, offline = score_frames_with_maps(method, frames, window=8)  # (63, 21, 32): the worker's cut, windows of 8
+    q, scales = quantize(offline)
+    for frame in range(1, len(frames)):
+        live = decode_map(frame, r.get(keys.frame_map_key("cam", frame)))
+        assert live.map.shape == (21, 32)
+        np.testing.assert_allclose(live.map, dequantize(q[frame - 1], scales[frame - 1]), rtol=1e-5, atol=1e-6)
