@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MIN_MSE = 1e-10  # a perfect prediction would give PSNR = inf; cap it at 100 dB
+_MIN_MSE = 1e-10  # a perfect prediction would give PSNR = inf; cap it at 100 dB
 
 
 def intensity_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -38,7 +38,7 @@ def discriminator_loss(real_prob: torch.Tensor, fake_prob: torch.Tensor) -> torc
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample PSNR in dB of (B, ...) tensors in [0, 1]: 10 * log10(1 / MSE over all other dims) -> (B,)."""
     mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(MIN_MSE))
+    return 10 * torch.log10(1.0 / mse.clamp_min(_MIN_MSE))
 
 
 def error_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -71,6 +71,11 @@ def patch_mse(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Ten
     return window_mse(pred, target, patch).flatten(1).amax(dim=1)
 
 
+def window_psnr(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """PSNR in dB of every window of `window_mse` of (B, C, H, W) tensors in [0, 1] -> (B, h, w)."""
+    return 10 * torch.log10(1.0 / window_mse(pred, target, patch).clamp_min(_MIN_MSE))
+
+
 def patch_psnr(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
     """Per-sample PSNR in dB of the worst square patch (`patch_mse`) of (B, C, H, W) tensors in [0, 1] -> (B,)."""
-    return 10 * torch.log10(1.0 / patch_mse(pred, target, patch).clamp_min(MIN_MSE))
+    return window_psnr(pred, target, patch).flatten(1).amin(dim=1)

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from models.base import AnomalyMethod, MethodConfig
-from models.components.losses import MIN_MSE, error_map, patch_psnr, psnr, window_grid, window_mse
+from models.components.losses import error_map, patch_psnr, psnr, window_grid, window_psnr
 from models.components.unet import UNet
 from models.registry import register_method
 from models.types import InputSpec
@@ -154,7 +154,7 @@ class Ffp(AnomalyMethod):
 
     def _window_levels(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """-PSNR in dB of every window of the local signal: (M, C, H, W) -> (M, rows, cols)."""
-        return 10 * torch.log10(window_mse(pred, target, self.config.patch).clamp_min(MIN_MSE))
+        return -window_psnr(pred, target, self.config.patch)
 
     def fit_reference(self, windows: Iterable[torch.Tensor]) -> None:
         """With the local signal: each window's normal level, the `local_quantile` of its -PSNR over every frame
