@@ -34,6 +34,10 @@ def cluster_port() -> int:
     raise AssertionError("no free port pair for a cluster node")
 
 
+class NodeExited(RuntimeError):
+    """A node's redis-server exited while starting (e.g. another process bound its port after it was chosen)."""
+
+
 class LocalCluster:
     """Three cluster-enabled redis-servers under `root`, joined into one cluster (16384 slots over 3 masters)."""
 
@@ -50,8 +54,17 @@ class LocalCluster:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> LocalCluster:
-        for port in self.ports:
-            self.start_node(port)
+        for i in range(len(self.ports)):
+            for attempt in range(5):
+                try:
+                    self.start_node(self.ports[i])
+                    break
+                except NodeExited:
+                    # A free port is only chosen, not held, until the node binds it (and its bus port + 10000):
+                    # in a busy test run another socket can take either first. A new pair, a few times.
+                    if attempt == 4:
+                        raise
+                    self.ports[i] = cluster_port()
         addresses = [f"127.0.0.1:{p}" for p in self.ports]
         subprocess.run(
             ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
@@ -63,12 +76,13 @@ class LocalCluster:
     def start_node(self, port: int) -> None:
         node_dir = self.root / str(port)
         node_dir.mkdir(parents=True, exist_ok=True)
-        self.procs[port] = subprocess.Popen(
-            [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--dir", str(node_dir),
-             "--save", "", *(["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        with (node_dir / "redis.log").open("ab") as log:  # redis-server logs to stdout: why a start failed
+            self.procs[port] = subprocess.Popen(
+                [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--dir", str(node_dir),
+                 "--save", "", *(["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [])],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         client = redis.Redis(port=port)
         deadline = time.monotonic() + 10
         while True:
@@ -76,6 +90,10 @@ class LocalCluster:
                 client.ping()
                 break
             except (redis.ConnectionError, redis.BusyLoadingError):
+                if self.procs[port].poll() is not None:
+                    log = (node_dir / "redis.log").read_text(errors="replace")[-500:]
+                    msg = f"redis-server on port {port} exited with {self.procs[port].returncode}: {log}"
+                    raise NodeExited(msg) from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
