@@ -26,7 +26,7 @@ registered version carries its camera's memory.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,7 @@ from models.types import InputSpec
 
 MOTION_DIM = 4  # mean dx, mean dy, mean speed, max speed
 SIGNALS = ("motion_knn", "appearance_knn")
+LEVEL_QUANTILE = 0.99  # a cell's normal level: this quantile of its training features' distances to the memory
 
 
 class FlowmemConfig(MethodConfig):
@@ -56,6 +57,9 @@ class FlowmemConfig(MethodConfig):
     capacity: int = Field(default=1024, ge=1)  # features per cell kept while fitting (uniform reservoir)
     memory: int = Field(default=128, ge=1)  # per cell after the greedy coreset
     neighbourhood: int = Field(default=1, ge=0)  # a cell is compared with memories within this many cells
+    # "cell": each cell's distances in units of that cell's own normal level (`cell_levels`), so the scene's busy
+    # cells (a walkway, the borders where people enter) do not drown the quiet ones; "none": raw distances.
+    normalise: Literal["none", "cell"] = "none"
 
     @model_validator(mode="after")
     def _grid(self) -> FlowmemConfig:
@@ -100,6 +104,8 @@ class Flowmem(AnomalyMethod):
     motion_memory: torch.Tensor
     appearance_memory: torch.Tensor
     neighbours: torch.Tensor
+    motion_level: torch.Tensor
+    appearance_level: torch.Tensor
 
     def __init__(self, config: FlowmemConfig) -> None:
         super().__init__()
@@ -116,6 +122,15 @@ class Flowmem(AnomalyMethod):
         self.register_buffer("motion_memory", torch.zeros(cells, config.memory, MOTION_DIM))
         self.register_buffer("appearance_memory", torch.zeros(cells, config.memory, config.appearance_dim))
         self.register_buffer("neighbours", _neighbours(rows, cols, config.neighbourhood), persistent=False)
+        # Each cell's normal distance level per kind (`cell_levels`), set by fitting; 1 = raw distances.
+        self.register_buffer("motion_level", torch.ones(cells))
+        self.register_buffer("appearance_level", torch.ones(cells))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Versions fitted before the per-cell levels existed carry none; they scored raw distances (level 1).
+        for name in ("motion_level", "appearance_level"):
+            state_dict.setdefault(prefix + name, getattr(self, name))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cell_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, C, H, W) in [0, 1] -> motion (B, T - 1, cells, 4) and appearance (B, T - 1, cells, D) of frames
@@ -147,11 +162,14 @@ class Flowmem(AnomalyMethod):
         return best.transpose(0, 1)
 
     def cell_scores(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, C, H, W) -> per-cell distances (B, T - 1, cells) of motion and of appearance."""
+        """(B, T, C, H, W) -> per-cell distances (B, T - 1, cells) of motion and of appearance; with
+        `normalise: cell`, each divided by its cell's normal level."""
         motion, appearance = self.cell_features(frames)
         b, n = motion.shape[:2]
         m = self.nearest(motion.flatten(0, 1), self.motion_memory).view(b, n, -1)
         a = self.nearest(appearance.flatten(0, 1), self.appearance_memory).view(b, n, -1)
+        if self.config.normalise == "cell":
+            return m / self.motion_level, a / self.appearance_level
         return m, a
 
     def score(self, window: torch.Tensor) -> torch.Tensor:
@@ -161,12 +179,16 @@ class Flowmem(AnomalyMethod):
 
     def score_with_maps(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Signals as `score`, and (B, N, H, W) maps: per cell the larger of its motion and appearance distances,
-        each divided by its memory's spread (`memory_spread`), squared, constant over the cell's pixels."""
+        each divided by its memory's spread (`memory_spread`; with `normalise: cell` the distances are in their
+        cells' normal levels already), squared, constant over the cell's pixels."""
         self.check_window(window)
         motion, appearance = self.cell_scores(window)
-        relative = torch.maximum(
-            motion / memory_spread(self.motion_memory), appearance / memory_spread(self.appearance_memory)
-        )
+        if self.config.normalise == "cell":
+            relative = torch.maximum(motion, appearance)
+        else:
+            relative = torch.maximum(
+                motion / memory_spread(self.motion_memory), appearance / memory_spread(self.appearance_memory)
+            )
         rows, cols = self.config.grid
         cell = self.config.cell
         maps = relative.float().square().reshape(*relative.shape[:2], rows, cols)
@@ -186,6 +208,15 @@ def memory_spread(memory: torch.Tensor) -> torch.Tensor:
     centred = memory - memory.mean(dim=1, keepdim=True)
     spread = centred.square().sum(dim=2).mean(dim=1).sqrt().mean()
     return torch.where(spread > 0, spread, torch.ones_like(spread))
+
+
+def cell_levels(distances: torch.Tensor, quantile: float = LEVEL_QUANTILE) -> torch.Tensor:
+    """(N, cells) distances of a cell's own normal features to the memory -> (cells,) normal levels: each cell's
+    `quantile` of them, raised to the median cell's level at least, so that a cell that hardly varies in normal
+    footage (a lawn) does not turn flow noise into a large score. Never zero."""
+    level = torch.quantile(distances.float(), quantile, dim=0)
+    level = torch.maximum(level, level.median())
+    return torch.where(level > 0, level, torch.ones_like(level))
 
 
 def _neighbours(rows: int, cols: int, reach: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from models.methods.flowmem import MOTION_DIM, Flowmem, greedy_coreset
+from models.methods.flowmem import MOTION_DIM, Flowmem, cell_levels, greedy_coreset
 from models.train.objectives import OptimConfig, register_objective
 
 if TYPE_CHECKING:
@@ -58,9 +58,20 @@ class FlowmemObjective:
             msg = "flowmem saw no training frame; train at least one step (epochs: 1)"
             raise ValueError(msg)
         size = self.method.config.memory
+        method = self.method
         with torch.no_grad():
-            self.method.motion_memory.copy_(greedy_coreset(self.motion[:, :count], size))
-            self.method.appearance_memory.copy_(greedy_coreset(self.appearance[:, :count], size))
+            method.motion_memory.copy_(greedy_coreset(self.motion[:, :count], size))
+            method.appearance_memory.copy_(greedy_coreset(self.appearance[:, :count], size))
+            # Each cell's normal level: how far the kept training features lie from the memory just chosen.
+            method.motion_level.copy_(cell_levels(self._distances(self.motion[:, :count], method.motion_memory)))
+            method.appearance_level.copy_(
+                cell_levels(self._distances(self.appearance[:, :count], method.appearance_memory))
+            )
+
+    def _distances(self, features: torch.Tensor, memory: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """(cells, N, D) reservoir features -> (N, cells) distances to the memory, as scoring measures them."""
+        x = features.transpose(0, 1)  # (N, cells, D)
+        return torch.cat([self.method.nearest(x[i : i + chunk], memory) for i in range(0, len(x), chunk)])
 
     def state_dict(self) -> dict[str, Any]:
         return {
