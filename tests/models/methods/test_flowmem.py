@@ -15,7 +15,7 @@ from models.data.transforms import prepare
 from models.evaluate.metrics import roc_auc
 from models.inference import score_frames, score_frames_with_maps
 from models.io import load_model
-from models.methods.flowmem import FlowmemConfig, _neighbours, greedy_coreset
+from models.methods.flowmem import Flowmem, FlowmemConfig, _neighbours, cell_levels, greedy_coreset
 from models.store import ModelStore
 from models.train.config import load_train_config
 from models.train.loop import train
@@ -42,6 +42,57 @@ def test_neighbourhood_and_coreset() -> None:
     chosen = greedy_coreset(points, 3)[0, :, 0].tolist()
     assert chosen == [0.0, 10.0, 5.0]  # farthest first: the extremes cover the set
     assert greedy_coreset(points[:, :1], 3)[0, :, 0].tolist() == [0.0, 0.0, 0.0]  # too few: repeats
+
+
+def test_cell_levels_put_a_quiet_cells_anomaly_above_a_busy_cells_normal_variation() -> None:
+    rng = np.random.default_rng(0)
+    busy, quiet, lawn = rng.uniform(0, 1.0, 1000), rng.uniform(0, 0.1, 1000), np.zeros(1000)
+    middle, fourth = rng.uniform(0, 0.2, 1000), rng.uniform(0, 0.15, 1000)
+    levels = cell_levels(torch.tensor(np.stack([busy, quiet, lawn, middle, fourth], axis=1)))
+    assert levels[0] == pytest.approx(0.99, abs=0.02)  # its 99th percentile
+    # The quiet cell and the lawn are raised to the median cell's level (the fifth cell's), never to 0.
+    assert levels[1] == levels[2] == levels[4] == pytest.approx(0.1485, abs=0.003)
+    # A distance of 0.5 in the quiet cell against the busy cell's normal 0.9: raw, the busy cell is the frame's
+    # largest; in units of each cell's level, the quiet cell's anomaly is.
+    frame = torch.tensor([0.9, 0.5, 0.0, 0.1, 0.1])
+    assert frame.argmax() == 0
+    assert (frame / levels).argmax() == 1
+    assert cell_levels(torch.zeros(10, 3)).tolist() == [1.0, 1.0, 1.0]  # no variation at all: raw distances
+
+
+def test_normalise_cell_divides_by_the_fitted_levels(synthetic_dataset: Path, tmp_path: Path) -> None:
+    cfg = load_train_config(
+        TINY_YAML,
+        [
+            f"data.root={synthetic_dataset}",
+            f"out_dir={tmp_path / 'run'}",
+            f"register.registry={tmp_path / 'reg'}",
+            "method.normalise=cell",
+        ],
+    )
+    train(cfg)
+    method, _, _ = load_model(ModelStore(tmp_path / "reg"), "flowmem-tiny")
+    assert isinstance(method, Flowmem)
+    assert method.config.normalise == "cell"
+    assert (method.motion_level > 0).all()
+    assert (method.appearance_level > 0).all()
+    assert method.appearance_level.unique().numel() > 1  # fitted per cell, not left at 1
+    raw = Flowmem(method.config.model_copy(update={"normalise": "none"}))
+    raw.load_state_dict(method.state_dict())
+    video = next(iter(open_dataset(synthetic_dataset, "test")))
+    window = torch.from_numpy(prepare(video.reader.read_all()[:9], method.input_spec)).permute(0, 3, 1, 2)
+    window = window[None].float() / 255
+    with torch.no_grad():
+        m, a = method.cell_scores(window)
+        m_raw, a_raw = raw.cell_scores(window)
+    torch.testing.assert_close(m, m_raw / method.motion_level)
+    torch.testing.assert_close(a, a_raw / method.appearance_level)
+    # A version fitted before the levels existed loads with level 1 (raw distances), as it scored then.
+    old = {k: v for k, v in method.state_dict().items() if not k.endswith("_level")}
+    legacy = Flowmem(method.config)
+    legacy.load_state_dict(old)
+    assert legacy.motion_level.eq(1).all()
+    assert legacy.appearance_level.eq(1).all()
 
 
 def test_fits_in_one_pass_finds_the_fast_block_and_round_trips(synthetic_dataset: Path, tmp_path: Path) -> None:
