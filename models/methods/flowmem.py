@@ -58,7 +58,8 @@ class FlowmemConfig(MethodConfig):
     memory: int = Field(default=128, ge=1)  # per cell after the greedy coreset
     neighbourhood: int = Field(default=1, ge=0)  # a cell is compared with memories within this many cells
     # "cell": each cell's distances in units of that cell's own normal level (`cell_levels`), so the scene's busy
-    # cells (a walkway, the borders where people enter) do not drown the quiet ones; "none": raw distances.
+    # cells (a walkway, the borders where people enter) do not drown the quiet ones; "none": raw distances. Measured
+    # on Ped2 and rejected there (docs/RESULTS.md: the busy walkway is where its anomalies are).
     normalise: Literal["none", "cell"] = "none"
 
     @model_validator(mode="after")
