@@ -5,6 +5,8 @@
     # registered versions fitted without snapshots (flowmem), on the same yardstick
     .venv/bin/python scripts/curve.py models flowmem-ped2@v1 --dataset ../shared/datasets/ucsd_ped2 --fps 10 \
         --registry runs/registry --kinds fast object shape --out runs/curves/flowmem.json [--test]
+    # is a difference on the yardstick more than luck? (points scored with --resamples 1000)
+    .venv/bin/python scripts/curve.py compare runs/curves/flowmem.json --base "flowmem-ped2@v1 kinds=..."
     # the PNG of RESULTS from such JSON files, and its table (markdown)
     .venv/bin/python scripts/curve.py plot runs/curves/ffp.json runs/curves/f2lm.json --out docs/img/curves.png
     .venv/bin/python scripts/curve.py table runs/curves/ffp.json runs/curves/f2lm.json
@@ -43,7 +45,16 @@ from models.calibration import fit_calibration
 from models.data.datasets import LabeledVideo, open_dataset, split_validation
 from models.data.transforms import prepare
 from models.evaluate.protocols import VideoSignals, evaluate
-from models.evaluate.pseudo import ALL_KINDS, KINDS, Kind, pseudo_auc, pseudo_raw, pseudo_set
+from models.evaluate.pseudo import (
+    ALL_KINDS,
+    KINDS,
+    Kind,
+    pseudo_auc,
+    pseudo_online,
+    pseudo_raw,
+    pseudo_set,
+    resampled_auc,
+)
 from models.inference import score_frames, video_windows
 from models.io import load_model
 from models.store import ModelStore
@@ -116,10 +127,11 @@ def point(
     overrides: dict[str, Any] | None = None,
     kinds: tuple[Kind, ...] = KINDS,
     alerts: bool = False,
+    resamples: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per signal set: `signals` are "+"-joined subsets of the method's signal names (one scoring pass
     serves them all); None = the method's own signals. `kinds`: the pseudo-anomalies to inject; `alerts`: add
-    `pseudo_alerts`."""
+    `pseudo_alerts`; `resamples`: add that many resampled pseudo AUCs (`resampled_auc`)."""
     cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
@@ -141,7 +153,7 @@ def point(
     }
     label = [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
     label += [f"patch={config.patch}"] if signals and config.name == "ffp" else []  # type: ignore[attr-defined]
-    return score_point(method, where, label, data, footage, with_test, signals, kinds, alerts)
+    return score_point(method, where, label, data, footage, with_test, signals, kinds, alerts, resamples)
 
 
 def _prepared(
@@ -162,6 +174,7 @@ def score_point(
     signals: list[str] | None,
     kinds: tuple[Kind, ...],
     alerts: bool = False,
+    resamples: int = 0,
 ) -> list[dict[str, Any]]:
     """The rows of one model (a snapshot's or a registered version's): calibrated on the held-out training videos as
     a run's end does, scored on their pseudo-anomalies and, with `with_test`, on the test videos."""
@@ -206,6 +219,9 @@ def score_point(
             "kinds": list(kinds),
             "pseudo": pseudo_auc([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration),
         }
+        if resamples:
+            scores, labels, _ = pseudo_online([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration)
+            row["pseudo_resampled"] = resampled_auc(scores, labels, resamples).round(6).tolist()
         if alerts:
             assert data.fps is not None  # checked above
             normal = [r[:, cols] for r in held_raw + trained_raw]
@@ -239,7 +255,9 @@ def model_points(args: argparse.Namespace) -> int:
         }
         data = Data(str(args.dataset), args.num_val, args.fps)
         kinds = tuple(args.kinds)
-        rows += score_point(method, where, [version.ref], data, footage, args.test, args.signals, kinds, args.alerts)
+        rows += score_point(
+            method, where, [version.ref], data, footage, args.test, args.signals, kinds, args.alerts, args.resamples
+        )
     return _write(rows, args.out)
 
 
@@ -258,7 +276,9 @@ def points(args: argparse.Namespace) -> int:
         rows += [
             row
             for s in snapshots
-            for row in point(s, footage, args.test, args.signals, args.patch, overrides, kinds, args.alerts)
+            for row in point(
+                s, footage, args.test, args.signals, args.patch, overrides, kinds, args.alerts, args.resamples
+            )
         ]
     return _write(rows, args.out)
 
@@ -335,6 +355,38 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    """Each row's pseudo AUC with the 95% interval of its resamples, and its paired difference to the `--base` row
+    (the same draws of pseudo videos for both, see `resampled_auc`): whether a yardstick difference is more than
+    the luck of which events were drawn."""
+    rows = [row for path in args.files for row in json.loads(Path(path).read_text())]
+    missing = [r["label"] for r in rows if "pseudo_resampled" not in r]
+    if missing:
+        print(f"no resamples in {', '.join(missing)}: score them with --resamples N")
+        return 1
+    base = [r for r in rows if r["label"] == args.base]
+    if len(base) != 1:
+        print(f"--base must name exactly one row's label; the labels are: {'; '.join(r['label'] for r in rows)}")
+        return 1
+    ref = np.asarray(base[0]["pseudo_resampled"])
+    print(f"| run, scoring | pseudo AUC (95% of resamples) | minus {args.base} (paired, 95%) | resamples above it |")
+    print("|---|---|---|---|")
+    for r in rows:
+        own = np.asarray(r["pseudo_resampled"])
+        if len(own) != len(ref):
+            print(f"{r['label']} has {len(own)} resamples and the base {len(ref)}: score both with one --resamples")
+            return 1
+        lo, hi = np.quantile(own, [0.025, 0.975])
+        diff = own - ref
+        d_lo, d_hi = np.quantile(diff, [0.025, 0.975])
+        print(
+            f"| {r['label']} | {r['pseudo']['online_micro_auc']:.4f} ({lo:.4f}-{hi:.4f}) | "
+            f"{r['pseudo']['online_micro_auc'] - base[0]['pseudo']['online_micro_auc']:+.4f} "
+            f"({d_lo:+.4f} to {d_hi:+.4f}) | {100 * np.mean(diff > 0):.0f}% |"
+        )
+    return 0
+
+
 def _alert_cells(a: dict[str, Any] | None, kinds: Sequence[str]) -> str:
     if a is None:
         return "- | - | - |"
@@ -377,6 +429,12 @@ def _scoring_options() -> argparse.ArgumentParser:
         help="also run the pseudo videos through the camera's calibration and alert machine at the shipped settings "
         "(pseudo-event recall, false alerts per hour, normal time in alerts; scores every training video once more)",
     )
+    common.add_argument(
+        "--resamples",
+        type=int,
+        default=0,
+        help="also keep this many pseudo AUCs of the pseudo videos drawn again with replacement (for `compare`)",
+    )
     return common
 
 
@@ -407,11 +465,14 @@ def main() -> int:
     q.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("table", help="a markdown table of the points in points files")
     t.add_argument("files", nargs="+")
+    c = sub.add_parser("compare", help="pseudo AUCs with resampling intervals, paired against one row")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--base", required=True, help="the label of the row the others are compared with")
     args = parser.parse_args()
     if args.action in ("points", "models"):
         torch.set_num_threads(args.threads)
         return points(args) if args.action == "points" else model_points(args)
-    return plot(args) if args.action == "plot" else table(args)
+    return {"plot": plot, "table": table, "compare": compare}[args.action](args)
 
 
 if __name__ == "__main__":

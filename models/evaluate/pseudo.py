@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from models.card import Calibration
 
 Kind = Literal["fast", "object", "shape"]
+RESAMPLE_SEED = 0  # every model's resamples are drawn with it, so rows pair up
 KINDS: tuple[Kind, ...] = ("fast", "object")  # the default set, which every recorded pseudo AUC so far used
 ALL_KINDS: tuple[Kind, ...] = ("fast", "object", "shape")
 
@@ -189,22 +190,51 @@ def pseudo_raw(
     return [score_frames(method, prepare(v.frames, method.input_spec), device=device) for v in videos]
 
 
-def pseudo_auc(
+def pseudo_online(
     raw: list[np.ndarray], videos: list[PseudoVideo], context: int, calibration: Calibration
-) -> dict[str, float]:
-    """Micro AUC of the online protocol (the card's calibration, EMA restarting at each video) on a pseudo set,
-    over all of it and per kind (each kind's events against all normal frames). raw: `pseudo_raw`'s, with the
-    calibration's signals as columns."""
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per video of a pseudo set: the online protocol's scores (the card's calibration, EMA restarting at each
+    video), the labels of the scored frames, and each scored frame's kind ("" for normal frames)."""
     scores, labels, kinds = [], [], []
     for signals, video in zip(raw, videos, strict=True):
         scores.append(online_scores(signals.astype(np.float64), calibration))
         labels.append(video.labels[context:])
         kind = video.name.split("+")[1].rstrip("0123456789") if "+" in video.name else ""
         kinds.append(np.where(video.labels[context:] > 0, kind, ""))
+    return scores, labels, kinds
+
+
+def pseudo_auc(
+    raw: list[np.ndarray], videos: list[PseudoVideo], context: int, calibration: Calibration
+) -> dict[str, float]:
+    """Micro AUC of the online protocol (the card's calibration, EMA restarting at each video) on a pseudo set,
+    over all of it and per kind (each kind's events against all normal frames). raw: `pseudo_raw`'s, with the
+    calibration's signals as columns."""
+    scores, labels, kinds = pseudo_online(raw, videos, context, calibration)
     s, y, k = np.concatenate(scores), np.concatenate(labels), np.concatenate(kinds)
     out = {"online_micro_auc": roc_auc(y, s), "frames": float(len(y)), "anomalous": float(y.sum())}
     for kind in ALL_KINDS:
         keep = (y == 0) | (k == kind)
         if (k == kind).any():
             out[f"online_micro_auc_{kind}"] = roc_auc(y[keep], s[keep])
+    return out
+
+
+def resampled_auc(
+    scores: list[np.ndarray], labels: list[np.ndarray], resamples: int, seed: int = RESAMPLE_SEED
+) -> np.ndarray:
+    """(resamples,) micro AUCs of the pseudo set drawn again with replacement, a whole video at a time (a video's
+    frames are not independent: the event is one draw, its frames are not 30). The draws depend only on the number
+    of videos and the seed, so two models scored on the same pseudo set get the same draws, and the difference of
+    their arrays is a paired bootstrap of their AUC difference. A draw without both classes is drawn again."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(resamples)
+    n = len(scores)
+    for b in range(resamples):
+        while True:
+            pick = rng.integers(0, n, n)
+            y = np.concatenate([labels[i] for i in pick])
+            if 0 < y.sum() < len(y):
+                break
+        out[b] = roc_auc(y, np.concatenate([scores[i] for i in pick]))
     return out

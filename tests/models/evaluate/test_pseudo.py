@@ -14,7 +14,16 @@ import pytest
 from scipy.io import savemat
 
 from models.calibration import fit_calibration
-from models.evaluate.pseudo import ALL_KINDS, inject_fast, inject_object, pseudo_auc, pseudo_set
+from models.evaluate.metrics import roc_auc
+from models.evaluate.pseudo import (
+    ALL_KINDS,
+    inject_fast,
+    inject_object,
+    pseudo_auc,
+    pseudo_online,
+    pseudo_set,
+    resampled_auc,
+)
 from models.train.config import load_train_config
 from models.train.loop import train
 from tests.synthetic import render_frames, write_frame_folder
@@ -117,6 +126,30 @@ def test_pseudo_auc_tells_a_signal_from_noise() -> None:
     assert good["anomalous"] == sum(int(v.labels[context:].sum()) for v in videos) > 6 * 30  # 8 events
 
 
+def test_resamples_are_whole_videos_drawn_alike_for_every_model() -> None:
+    videos = pseudo_set([("a", _walkers(seed=0)), ("b", _walkers(seed=1))], repeats=2)
+    context, rng = 4, np.random.default_rng(0)
+    strong = [v.labels[context:] * 3.0 + rng.normal(0, 1, len(v.labels) - context) for v in videos]
+    weak = [v.labels[context:] * 1.0 + rng.normal(0, 1, len(v.labels) - context) for v in videos]
+    clean = np.concatenate([w for w, v in zip(weak, videos, strict=True) if "+" not in v.name])
+    calibration = fit_calibration(clean[:, None], ["s"])
+    scores, labels, kinds = pseudo_online([x[:, None] for x in strong], videos, context, calibration)
+    assert len(scores) == len(labels) == len(kinds) == len(videos)
+    assert (
+        roc_auc(np.concatenate(labels), np.concatenate(scores))
+        == pseudo_auc([x[:, None] for x in strong], videos, context, calibration)["online_micro_auc"]
+    )
+    weak_scores, _, _ = pseudo_online([x[:, None] for x in weak], videos, context, calibration)
+    a, b = resampled_auc(scores, labels, 200), resampled_auc(weak_scores, labels, 200)
+    assert np.array_equal(a, resampled_auc(scores, labels, 200))  # the same draws every time (fixed seed)
+    assert np.array_equal(resampled_auc(scores, labels, 200), resampled_auc(list(scores), labels, 200))
+    assert a.std() > 0  # the draws differ from each other
+    assert (a - b > 0).mean() > 0.95  # paired: the strong signal beats the weak one in (nearly) every draw
+    # A draw of whole videos: with one video per draw the AUC is that video's own, never a mix of frames.
+    one = resampled_auc(scores[1:2], labels[1:2], 5)
+    assert np.allclose(one, roc_auc(labels[1], scores[1]))
+
+
 @pytest.fixture(scope="module")
 def long_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ped2 layout with videos long enough for pseudo events (80 frames): 3 training, 1 test."""
@@ -181,7 +214,7 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "curve.py"), "models", "flowmem-tiny@v1", "--registry", str(registry),
          "--dataset", str(long_dataset), "--num-val", "1", "--signals", "motion_knn", "motion_knn+appearance_knn",
-         "--kinds", "fast", "shape", "--alerts", "--fps", "10", "--out", str(points)],
+         "--kinds", "fast", "shape", "--alerts", "--fps", "10", "--resamples", "50", "--out", str(points)],
         capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -210,3 +243,19 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
     assert "pseudo events detected (fast / shape) | false alerts / h | normal time in alerts |" in header
     assert rule.count("|---") == 9
     assert all(line.count(" | ") == 8 for line in body)
+    base = "flowmem-tiny@v1 motion_knn kinds=fast+shape"
+    assert all(len(r["pseudo_resampled"]) == 50 for r in rows)
+    compared = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "curve.py"), "compare", str(points), "--base", base],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    header, _, first, second = compared.stdout.strip().splitlines()
+    assert "minus flowmem-tiny@v1 motion_knn kinds=fast+shape (paired, 95%)" in header
+    assert "+0.0000 (+0.0000 to +0.0000) | 0% |" in first  # the base against itself
+    assert second.startswith("| flowmem-tiny@v1 motion_knn+appearance_knn")
+    wrong = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "curve.py"), "compare", str(points), "--base", "nope"],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert "--base must name exactly one row's label" in wrong.stdout
