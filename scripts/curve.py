@@ -233,7 +233,7 @@ def score_point(
             keys = ("micro_auc", "macro_auc", "macro_chance", "macro_auc_padded", "macro_chance_padded", "eer")
             row["test"] = {f"{p}_{k}": getattr(getattr(result, p), k) for p in ("paper", "online") for k in keys}
         row["eval_s"] = round(time.monotonic() - started, 1)
-        log.info("%s", json.dumps({k: v for k, v in row.items() if k != "run"}))
+        log.info("%s", json.dumps({k: v for k, v in row.items() if k not in ("run", "pseudo_resampled")}))
         rows.append(row)
     return rows
 
