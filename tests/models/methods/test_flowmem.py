@@ -17,10 +17,18 @@ from models.inference import score_frames, score_frames_with_maps
 from models.io import load_model
 from models.methods.flowmem import Flowmem, FlowmemConfig, _neighbours, cell_levels, greedy_coreset
 from models.store import ModelStore
-from models.train.config import load_train_config
+from models.train.config import TrainConfig, load_train_config
 from models.train.loop import train
 
 TINY_YAML = Path(__file__).resolve().parents[3] / "models" / "configs" / "flowmem_tiny.yaml"
+
+
+def _tiny_config(dataset: Path, tmp_path: Path, *overrides: str) -> TrainConfig:
+    """The tiny flowmem config on `dataset`, its run and registry under `tmp_path`."""
+    return load_train_config(
+        TINY_YAML,
+        [f"data.root={dataset}", f"out_dir={tmp_path / 'run'}", f"register.registry={tmp_path / 'reg'}", *overrides],
+    )
 
 
 def test_config_checks_the_grid() -> None:
@@ -61,16 +69,7 @@ def test_cell_levels_put_a_quiet_cells_anomaly_above_a_busy_cells_normal_variati
 
 
 def test_normalise_cell_divides_by_the_fitted_levels(synthetic_dataset: Path, tmp_path: Path) -> None:
-    cfg = load_train_config(
-        TINY_YAML,
-        [
-            f"data.root={synthetic_dataset}",
-            f"out_dir={tmp_path / 'run'}",
-            f"register.registry={tmp_path / 'reg'}",
-            "method.normalise=cell",
-        ],
-    )
-    train(cfg)
+    train(_tiny_config(synthetic_dataset, tmp_path, "method.normalise=cell"))
     method, _, _ = load_model(ModelStore(tmp_path / "reg"), "flowmem-tiny")
     assert isinstance(method, Flowmem)
     assert method.config.normalise == "cell"
@@ -96,11 +95,7 @@ def test_normalise_cell_divides_by_the_fitted_levels(synthetic_dataset: Path, tm
 
 
 def test_fits_in_one_pass_finds_the_fast_block_and_round_trips(synthetic_dataset: Path, tmp_path: Path) -> None:
-    cfg = load_train_config(
-        TINY_YAML,
-        [f"data.root={synthetic_dataset}", f"out_dir={tmp_path / 'run'}", f"register.registry={tmp_path / 'reg'}"],
-    )
-    result = train(cfg)
+    result = train(_tiny_config(synthetic_dataset, tmp_path))
     assert result.ref == "flowmem-tiny@v1"
     train_metrics = result.metrics["train"]
     assert train_metrics["steps"] == 20  # epochs=1: 2 training videos x 39 clips / batch 4
