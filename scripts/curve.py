@@ -49,7 +49,7 @@ from models.evaluate.pseudo import (
     ALL_KINDS,
     KINDS,
     Kind,
-    pseudo_auc,
+    online_aucs,
     pseudo_online,
     pseudo_raw,
     pseudo_set,
@@ -210,6 +210,8 @@ def score_point(
             source=f"held-out training videos {', '.join(n for n, _ in held)} of {data.root}",
             fps=data.fps,
         )
+        scored = [r[:, cols] for r in pseudo_scores]
+        online = pseudo_online(scored, pseudo, spec.context, calibration)
         row: dict[str, Any] = {
             **where,
             "label": " ".join(
@@ -217,15 +219,13 @@ def score_point(
             ),
             "signals": subset,
             "kinds": list(kinds),
-            "pseudo": pseudo_auc([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration),
+            "pseudo": online_aucs(*online),
         }
-        if resamples:
-            scores, labels, _ = pseudo_online([r[:, cols] for r in pseudo_scores], pseudo, spec.context, calibration)
-            row["pseudo_resampled"] = resampled_auc(scores, labels, resamples).round(6).tolist()
+        if resamples:  # the same online scores, drawn again a video at a time
+            row["pseudo_resampled"] = resampled_auc(online[0], online[1], resamples).round(6).tolist()
         if alerts:
             assert data.fps is not None  # checked above
             normal = [r[:, cols] for r in held_raw + trained_raw]
-            scored = [r[:, cols] for r in pseudo_scores]
             row["alerts"] = pseudo_alerts(calibration, normal, scored, pseudo, spec.context, data.fps)
         if with_test:
             videos = [VideoSignals(v.name, v.raw[:, cols], v.labels) for v in test_signals]

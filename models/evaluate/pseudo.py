@@ -210,7 +210,11 @@ def pseudo_auc(
     """Micro AUC of the online protocol (the card's calibration, EMA restarting at each video) on a pseudo set,
     over all of it and per kind (each kind's events against all normal frames). raw: `pseudo_raw`'s, with the
     calibration's signals as columns."""
-    scores, labels, kinds = pseudo_online(raw, videos, context, calibration)
+    return online_aucs(*pseudo_online(raw, videos, context, calibration))
+
+
+def online_aucs(scores: list[np.ndarray], labels: list[np.ndarray], kinds: list[np.ndarray]) -> dict[str, float]:
+    """`pseudo_auc` of a set already through the online protocol (`pseudo_online`'s three lists)."""
     s, y, k = np.concatenate(scores), np.concatenate(labels), np.concatenate(kinds)
     out = {"online_micro_auc": roc_auc(y, s), "frames": float(len(y)), "anomalous": float(y.sum())}
     for kind in ALL_KINDS:
