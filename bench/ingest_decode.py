@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -56,26 +57,32 @@ def count_frames(path: Path) -> int:
     return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip())
 
 
-def run_ingester(path: Path, spec: InputSpec, prepare: bool = True, measure: bool = False) -> tuple[int, float, float]:
+Stage = Literal["decode", "scale", "measure"]
+
+
+def run_ingester(path: Path, spec: InputSpec, stage: Stage = "scale") -> tuple[int, float, float]:
     """(frames, wall seconds, CPU seconds of all threads) through the ingester's source and sampler.
 
-    The source scales each frame to the model's input as a live camera does (models.data.scaling);
-    `prepare=False` measures decoding alone (the luma plane at full size), to show where time goes; `measure=True`
-    adds the camera-health measurements a live camera takes of every frame (models.health.measure).
+    "scale": each frame scaled to the model's input and windowed, as a live camera does (models.data.scaling);
+    "decode": the source's demux + decode loop alone (`VideoSource.decoded_frames`), no conversion, as ffmpeg's
+    `-f null` decodes; "measure": "scale" plus the camera-health measurements a live camera takes of every frame
+    (models.health.measure).
     """
     sampler = WindowSampler(spec, window_frames=8)
     cpu = time.process_time()
     start = time.perf_counter()
     frames = 0
-    options = SourceOptions(realtime=False, pixel_format="gray", spec=spec if prepare else None, measure=measure)
+    options = SourceOptions(realtime=False, pixel_format="gray", spec=spec, measure=stage == "measure")
     with VideoSource(str(path), options) as source:
-        try:
-            for frame in source:
-                if prepare:
+        if stage == "decode":
+            frames = sum(1 for _ in source.decoded_frames())
+        else:
+            try:
+                for frame in source:
                     sampler.push(frame)
-                frames += 1
-        except EndOfStream:  # how a source says it is done
-            pass
+                    frames += 1
+            except EndOfStream:  # how a source says it is done
+                pass
     return frames, time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -97,20 +104,20 @@ def bench(name: str, path: Path, spec: InputSpec, rounds: int, breakdown: bool) 
     """Alternate the two `rounds` times; print frame rates per wall second and per CPU second; return the wall ratio."""
     expected = count_frames(path)
     print(f"{name}: {expected} frames -> {spec.width}x{spec.height} gray, {rounds} rounds, medians")
-    # (label, scale to the model's input, health measurements); ffmpeg does the same decode (+ scale) in each
-    stages = [("decode+resize+gray", True, False)]
+    # (label, the ingester's stage); ffmpeg decodes (+ scales, for every stage but "decode") in each
+    stages: list[tuple[str, Stage]] = [("decode+resize+gray", "scale")]
     if breakdown:
-        stages += [("decode only (breakdown)", False, False), ("+ health measurements, as a live camera", True, True)]
+        stages += [("decode only (breakdown)", "decode"), ("+ health measurements, as a live camera", "measure")]
     ratio = 0.0
-    for label, full, measure in stages:
+    for label, stage in stages:
         ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
         for _ in range(rounds):  # alternate, so load from other processes hits both alike
-            frames, wall, cpu = run_ingester(path, spec, prepare=full, measure=measure)
+            frames, wall, cpu = run_ingester(path, spec, stage)
             if frames != expected:
                 sys.exit(f"{name}: the ingester decoded {frames} frames, ffprobe counts {expected}")
             ours.append(frames / wall)
             ours_cpu.append(frames / cpu)
-            wall, cpu = run_ffmpeg(path, spec, scale=full)
+            wall, cpu = run_ffmpeg(path, spec, scale=stage != "decode")
             theirs.append(expected / wall)
             theirs_cpu.append(expected / cpu)
         wall_ratio = statistics.median(ours) / statistics.median(theirs)

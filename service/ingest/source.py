@@ -218,7 +218,7 @@ class VideoSource:
             self.open()
         pacer = _Pacer(self.options.realtime and self.scheme == "file")
         scale = None if self.options.spec is None else FrameScaler(self.options.spec)
-        for av_frame in self._decoded():
+        for av_frame in self.decoded_frames():
             pts = _seconds(av_frame)
             if self.catching_up:
                 pacer.restart()
@@ -243,8 +243,10 @@ class VideoSource:
             raise SourceConnectionError(msg)
         raise EndOfStream(f"{self.name}: end of stream after {self.frames_decoded} frames")
 
-    def _decoded(self) -> Iterator[Any]:
-        """Decoded av.VideoFrames; undecodable packets are skipped and counted, a run of them is fatal."""
+    def decoded_frames(self) -> Iterator[Any]:
+        """Decoded av.VideoFrames, before any conversion (what iterating the source adds: pacing, scaling, health
+        measurements); undecodable packets are skipped and counted, a run of them is fatal. bench/ingest_decode.py
+        times this loop alone against the ffmpeg CLI's decode."""
         consecutive = 0
         silent = 0.0  # seconds spent waiting for packets since the last decoded frame
         packets = self._container.demux(self._stream)
