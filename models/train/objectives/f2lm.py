@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from models.components.discriminator import PixelDiscriminator
-from models.components.losses import discriminator_loss, generator_adversarial_loss, gradient_loss, intensity_loss
+from models.components.losses import gradient_loss, intensity_loss
 from models.io import load_model
 from models.methods.f2lm import PAST, F2lm, triplet
 from models.methods.f2lm_streams import StreamCache
 from models.store import ModelStore
 from models.train.objectives import StepDecay, register_objective
-from models.train.objectives.common import adam_with_drop, autocast_for
+from models.train.objectives.common import Adversary, adam_with_drop, autocast_for
 
 if TYPE_CHECKING:
     from models.train.config import TrainConfig
@@ -138,11 +138,11 @@ class F2lmObjective:
         optim = config.optim
         assert isinstance(optim, F2lmOptim)
         if self.phase == "generator":
-            self.discriminator = PixelDiscriminator(self.cfg.channels, self.cfg.discriminator_channels).to(device)
+            discriminator = PixelDiscriminator(self.cfg.channels, self.cfg.discriminator_channels).to(device)
             # Official: AdamW with weight decay equal to the learning rate, for G and D.
             lr_g, lr_d = optim.generator_lr, optim.discriminator_lr
             self.opt, self.sched = adam_with_drop(method.generator.parameters(), lr_g, optim, optim, lr_g, True)
-            self.opt_d, self.sched_d = adam_with_drop(self.discriminator.parameters(), lr_d, optim, optim, lr_d, True)
+            self.adversary = Adversary(discriminator, lr_d, optim, optim, config.amp, lr_d, decoupled=True)
         else:
             self._start_from_phase_one(config)
             lr = optim.destroyer_lr
@@ -181,15 +181,8 @@ class F2lmObjective:
         with autocast_for(self.device, self.amp):
             out = self.method.generate(frames, flows, labels)
         pred = out.pred.float()
-        self.discriminator.train()
-        with autocast_for(self.device, self.amp):
-            d_loss = discriminator_loss(self.discriminator(target).float(), self.discriminator(pred.detach()).float())
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()  # type: ignore[no-untyped-call]
-        self.opt_d.step()
-        self.sched_d.step()
-        with autocast_for(self.device, self.amp):
-            adv = generator_adversarial_loss(self.discriminator(pred).float())
+        d_loss = self.adversary.step(target, pred.detach())
+        adv = self.adversary.generator_loss(pred)
         l_int, l_gd = intensity_loss(pred, target), gradient_loss(pred, target)
         feats = [t.float() for t in out[1:]]  # frame, motion, label, frame->motion, frame->label
         l_motion = triplet(feats[3], feats[1], feats[0], cfg.triplet_margin).mean()
@@ -202,7 +195,7 @@ class F2lmObjective:
         )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        self.discriminator.zero_grad(set_to_none=True)  # G's backward also filled D's grads
+        self.adversary.clear_grads()
         self.opt.step()
         self.sched.step()
         return {
@@ -249,11 +242,7 @@ class F2lmObjective:
             "scheduler": self.sched.state_dict(),
         }
         if self.phase == "generator":
-            state.update(
-                discriminator=self.discriminator.state_dict(),
-                opt_d=self.opt_d.state_dict(),
-                sched_d=self.sched_d.state_dict(),
-            )
+            state.update(self.adversary.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -264,9 +253,7 @@ class F2lmObjective:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         if self.phase == "generator":
-            self.discriminator.load_state_dict(state["discriminator"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])
+            self.adversary.load_state_dict(state)
 
 
 @register_objective("f2lm", optim=F2lmOptim)

@@ -13,15 +13,10 @@ import torch
 from pydantic import Field
 
 from models.components.discriminator import PixelDiscriminator
-from models.components.losses import (
-    discriminator_loss,
-    generator_adversarial_loss,
-    gradient_loss,
-    intensity_loss,
-)
+from models.components.losses import gradient_loss, intensity_loss
 from models.methods.ffp import Ffp
 from models.train.objectives import StepDecay, register_objective
-from models.train.objectives.common import adam_with_drop, autocast_for
+from models.train.objectives.common import Adversary, adam_with_drop, autocast_for
 
 if TYPE_CHECKING:
     from models.train.config import TrainConfig
@@ -43,12 +38,10 @@ class FfpObjective:
         self.device = device
         self.amp = config.amp
         self.opt_g, self.sched_g = adam_with_drop(method.parameters(), optim.generator_lr, optim, optim)
-        self.discriminator: PixelDiscriminator | None = None
+        self.adversary: Adversary | None = None
         if self.cfg.lambda_adversarial > 0:
-            self.discriminator = PixelDiscriminator(self.cfg.channels, self.cfg.discriminator_channels).to(device)
-            self.opt_d, self.sched_d = adam_with_drop(
-                self.discriminator.parameters(), optim.discriminator_lr, optim, optim
-            )
+            discriminator = PixelDiscriminator(self.cfg.channels, self.cfg.discriminator_channels).to(device)
+            self.adversary = Adversary(discriminator, optim.discriminator_lr, optim, optim, config.amp)
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         ctx = self.cfg.context
@@ -58,36 +51,24 @@ class FfpObjective:
         with autocast_for(self.device, self.amp):
             pred = self.method.predict(batch[:, :ctx])  # (B, C, H, W) in [-1, 1]
         logs: dict[str, float] = {}
-        if self.discriminator is not None:
-            logs["d"] = self._discriminator_step(target, pred.detach())
+        if self.adversary is not None:
+            logs["d"] = float(self.adversary.step(target, pred.detach()).item())
         with autocast_for(self.device, self.amp):
             l_int = intensity_loss(pred.float(), target)
             l_gd = gradient_loss(pred.float(), target)
             loss = self.cfg.lambda_intensity * l_int + self.cfg.lambda_gradient * l_gd
-            if self.discriminator is not None:
-                l_adv = generator_adversarial_loss(self.discriminator(pred).float())
+            if self.adversary is not None:
+                l_adv = self.adversary.generator_loss(pred)
                 loss = loss + self.cfg.lambda_adversarial * l_adv
                 logs["adv"] = l_adv.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        if self.discriminator is not None:
-            # G's adversarial backward also fills D's grads; they are cleared before D's next step.
-            self.discriminator.zero_grad(set_to_none=True)
+        if self.adversary is not None:
+            self.adversary.clear_grads()
         self.opt_g.step()
         self.sched_g.step()
         logs.update(g=loss.item(), int=l_int.item(), gd=l_gd.item())
         return logs
-
-    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
-        assert self.discriminator is not None
-        self.discriminator.train()
-        with autocast_for(self.device, self.amp):
-            loss = discriminator_loss(self.discriminator(real).float(), self.discriminator(fake).float())
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        self.opt_d.step()
-        self.sched_d.step()
-        return float(loss.item())
 
     def finish(self) -> None:
         pass
@@ -98,22 +79,16 @@ class FfpObjective:
             "opt_g": self.opt_g.state_dict(),
             "sched_g": self.sched_g.state_dict(),
         }
-        if self.discriminator is not None:
-            state.update(
-                discriminator=self.discriminator.state_dict(),
-                opt_d=self.opt_d.state_dict(),
-                sched_d=self.sched_d.state_dict(),
-            )
+        if self.adversary is not None:
+            state.update(self.adversary.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state["method"] if "method" in state else state["generator"])  # older: generator
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
-        if self.discriminator is not None:
-            self.discriminator.load_state_dict(state["discriminator"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)
 
 
 @register_objective("ffp", optim=FfpOptim)
