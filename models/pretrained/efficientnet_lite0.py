@@ -40,17 +40,31 @@ BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 3, 1, 192, 320),
 )
 BN_EPS = 1e-3  # TF default, which the converted weights were trained with
+_CHUNK_BYTES = 16 * 2**20  # eval on CPU: frames per call such that the largest activation stays within this
 
 
 class SameConv(nn.Conv2d):
     """Conv2d with TensorFlow 'SAME' padding (asymmetric for even inputs with stride 2), no bias."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.same(x, self.weight, None)
+
+    def same(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This convolution with `weight` and `bias` in place of its own (the eval path's folded BatchNorm)."""
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]  # F.pad order: W then H, left/top gets the smaller half
-        return F.conv2d(F.pad(x, pads), self.weight, None, self.stride, 0, self.dilation, self.groups)
+        if pads[0] == pads[1] and pads[2] == pads[3]:  # symmetric (every 1x1 and stride-1 conv): no padded copy
+            return F.conv2d(x, weight, bias, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
+        return F.conv2d(F.pad(x, pads), weight, bias, self.stride, 0, self.dilation, self.groups)
+
+    def folded(self, x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+        """bn(conv(x)) with bn's running statistics folded into the weights: eval-mode BatchNorm in one pass."""
+        assert bn.running_var is not None  # track_running_stats, as every BatchNorm here is built
+        assert bn.running_mean is not None
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return self.same(x, self.weight * scale.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * scale)
 
 
 class MBConv(nn.Module):
@@ -70,6 +84,11 @@ class MBConv(nn.Module):
         self.skip = stride == 1 and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # frozen statistics: each BatchNorm folded into its conv, activations in place
+            h = F.relu6(self._expand_conv.folded(x, self._bn0), inplace=True) if self.has_expand else x
+            h = F.relu6(self._depthwise_conv.folded(h, self._bn1), inplace=True)
+            folded = self._project_conv.folded(h, self._bn2)
+            return folded.add_(x) if self.skip else folded
         h = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
         h = F.relu6(self._bn1(self._depthwise_conv(h)))
         out: torch.Tensor = self._bn2(self._project_conv(h))
@@ -100,14 +119,44 @@ class EfficientNetLite0(nn.Module):
             self.out_channels = 1000
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        if self.training:
+            x = F.relu6(self._bn0(self._conv_stem(x)))
+        else:
+            if x.device.type == "cpu":
+                # glibc maps every allocation above 32 MiB fresh from the kernel, which zeroes its pages on first
+                # touch: at 240x352 a batch of 16 frames spent more time there than in the convolutions. Chunks
+                # whose largest activation (block 1's 96 channels at half the side) stays within _CHUNK_BYTES
+                # come from the heap and are reused (bench/backbone.py measures both).
+                chunk = max(1, _CHUNK_BYTES // (24 * x.shape[-2] * x.shape[-1] * x.element_size()))
+                if len(x) > chunk:
+                    return torch.cat([self(part) for part in torch.split(x, chunk)])
+            # Channels-last runs the depthwise convolutions about 3x faster on CPU (oneDNN) and suits cuDNN too.
+            x = x.contiguous(memory_format=torch.channels_last)
+            x = F.relu6(self._conv_stem.folded(x, self._bn0), inplace=True)
         for block in self._blocks:
             x = block(x)
         if self.num_blocks is not None:
-            return x
+            return x.contiguous()
         x = F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))  # (B, 1280) global average pool
         logits: torch.Tensor = self._fc(x)
         return logits
+
+
+def plain_forward(net: EfficientNetLite0, x: torch.Tensor) -> torch.Tensor:
+    """A truncated network's feature map computed module by module (each conv, then its BatchNorm on running
+    statistics, in the input's layout): the reference the eval path is tested against and timed against
+    (tests/models/pretrained, bench/backbone.py)."""
+    if net.num_blocks is None:
+        msg = "plain_forward runs truncated networks (num_blocks set)"
+        raise ValueError(msg)
+    x = F.relu6(net._bn0(net._conv_stem(x)))
+    for block in net._blocks:
+        assert isinstance(block, MBConv)
+        h = F.relu6(block._bn0(block._expand_conv(x))) if block.has_expand else x
+        h = F.relu6(block._bn1(block._depthwise_conv(h)))
+        out = block._bn2(block._project_conv(h))
+        x = x + out if block.skip else out
+    return x
 
 
 def weights_path() -> Path:
