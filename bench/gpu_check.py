@@ -54,6 +54,7 @@ METHODS = [
     ("f2lm", "small"),
     ("gcl", "tiny"),
     ("vadclip", "tiny"),
+    ("flowmem", "paper"),  # its DIS flow runs on the CPU whatever the device; its FLOPs count the torch part only
 ]
 
 

@@ -131,7 +131,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vigil-latency-"))
     redis_proc, url = start_redis()
     try:
-        model, method = register_untrained(work / "registry", args.preset)
+        model, method = register_untrained(work / "registry", "ffp", args.preset)
         frames = int(args.seconds * FPS)
         clip = synthetic_clip(work / "clip.mp4", frames)
         env = stack_env(url, work / "registry", work, args.batch)

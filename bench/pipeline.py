@@ -1,11 +1,13 @@
 """End-to-end pipeline throughput vs the model's own forward rate at the same batch size, measured in one run.
 
     .venv/bin/python bench/pipeline.py --preset tiny --cameras 4 --worker-threads 1
+    .venv/bin/python bench/pipeline.py --method flowmem --preset small --cameras 2 --frames 300
 
 Runs `vigil up`'s processes (ingest, worker, api) on a private redis-server; file cameras added through the REST
 API play a synthetic clip as fast as the pipeline takes it. Pipeline rate = scored frames/s in steady state (10%
 to 90% of all frames); forward rate = frames/s of `method.score` on full batches of windows in this process. The
-model is untrained (random weights, calibrated on synthetic normal frames): throughput does not depend on weights.
+model is untrained (random weights, or flowmem's empty memories, calibrated on synthetic normal frames): throughput
+does not depend on weights or on what a memory holds.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (120, 160)) 
     return path
 
 
-def register_untrained(store_root: Path, preset: str) -> tuple[str, object]:
-    """FFP `preset` with random weights, calibrated on synthetic normal windows, promoted; returns (ref, method)."""
+def register_untrained(store_root: Path, name: str, preset: str) -> tuple[str, object]:
+    """Method `name` at `preset`, untrained, calibrated on synthetic normal windows, promoted; returns (ref, method)."""
     import torch
 
     from models.calibration import fit_calibration
@@ -73,16 +75,17 @@ def register_untrained(store_root: Path, preset: str) -> tuple[str, object]:
     from models.store import ModelStore
 
     torch.manual_seed(0)
-    method = create_method(get_method("ffp").make_config(preset)).eval()
+    method = create_method(get_method(name).make_config(preset)).eval()
     spec = method.input_spec
     window = torch.rand(4, spec.context + 16, spec.channels, spec.height, spec.width)
     with torch.inference_mode():
         raw = method.score(window).reshape(-1, len(method.signal_names)).double().numpy()
-    card = build_card(method, f"bench-{preset}", calibration=fit_calibration(raw, list(method.signal_names)))
+    ref = f"bench-{name}-{preset}"
+    card = build_card(method, ref, calibration=fit_calibration(raw, list(method.signal_names)))
     store = ModelStore(store_root)
     version = save_model(store, method, card)
     store.promote(version.ref)
-    return f"bench-{preset}", method
+    return ref, method
 
 
 def forward_fps(method: object, batch: int, seconds: float = 5.0) -> tuple[float, float]:
@@ -163,7 +166,8 @@ def pipeline_fps(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="small", help="FFP preset (tiny: 32x32, small: 128x128, paper: 256x256)")
+    parser.add_argument("--method", default="ffp", help="a frame method of `vigil methods` (default ffp)")
+    parser.add_argument("--preset", default="small", help="its preset (FFP: tiny 32x32, small 128x128, paper 256x256)")
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument(
         "--frames", type=int, default=1500, help="frames per camera clip (long enough that ingest runs throughout)"
@@ -181,7 +185,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     redis_proc, url = start_redis()
     try:
-        model, method = register_untrained(work / "registry", args.preset)
+        model, method = register_untrained(work / "registry", args.method, args.preset)
         clip = synthetic_clip(work / "clip.mp4", args.frames)
         # Forward rate before and after the pipeline run, averaged: on a shared machine the load drifts.
         forward_before, cpu_before = forward_fps(method, args.batch)
@@ -201,6 +205,7 @@ def main() -> None:
         forward_after, cpu_after = forward_fps(method, args.batch)
         forward = (forward_before + forward_after) / 2
         result = {
+            "method": args.method,
             "preset": args.preset,
             "cameras": args.cameras,
             "batch": args.batch,

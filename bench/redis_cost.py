@@ -86,7 +86,7 @@ def measure(count: int, warmup_s: float, measure_s: float, work: Path, masters: 
     """One run with `count` real-time file cameras; the costs over `measure_s` seconds after `warmup_s`."""
     backend = local_cluster(work / f"run-{count}", masters) if masters else single_redis()
     try:
-        model, _ = register_untrained(work / f"registry-{count}", "tiny")
+        model, _ = register_untrained(work / f"registry-{count}", "ffp", "tiny")
         footage = work / "footage"
         footage.mkdir(exist_ok=True)
         clip = footage / "clip.mp4"

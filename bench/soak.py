@@ -103,7 +103,7 @@ def main() -> None:
     redis_proc, url = start_redis()
     servers: list[RtspServer] = []
     try:
-        model, _ = register_untrained(work / "registry", args.preset)
+        model, _ = register_untrained(work / "registry", "ffp", args.preset)
         footage = work / "footage"
         footage.mkdir()
         base = write_video(work / "base.mp4", render_frames(64, (64, 64), (40, 52))[0])  # 2.56 s, one anomaly
