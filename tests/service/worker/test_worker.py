@@ -18,6 +18,7 @@ from service.bus import keys, topics
 from service.errors import ModelUnavailableError
 from service.heatmaps import alert_maps
 from service.messages import CameraConfig, WindowMsg
+from service.worker import main as worker_main
 from service.worker.models import ModelCache
 from tests.calibration_util import offline_scores, use_card_reference
 from tests.conftest import ANOMALY_SPAN, free_port
@@ -111,6 +112,15 @@ def test_cpu_threads_setting_sets_the_forward_threads(redis_url, trained_store, 
             assert torch.get_num_threads() == 1  # process-wide: the worker runs in this test's process
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_cpu_worker_keeps_freed_memory_unless_told_not_to(redis_url, trained_store, monkeypatch, keep):
+    calls: list[bool] = []
+    monkeypatch.setattr(worker_main, "keep_freed_memory", lambda: calls.append(True) or True)
+    with running_worker(worker_settings(redis_url, trained_store.root, keep_freed_memory=keep)) as worker:
+        wait_for(lambda: worker.activity != "starting", 10, "the worker's setup")
+    assert calls == ([True] if keep else [])
 
 
 def test_alias_promotion_reloads_model(redis_url, tmp_path, clip_frames):
