@@ -57,16 +57,17 @@ def to_gray_u8(frames: torch.Tensor) -> np.ndarray:
     return np.asarray((x * 255.0).round().clamp(0, 255).to(torch.uint8).numpy())
 
 
-def consecutive_flows(frames: torch.Tensor, estimator: FlowEstimator, scale: float) -> torch.Tensor:
-    """(T, C, H, W) in [0, 1] -> (T-1, 2, H, W) float32, entry k = flow from frame k to k+1, divided by `scale`.
+def consecutive_flows(frames: torch.Tensor, estimator: FlowEstimator, scale: float, step: int = 1) -> torch.Tensor:
+    """(T, C, H, W) in [0, 1] -> (T-step, 2, H, W) float32, entry k = flow from frame k to k+step, divided by
+    `scale`.
 
-    Each consecutive pair is computed exactly once (T-1 estimator calls), however many inputs share it.
+    Each pair is computed exactly once (T-step estimator calls), however many inputs share it.
     """
     gray = to_gray_u8(frames)
-    flows = [estimator(gray[k], gray[k + 1]) for k in range(len(gray) - 1)]
+    flows = [estimator(gray[k], gray[k + step]) for k in range(len(gray) - step)]
     if not flows:
         return frames.new_zeros(0, 2, *frames.shape[-2:])
-    out = torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2) / scale  # (T-1, 2, H, W)
+    out = torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2) / scale  # (T-step, 2, H, W)
     return out.to(frames.device)
 
 

@@ -10,9 +10,10 @@ Our design, for fitting a new camera in minutes on a CPU (no gradient training).
 - The flow (OpenCV DIS) and the frozen ImageNet EfficientNet-Lite0 features are F2LM's substitutes in this
   repository (models/methods/f2lm_streams.py).
 
-Per frame t (context 1: frame t-1 is needed for the flow):
-- the scene is cut into `cell` x `cell` cells; per cell, a motion feature from the DIS flow t-1 -> t (mean dx,
-  mean dy, mean and max speed, in pixels per frame of the input) and an appearance feature (EfficientNet-Lite0's
+Per frame t (context `flow_step`, 1 by default: frame t-1 is needed for the flow):
+- the scene is cut into `cell` x `cell` cells; per cell, a motion feature from the DIS flow t-flow_step -> t (mean
+  dx, mean dy, mean and max speed, in pixels per frame of the input: the displacement divided by `flow_step`) and an
+  appearance feature (EfficientNet-Lite0's
   stride-8 feature map after `label_blocks` blocks, averaged over the cell);
 - each is compared with the memories of the cells within `neighbourhood` cells (normal behaviour depends on where
   it happens: walking on the walkway, not across the lawn); the distance to the nearest memory entry is the cell's
@@ -52,6 +53,9 @@ class FlowmemConfig(MethodConfig):
     channels: Literal[1, 3] = 3  # BGR; gray footage is replicated by `prepare`
     cell: int = Field(default=16, ge=8)  # side of a grid cell in input pixels
     flow: Literal["dis", "farneback"] = "dis"
+    # The flow runs from frame t - flow_step to t: a longer step lifts slow motion further above the flow's noise
+    # (at the cost of one more frame of context per step); docs/RESULTS.md, *flowmem: flow over two frames*.
+    flow_step: int = Field(default=1, ge=1, le=4)
     label_blocks: int = Field(default=5, ge=1, le=16)  # EfficientNet-Lite0 blocks: 5 -> 40 channels at stride 8
     appearance_dim: int = Field(default=40, ge=1)  # channels of that feature map (checked against the backbone)
     capacity: int = Field(default=1024, ge=1)  # features per cell kept while fitting (uniform reservoir)
@@ -77,7 +81,7 @@ class FlowmemConfig(MethodConfig):
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(height=self.height, width=self.width, channels=self.channels, context=1)
+        return InputSpec(height=self.height, width=self.width, channels=self.channels, context=self.flow_step)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -134,21 +138,21 @@ class Flowmem(AnomalyMethod):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cell_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, C, H, W) in [0, 1] -> motion (B, T - 1, cells, 4) and appearance (B, T - 1, cells, D) of frames
-        1..T-1 (each frame's flow comes from the frame before it)."""
+        """(B, T, C, H, W) in [0, 1] -> motion (B, T - k, cells, 4) and appearance (B, T - k, cells, D) of frames
+        k..T-1, k = `flow_step` (each frame's flow comes from the frame k before it)."""
         b, t = frames.shape[:2]
-        cell = self.config.cell
-        flows = torch.stack([consecutive_flows(frames[i], self.flow, 1.0) for i in range(b)])  # (B, T-1, 2, H, W)
+        cell, k = self.config.cell, self.config.flow_step
+        flows = torch.stack([consecutive_flows(frames[i], self.flow, float(k), k) for i in range(b)])  # (B, T-k, ...)
         flows = flows.flatten(0, 1).to(frames.device)
         speed = flows.norm(dim=1, keepdim=True)  # (M, 1, H, W)
         motion = torch.cat(
             [F.avg_pool2d(flows, cell), F.avg_pool2d(speed, cell), F.max_pool2d(speed, cell)], dim=1
         )  # (M, 4, rows, cols)
-        maps = self.backbone(frames[:, 1:].flatten(0, 1))  # (M, D, H/8, W/8)
+        maps = self.backbone(frames[:, k:].flatten(0, 1))  # (M, D, H/8, W/8)
         appearance = F.avg_pool2d(maps, cell // 8)  # (M, D, rows, cols)
         return (
-            motion.flatten(2).transpose(1, 2).reshape(b, t - 1, -1, MOTION_DIM),
-            appearance.flatten(2).transpose(1, 2).reshape(b, t - 1, -1, appearance.shape[1]),
+            motion.flatten(2).transpose(1, 2).reshape(b, t - k, -1, MOTION_DIM),
+            appearance.flatten(2).transpose(1, 2).reshape(b, t - k, -1, appearance.shape[1]),
         )
 
     def nearest(self, features: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ class FlowmemObjective:
         self.seen = 0
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
-        """(B, 2, C, H, W) clips in [0, 1]: each clip's second frame goes into the reservoir."""
+        """(B, flow_step + 1, C, H, W) clips in [0, 1]: each clip's last frame goes into the reservoir."""
         self.method.eval()
         with torch.no_grad():
             motion, appearance = self.method.cell_features(batch)  # (B, 1, cells, D) each

@@ -94,6 +94,25 @@ def test_normalise_cell_divides_by_the_fitted_levels(synthetic_dataset: Path, tm
     assert legacy.appearance_level.eq(1).all()
 
 
+@pytest.mark.parametrize("step", [1, 2])
+def test_flow_step_reads_its_context_and_measures_speed_per_frame(step: int) -> None:
+    method = Flowmem(FlowmemConfig(height=64, width=64, cell=16, capacity=8, memory=4, flow_step=step)).eval()
+    assert method.input_spec.context == step
+    # A smooth texture sliding 1.5 px a frame to the right: the speed per frame is the same whatever the step.
+    rng = np.random.default_rng(0)
+    texture = rng.random((64, 160)).astype(np.float32)
+    texture = torch.nn.functional.avg_pool2d(torch.from_numpy(texture)[None, None], 5, 1, 2)[0, 0]
+    frames = torch.stack([texture[:, int(60 - 1.5 * t) : int(60 - 1.5 * t) + 64] for t in range(6)])  # (T, H, W)
+    frames = frames[None, :, None].expand(1, 6, 3, 64, 64)
+    with torch.no_grad():
+        motion, appearance = method.cell_features(frames)
+    assert motion.shape[:2] == appearance.shape[:2] == (1, 6 - step)
+    mean_speed = motion[0, :, [5, 6, 9, 10], 2].mean()  # the 4 inner cells of the 4 x 4 grid: their mean speed
+    assert mean_speed == pytest.approx(1.5, abs=0.3)
+    with pytest.raises(ValidationError):
+        FlowmemConfig(flow_step=0)
+
+
 def test_fits_in_one_pass_finds_the_fast_block_and_round_trips(synthetic_dataset: Path, tmp_path: Path) -> None:
     result = train(_tiny_config(synthetic_dataset, tmp_path))
     assert result.ref == "flowmem-tiny@v1"
