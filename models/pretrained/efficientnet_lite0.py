@@ -89,6 +89,11 @@ class MBConv(nn.Module):
             h = F.relu6(self._depthwise_conv.folded(h, self._bn1), inplace=True)
             folded = self._project_conv.folded(h, self._bn2)
             return folded.add_(x) if self.skip else folded
+        return self.plain(x)
+
+    def plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The block module by module: each conv, then its BatchNorm (batch statistics in training, running ones in
+        eval), in the input's layout."""
         h = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
         h = F.relu6(self._bn1(self._depthwise_conv(h)))
         out: torch.Tensor = self._bn2(self._project_conv(h))
@@ -152,10 +157,7 @@ def plain_forward(net: EfficientNetLite0, x: torch.Tensor) -> torch.Tensor:
     x = F.relu6(net._bn0(net._conv_stem(x)))
     for block in net._blocks:
         assert isinstance(block, MBConv)
-        h = F.relu6(block._bn0(block._expand_conv(x))) if block.has_expand else x
-        h = F.relu6(block._bn1(block._depthwise_conv(h)))
-        out = block._bn2(block._project_conv(h))
-        x = x + out if block.skip else out
+        x = block.plain(x)
     return x
 
 
