@@ -65,6 +65,11 @@ class FlowmemConfig(MethodConfig):
     # cells (a walkway, the borders where people enter) do not drown the quiet ones; "none": raw distances. Measured
     # on Ped2 and rejected there (docs/RESULTS.md: the busy walkway is where its anomalies are).
     normalise: Literal["none", "cell"] = "none"
+    # A cell's distance must persist: with `persist` = p > 1 it is the smallest, over its last p frames, of the
+    # largest distance near it (within k cells k frames ago: the object may have moved on), so a one-frame spike of
+    # the flow's noise no longer makes the frame's score while an object that stays unusual does. It needs p - 1
+    # more frames of context. docs/RESULTS.md, *flowmem: distances that persist*.
+    persist: int = Field(default=1, ge=1, le=8)
 
     @model_validator(mode="after")
     def _grid(self) -> FlowmemConfig:
@@ -81,7 +86,8 @@ class FlowmemConfig(MethodConfig):
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(height=self.height, width=self.width, channels=self.channels, context=self.flow_step)
+        context = self.flow_step + self.persist - 1
+        return InputSpec(height=self.height, width=self.width, channels=self.channels, context=context)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -167,14 +173,17 @@ class Flowmem(AnomalyMethod):
         return best.transpose(0, 1)
 
     def cell_scores(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, C, H, W) -> per-cell distances (B, T - 1, cells) of motion and of appearance; with
-        `normalise: cell`, each divided by its cell's normal level."""
+        """(B, T, C, H, W) -> per-cell distances (B, T - context, cells) of motion and of appearance; with
+        `normalise: cell`, each divided by its cell's normal level; with `persist` > 1, each the distance that
+        persisted over the last `persist` frames (`persistent`)."""
         motion, appearance = self.cell_features(frames)
         b, n = motion.shape[:2]
         m = self.nearest(motion.flatten(0, 1), self.motion_memory).view(b, n, -1)
         a = self.nearest(appearance.flatten(0, 1), self.appearance_memory).view(b, n, -1)
         if self.config.normalise == "cell":
-            return m / self.motion_level, a / self.appearance_level
+            m, a = m / self.motion_level, a / self.appearance_level
+        if self.config.persist > 1:
+            m, a = (persistent(d, self.config.grid, self.config.persist) for d in (m, a))
         return m, a
 
     def score(self, window: torch.Tensor) -> torch.Tensor:
@@ -203,6 +212,21 @@ class Flowmem(AnomalyMethod):
 def _frame_signals(motion: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
     """Per-cell distances (B, N, cells) of each kind -> (B, N, 2) raw signals: the scene's largest of each."""
     return torch.stack([motion.amax(dim=2), appearance.amax(dim=2)], dim=2).float()
+
+
+def persistent(distances: torch.Tensor, grid: tuple[int, int], frames: int) -> torch.Tensor:
+    """(B, N, cells) per-cell distances -> (B, N - frames + 1, cells): at frame t, the smallest of the cell's own
+    distance at t and, for each lag k = 1 .. `frames` - 1, the largest distance within k cells of it at t - k.
+    An object that keeps its unusual motion (or look) while it moves on by up to a cell a frame keeps its score; a
+    distance that rose for fewer than `frames` frames does not reach the frame's score."""
+    b, n, cells = distances.shape
+    rows, cols = grid
+    flat = distances.reshape(b * n, 1, rows, cols)
+    out = distances[:, frames - 1 :]
+    for lag in range(1, frames):
+        spread = F.max_pool2d(flat, 2 * lag + 1, stride=1, padding=lag).reshape(b, n, cells)
+        out = torch.minimum(out, spread[:, frames - 1 - lag : n - lag])
+    return out
 
 
 def memory_spread(memory: torch.Tensor) -> torch.Tensor:

@@ -32,10 +32,11 @@ class FlowmemObjective:
         self.seen = 0
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
-        """(B, flow_step + 1, C, H, W) clips in [0, 1]: each clip's last frame goes into the reservoir."""
+        """(B, context + 1, C, H, W) clips in [0, 1]: each clip's last frame goes into the reservoir (its features
+        need only the `flow_step` frames before it, whatever else the scoring's context holds)."""
         self.method.eval()
         with torch.no_grad():
-            motion, appearance = self.method.cell_features(batch)  # (B, 1, cells, D) each
+            motion, appearance = self.method.cell_features(batch[:, -(self.method.config.flow_step + 1) :])
         for i in range(batch.shape[0]):
             self._add(motion[i, 0].cpu(), appearance[i, 0].cpu())
         return {"frames": float(self.seen)}

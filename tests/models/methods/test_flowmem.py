@@ -15,7 +15,7 @@ from models.data.transforms import prepare
 from models.evaluate.metrics import roc_auc
 from models.inference import score_frames, score_frames_with_maps
 from models.io import load_model
-from models.methods.flowmem import Flowmem, FlowmemConfig, _neighbours, cell_levels, greedy_coreset
+from models.methods.flowmem import Flowmem, FlowmemConfig, _neighbours, cell_levels, greedy_coreset, persistent
 from models.store import ModelStore
 from models.train.config import TrainConfig, load_train_config
 from models.train.loop import train
@@ -111,6 +111,51 @@ def test_flow_step_reads_its_context_and_measures_speed_per_frame(step: int) -> 
     assert mean_speed == pytest.approx(1.5, abs=0.3)
     with pytest.raises(ValidationError):
         FlowmemConfig(flow_step=0)
+
+
+def test_persist_keeps_an_object_crossing_cells_and_drops_a_one_frame_spike() -> None:
+    grid = (3, 6)
+    distances = torch.zeros(1, 4, 18)
+    for t in range(4):  # an object in row 0 moving one cell to the right per frame
+        distances[0, t, t] = 5.0
+    distances[0, 2, 15] = 9.0  # flow noise: one frame in one cell (row 2, column 3)
+    distances[0, 1:3, 17] = 3.0  # two frames in a far cell (row 2, column 5)
+    two = persistent(distances, grid, 2)
+    assert two.shape == (1, 3, 18)
+    assert two[0, :, [1, 2, 3]].diagonal().tolist() == [5.0, 5.0, 5.0]  # frames 1-3: the object keeps its score
+    assert two[0, 1, 15] == 0  # the spike (frame 2) did not persist
+    assert two[0, :, 17].tolist() == [0.0, 3.0, 0.0]  # two frames persist over a window of two, frame 2 only
+    three = persistent(distances, grid, 3)
+    assert three.shape == (1, 2, 18)
+    assert three[0, :, 17].tolist() == [0.0, 0.0]  # ... not over three
+    assert three[0, :, [2, 3]].diagonal().tolist() == [5.0, 5.0]  # two frames back, two cells away: still found
+    distances[0, 0, 0] = 0.0  # an object that jumped two cells in one frame (1 -> 3) is not one object
+    distances[0, 2, 2], distances[0, 3, 3] = 0.0, 5.0
+    assert persistent(distances, grid, 2)[0, 2, 3] == 0
+    torch.testing.assert_close(persistent(distances, grid, 1), distances)
+
+
+def test_persist_adds_its_frames_to_the_context() -> None:
+    config = FlowmemConfig(height=32, width=48, cell=8, capacity=8, memory=4, persist=3)
+    assert config.input_spec.context == 3
+    assert config.model_copy(update={"flow_step": 2}).input_spec.context == 4
+    method = Flowmem(config).eval()
+    with torch.no_grad():
+        signals = method.score(torch.rand(2, 7, 3, 32, 48))
+    assert signals.shape == (2, 4, 2)  # 7 frames, 3 of them context
+    with pytest.raises(ValidationError):
+        FlowmemConfig(persist=0)
+
+
+def test_fits_with_persist_from_the_frames_its_flow_needs(synthetic_dataset: Path, tmp_path: Path) -> None:
+    train(_tiny_config(synthetic_dataset, tmp_path, "method.persist=2"))
+    method, _, _ = load_model(ModelStore(tmp_path / "reg"), "flowmem-tiny")
+    assert isinstance(method, Flowmem)
+    assert method.config.persist == 2
+    assert method.motion_memory.abs().sum() > 0
+    video = next(iter(open_dataset(synthetic_dataset, "test")))
+    frames = prepare(video.reader.read_all(), method.input_spec)
+    assert score_frames(method, frames).shape == (len(frames) - 2, 2)
 
 
 def test_fits_in_one_pass_finds_the_fast_block_and_round_trips(synthetic_dataset: Path, tmp_path: Path) -> None:
