@@ -14,7 +14,7 @@ Per frame t (context `flow_step`, 1 by default: frame t-1 is needed for the flow
 - the scene is cut into `cell` x `cell` cells; per cell, a motion feature from the DIS flow t-flow_step -> t (mean
   dx, mean dy, mean and max speed, in pixels per frame of the input: the displacement divided by `flow_step`) and an
   appearance feature (EfficientNet-Lite0's
-  stride-8 feature map after `label_blocks` blocks, averaged over the cell);
+  feature map after `label_blocks` blocks, stride 8 after 5 and 16 after 6-11, averaged over the cell);
 - each is compared with the memories of the cells within `neighbourhood` cells (normal behaviour depends on where
   it happens: walking on the walkway, not across the lawn); the distance to the nearest memory entry is the cell's
   score, and the raw signals are the largest cell score of each kind: `motion_knn` and `appearance_knn`.
@@ -35,6 +35,7 @@ from pydantic import Field, model_validator
 
 from models.base import AnomalyMethod, MethodConfig
 from models.methods.f2lm_streams import FlowEstimator, LabelBackbone, consecutive_flows
+from models.pretrained.efficientnet_lite0 import feature_channels, feature_stride
 from models.registry import register_method
 from models.types import InputSpec
 
@@ -56,8 +57,12 @@ class FlowmemConfig(MethodConfig):
     # The flow runs from frame t - flow_step to t: a longer step lifts slow motion further above the flow's noise
     # (at the cost of one more frame of context per step); docs/RESULTS.md, *flowmem: flow over two frames*.
     flow_step: int = Field(default=1, ge=1, le=4)
-    label_blocks: int = Field(default=5, ge=1, le=16)  # EfficientNet-Lite0 blocks: 5 -> 40 channels at stride 8
-    appearance_dim: int = Field(default=40, ge=1)  # channels of that feature map (checked against the backbone)
+    # EfficientNet-Lite0 blocks: 5 -> 40 channels at stride 8, 8 -> 80 and 11 -> 112 at stride 16 (more of what a
+    # thing is, less of its texture); `cell` must be a multiple of the stride.
+    label_blocks: int = Field(default=5, ge=1, le=16)
+    # Channels of that map; left out, the backbone's after `label_blocks` (`appearance_channels`). Versions
+    # registered before it followed `label_blocks` carry 40, the channels after 5 blocks.
+    appearance_dim: int | None = Field(default=None, ge=1)
     capacity: int = Field(default=1024, ge=1)  # features per cell kept while fitting (uniform reservoir)
     memory: int = Field(default=128, ge=1)  # per cell after the greedy coreset
     neighbourhood: int = Field(default=1, ge=0)  # a cell is compared with memories within this many cells
@@ -73,8 +78,18 @@ class FlowmemConfig(MethodConfig):
 
     @model_validator(mode="after")
     def _grid(self) -> FlowmemConfig:
-        if self.cell % 8:
-            msg = f"cell must be a multiple of 8 (the appearance features' stride), got {self.cell}"
+        stride = feature_stride(self.label_blocks)
+        if self.cell % stride:
+            msg = (
+                f"cell must be a multiple of {stride} (the stride of the appearance features after "
+                f"label_blocks={self.label_blocks}), got {self.cell}"
+            )
+            raise ValueError(msg)
+        if self.appearance_dim not in (None, self.appearance_channels):
+            msg = (
+                f"appearance_dim={self.appearance_dim}, but EfficientNet-Lite0 has {self.appearance_channels} channels "
+                f"after label_blocks={self.label_blocks}; leave appearance_dim out"
+            )
             raise ValueError(msg)
         if self.height % self.cell or self.width % self.cell:
             msg = f"height and width must be multiples of cell={self.cell}, got {self.height}x{self.width}"
@@ -83,6 +98,10 @@ class FlowmemConfig(MethodConfig):
             msg = f"memory ({self.memory}) cannot exceed capacity ({self.capacity})"
             raise ValueError(msg)
         return self
+
+    @property
+    def appearance_channels(self) -> int:
+        return feature_channels(self.label_blocks)
 
     @property
     def input_spec(self) -> InputSpec:
@@ -125,13 +144,10 @@ class Flowmem(AnomalyMethod):
         self.signal_names = SIGNALS
         self.flow = FlowEstimator(config.flow)
         self.backbone = LabelBackbone(config.label_blocks)
-        if self.backbone.out_channels != config.appearance_dim:
-            msg = f"EfficientNet-Lite0 after {config.label_blocks} blocks has {self.backbone.out_channels} channels"
-            raise ValueError(msg)
         rows, cols = config.grid
         cells = rows * cols
         self.register_buffer("motion_memory", torch.zeros(cells, config.memory, MOTION_DIM))
-        self.register_buffer("appearance_memory", torch.zeros(cells, config.memory, config.appearance_dim))
+        self.register_buffer("appearance_memory", torch.zeros(cells, config.memory, config.appearance_channels))
         self.register_buffer("neighbours", _neighbours(rows, cols, config.neighbourhood), persistent=False)
         # Each cell's normal distance level per kind (`cell_levels`), set by fitting; 1 = raw distances.
         self.register_buffer("motion_level", torch.ones(cells))
@@ -155,7 +171,7 @@ class Flowmem(AnomalyMethod):
             [F.avg_pool2d(flows, cell), F.avg_pool2d(speed, cell), F.max_pool2d(speed, cell)], dim=1
         )  # (M, 4, rows, cols)
         maps = self.backbone(frames[:, k:].flatten(0, 1))  # (M, D, H/8, W/8)
-        appearance = F.avg_pool2d(maps, cell // 8)  # (M, D, rows, cols)
+        appearance = F.avg_pool2d(maps, cell // feature_stride(self.config.label_blocks))  # (M, D, rows, cols)
         return (
             motion.flatten(2).transpose(1, 2).reshape(b, t - k, -1, MOTION_DIM),
             appearance.flatten(2).transpose(1, 2).reshape(b, t - k, -1, appearance.shape[1]),

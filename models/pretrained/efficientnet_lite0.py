@@ -39,6 +39,18 @@ BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 5, 1, 192, 192),
     (6, 3, 1, 192, 320),
 )
+
+
+def feature_stride(num_blocks: int) -> int:
+    """Input pixels per feature-map cell after the stem and `num_blocks` blocks: 8 after 5, 16 after 6-11."""
+    return 2 * math.prod(block[2] for block in BLOCKS[:num_blocks])
+
+
+def feature_channels(num_blocks: int) -> int:
+    """Channels of the feature map after `num_blocks` blocks: 40 after 5, 80 after 6-8, 112 after 9-11."""
+    return BLOCKS[num_blocks - 1][4]
+
+
 BN_EPS = 1e-3  # TF default, which the converted weights were trained with
 _CHUNK_BYTES = 16 * 2**20  # eval on CPU: frames per call such that the largest activation stays within this
 

@@ -28,7 +28,7 @@ class FlowmemObjective:
         cells = cfg.grid[0] * cfg.grid[1]
         self.method, self.seed = method, seed
         self.motion = torch.zeros(cells, cfg.capacity, MOTION_DIM)
-        self.appearance = torch.zeros(cells, cfg.capacity, cfg.appearance_dim)
+        self.appearance = torch.zeros(cells, cfg.capacity, cfg.appearance_channels)
         self.seen = 0
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:

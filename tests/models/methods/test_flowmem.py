@@ -39,6 +39,23 @@ def test_config_checks_the_grid() -> None:
     with pytest.raises(ValidationError, match="cannot exceed capacity"):
         FlowmemConfig(memory=64, capacity=32)
     assert FlowmemConfig.paper().grid == FlowmemConfig.small().grid == (15, 22)
+    with pytest.raises(ValidationError, match=r"multiple of 16 .*label_blocks=8"):
+        FlowmemConfig(label_blocks=8, cell=8)
+    with pytest.raises(ValidationError, match="80 channels after label_blocks=8; leave appearance_dim out"):
+        FlowmemConfig(label_blocks=8, appearance_dim=40)
+    assert FlowmemConfig(appearance_dim=40).appearance_channels == 40  # what versions registered before carry
+
+
+def test_deeper_appearance_features_are_one_per_16_pixel_cell() -> None:
+    config = FlowmemConfig(height=32, width=48, cell=16, capacity=8, memory=4, label_blocks=11)
+    assert config.appearance_channels == 112
+    method = Flowmem(config).eval()
+    frames = torch.rand(1, 3, 3, 32, 48)
+    with torch.no_grad():
+        _, appearance = method.cell_features(frames)
+        maps = method.backbone(frames[0, 1:])  # (2, 112, 2, 3): stride 16
+    assert appearance.shape == (1, 2, 6, 112)
+    torch.testing.assert_close(appearance[0], maps.flatten(2).transpose(1, 2))
 
 
 def test_neighbourhood_and_coreset() -> None:
