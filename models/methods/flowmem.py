@@ -10,7 +10,8 @@ Our design, for fitting a new camera in minutes on a CPU (no gradient training).
 - The flow (OpenCV DIS) and the frozen ImageNet EfficientNet-Lite0 features are F2LM's substitutes in this
   repository (models/methods/f2lm_streams.py).
 
-Per frame t (context `flow_step`, 1 by default: frame t-1 is needed for the flow):
+Per frame t (context `flow_step`, 1 by default: frame t-1 is needed for the flow; `motion_frames` and `persist` add
+theirs):
 - the scene is cut into `cell` x `cell` cells; per cell, a motion feature from the DIS flow t-flow_step -> t (mean
   dx, mean dy, mean and max speed, in pixels per frame of the input: the displacement divided by `flow_step`) and an
   appearance feature (EfficientNet-Lite0's
@@ -75,6 +76,10 @@ class FlowmemConfig(MethodConfig):
     # the flow's noise no longer makes the frame's score while an object that stays unusual does. It needs p - 1
     # more frames of context. docs/RESULTS.md, *flowmem: distances that persist*.
     persist: int = Field(default=1, ge=1, le=8)
+    # A cell's motion feature is the mean of its last `motion_frames` frames' features: DIS's noise differs from one
+    # frame pair to the next, an object's motion does not (much), so the mean keeps the motion and thins the noise.
+    # It needs motion_frames - 1 more frames of context. docs/RESULTS.md, *flowmem: motion over several frames*.
+    motion_frames: int = Field(default=1, ge=1, le=8)
 
     @model_validator(mode="after")
     def _grid(self) -> FlowmemConfig:
@@ -100,12 +105,17 @@ class FlowmemConfig(MethodConfig):
         return self
 
     @property
+    def feature_context(self) -> int:
+        """Frames `cell_features` needs before the first frame it describes: the flow's and the motion mean's."""
+        return self.flow_step + self.motion_frames - 1
+
+    @property
     def appearance_channels(self) -> int:
         return feature_channels(self.label_blocks)
 
     @property
     def input_spec(self) -> InputSpec:
-        context = self.flow_step + self.persist - 1
+        context = self.feature_context + self.persist - 1
         return InputSpec(height=self.height, width=self.width, channels=self.channels, context=context)
 
     @property
@@ -160,22 +170,23 @@ class Flowmem(AnomalyMethod):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cell_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, C, H, W) in [0, 1] -> motion (B, T - k, cells, 4) and appearance (B, T - k, cells, D) of frames
-        k..T-1, k = `flow_step` (each frame's flow comes from the frame k before it)."""
+        """(B, T, C, H, W) in [0, 1] -> motion (B, T - c, cells, 4) and appearance (B, T - c, cells, D) of frames
+        c..T-1, c = `feature_context` (each frame's flow comes from the frame `flow_step` before it; with
+        `motion_frames` = m > 1 its motion is the mean of the m frames' up to it)."""
         b, t = frames.shape[:2]
-        cell, k = self.config.cell, self.config.flow_step
+        cell, k, c = self.config.cell, self.config.flow_step, self.config.feature_context
         flows = torch.stack([consecutive_flows(frames[i], self.flow, float(k), k) for i in range(b)])  # (B, T-k, ...)
         flows = flows.flatten(0, 1).to(frames.device)
         speed = flows.norm(dim=1, keepdim=True)  # (M, 1, H, W)
         motion = torch.cat(
             [F.avg_pool2d(flows, cell), F.avg_pool2d(speed, cell), F.max_pool2d(speed, cell)], dim=1
         )  # (M, 4, rows, cols)
-        maps = self.backbone(frames[:, k:].flatten(0, 1))  # (M, D, H/8, W/8)
+        motion = motion.flatten(2).transpose(1, 2).reshape(b, t - k, -1, MOTION_DIM)
+        if c > k:  # the mean over each frame's last motion_frames frames
+            motion = motion.unfold(1, c - k + 1, 1).mean(dim=-1)  # (B, T - c, cells, 4)
+        maps = self.backbone(frames[:, c:].flatten(0, 1))  # (M, D, H/8, W/8)
         appearance = F.avg_pool2d(maps, cell // feature_stride(self.config.label_blocks))  # (M, D, rows, cols)
-        return (
-            motion.flatten(2).transpose(1, 2).reshape(b, t - k, -1, MOTION_DIM),
-            appearance.flatten(2).transpose(1, 2).reshape(b, t - k, -1, appearance.shape[1]),
-        )
+        return motion, appearance.flatten(2).transpose(1, 2).reshape(b, t - c, -1, appearance.shape[1])
 
     def nearest(self, features: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """(M, cells, D) features, (cells, K, D) memories -> (M, cells) distance to the nearest entry among the

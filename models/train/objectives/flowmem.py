@@ -33,10 +33,10 @@ class FlowmemObjective:
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         """(B, context + 1, C, H, W) clips in [0, 1]: each clip's last frame goes into the reservoir (its features
-        need only the `flow_step` frames before it, whatever else the scoring's context holds)."""
+        need only the `feature_context` frames before it, whatever else the scoring's context holds)."""
         self.method.eval()
         with torch.no_grad():
-            motion, appearance = self.method.cell_features(batch[:, -(self.method.config.flow_step + 1) :])
+            motion, appearance = self.method.cell_features(batch[:, -(self.method.config.feature_context + 1) :])
         for i in range(batch.shape[0]):
             self._add(motion[i, 0].cpu(), appearance[i, 0].cpu())
         return {"frames": float(self.seen)}

@@ -152,6 +152,20 @@ def test_persist_keeps_an_object_crossing_cells_and_drops_a_one_frame_spike() ->
     torch.testing.assert_close(persistent(distances, grid, 1), distances)
 
 
+def test_motion_frames_average_each_cells_motion_over_the_last_frames() -> None:
+    config = FlowmemConfig(height=32, width=48, cell=8, capacity=8, memory=4)
+    single, averaged = Flowmem(config).eval(), Flowmem(config.model_copy(update={"motion_frames": 3})).eval()
+    assert averaged.input_spec.context == 3
+    assert config.model_copy(update={"motion_frames": 3, "persist": 2, "flow_step": 2}).input_spec.context == 5
+    frames = torch.rand(2, 6, 3, 32, 48)
+    with torch.no_grad():
+        m1, a1 = single.cell_features(frames)  # frames 1..5
+        m3, a3 = averaged.cell_features(frames)  # frames 3..5
+    assert m3.shape == (2, 3, 24, 4)
+    torch.testing.assert_close(m3, (m1[:, :3] + m1[:, 1:4] + m1[:, 2:5]) / 3)
+    torch.testing.assert_close(a3, a1[:, 2:])  # appearance stays the frame's own
+
+
 def test_persist_adds_its_frames_to_the_context() -> None:
     config = FlowmemConfig(height=32, width=48, cell=8, capacity=8, memory=4, persist=3)
     assert config.input_spec.context == 3
@@ -164,15 +178,17 @@ def test_persist_adds_its_frames_to_the_context() -> None:
         FlowmemConfig(persist=0)
 
 
-def test_fits_with_persist_from_the_frames_its_flow_needs(synthetic_dataset: Path, tmp_path: Path) -> None:
-    train(_tiny_config(synthetic_dataset, tmp_path, "method.persist=2"))
+def test_fits_with_persist_and_motion_frames_from_the_frames_its_features_need(
+    synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    train(_tiny_config(synthetic_dataset, tmp_path, "method.persist=2", "method.motion_frames=2"))
     method, _, _ = load_model(ModelStore(tmp_path / "reg"), "flowmem-tiny")
     assert isinstance(method, Flowmem)
-    assert method.config.persist == 2
+    assert (method.config.persist, method.config.motion_frames) == (2, 2)
     assert method.motion_memory.abs().sum() > 0
     video = next(iter(open_dataset(synthetic_dataset, "test")))
     frames = prepare(video.reader.read_all(), method.input_spec)
-    assert score_frames(method, frames).shape == (len(frames) - 2, 2)
+    assert score_frames(method, frames).shape == (len(frames) - 3, 2)
 
 
 def test_fits_in_one_pass_finds_the_fast_block_and_round_trips(synthetic_dataset: Path, tmp_path: Path) -> None:
