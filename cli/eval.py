@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from models.cpu_memory import keep_freed_memory
+    from models.cpu_memory import keep_freed_memory_for
     from models.data.datasets import open_dataset
     from models.evaluate.protocols import evaluate
     from models.evaluate.report import plot_events, save_signals, write_eval
@@ -64,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = ModelStore(args.registry or get_settings().store.root)
     device = resolve_device(args.device)
-    if device.type == "cpu":
-        keep_freed_memory()  # the batches' activations are reused, not page-faulted in again
+    keep_freed_memory_for(device.type)  # the batches' activations are reused, not page-faulted in again
     method, card, version = load_model(store, args.model, device)
     if args.heatmaps and not method.localizes:
         print(f"error: {version.ref} ({card.method}) has no localisation map; --heatmaps needs ffp, dast or f2lm")

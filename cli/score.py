@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from models.cpu_memory import keep_freed_memory
+    from models.cpu_memory import keep_freed_memory_for
     from models.data.datasets import open_dataset
     from models.evaluate.report import plot_scored
     from models.inference import resolve_device, score_reader
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     store = ModelStore(args.registry or settings.store.root)
     device = resolve_device(args.device)
-    if device.type == "cpu":
-        keep_freed_memory()  # the batches' activations are reused, not page-faulted in again
+    keep_freed_memory_for(device.type)  # the batches' activations are reused, not page-faulted in again
     method, card, version = load_model(store, args.model, device)
     if card.calibration is None:
         print(f"warning: {version.ref} has no calibration; writing raw signals only, the score column stays empty")

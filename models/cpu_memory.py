@@ -41,3 +41,9 @@ def keep_freed_memory() -> bool:
     applied = bool(mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM) == 1)
     log.debug("malloc: keep freed memory in the process: %s", applied)
     return applied
+
+
+def keep_freed_memory_for(device_type: str) -> bool:
+    """`keep_freed_memory` for a process that scores on `device_type` ("cpu", "cuda", ...): on a GPU the activations
+    live in torch's own caching allocator, so glibc's policy stays as it is. True if it was applied."""
+    return device_type == "cpu" and keep_freed_memory()

@@ -29,7 +29,7 @@ import redis
 import torch
 
 from models.base import SnippetHistoryMethod
-from models.cpu_memory import keep_freed_memory
+from models.cpu_memory import keep_freed_memory_for
 from models.inference import resolve_device
 from models.store import ModelStore
 from service.alerts.links import alert_links
@@ -97,8 +97,8 @@ class Worker(ServiceProcess):
 
     def setup(self) -> None:
         self.device = resolve_device(self.cfg.device)
-        if self.device.type == "cpu" and self.cfg.keep_freed_memory:
-            keep_freed_memory()  # each batch's activations are reused, not page-faulted in again (models/cpu_memory.py)
+        if self.cfg.keep_freed_memory:
+            keep_freed_memory_for(self.device.type)  # each batch's activations are reused, not page-faulted in again
         if self.cfg.cpu_threads:
             torch.set_num_threads(self.cfg.cpu_threads)
         self.r = connect(self.settings.redis)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.cpu_memory import keep_freed_memory_for
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CYCLES = 20
@@ -44,3 +46,7 @@ def test_freed_tensors_are_reused_instead_of_faulted_in_again() -> None:
     # of an aligned 64 MiB chunk, so that the freed chunk no longer takes the next one) the heap grows once more:
     # 3 of 10 cycles faulted in again in a fresh clone's CI run. Without the policy every cycle is.
     assert result["kept"] < result["default"] // 2
+
+
+def test_the_policy_is_left_alone_for_a_gpu() -> None:
+    assert keep_freed_memory_for("cuda") is False  # glibc's default stays: the activations live in torch's allocator

@@ -117,7 +117,7 @@ def test_cpu_threads_setting_sets_the_forward_threads(redis_url, trained_store, 
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_cpu_worker_keeps_freed_memory_unless_told_not_to(redis_url, trained_store, monkeypatch, keep):
     calls: list[bool] = []
-    monkeypatch.setattr(worker_main, "keep_freed_memory", lambda: calls.append(True) or True)
+    monkeypatch.setattr(worker_main, "keep_freed_memory_for", lambda device: calls.append(device == "cpu") or True)
     with running_worker(worker_settings(redis_url, trained_store.root, keep_freed_memory=keep)) as worker:
         wait_for(lambda: worker.activity != "starting", 10, "the worker's setup")
     assert calls == ([True] if keep else [])
