@@ -14,8 +14,8 @@ Per frame t (context `flow_step`, 1 by default: frame t-1 is needed for the flow
 theirs):
 - the scene is cut into `cell` x `cell` cells; per cell, a motion feature from the DIS flow t-flow_step -> t (mean
   dx, mean dy, mean and max speed, in pixels per frame of the input: the displacement divided by `flow_step`) and an
-  appearance feature (EfficientNet-Lite0's
-  feature map after `label_blocks` blocks, stride 8 after 5 and 16 after 6-11, averaged over the cell);
+  appearance feature (EfficientNet-Lite0's feature map after `label_blocks` blocks, stride 8 after 5 and 16 after
+  6-11, averaged over the cell);
 - each is compared with the memories of the cells within `neighbourhood` cells (normal behaviour depends on where
   it happens: walking on the walkway, not across the lawn); the distance to the nearest memory entry is the cell's
   score, and the raw signals are the largest cell score of each kind: `motion_knn` and `appearance_knn`.
@@ -184,7 +184,7 @@ class Flowmem(AnomalyMethod):
         motion = motion.flatten(2).transpose(1, 2).reshape(b, t - k, -1, MOTION_DIM)
         if c > k:  # the mean over each frame's last motion_frames frames
             motion = motion.unfold(1, c - k + 1, 1).mean(dim=-1)  # (B, T - c, cells, 4)
-        maps = self.backbone(frames[:, c:].flatten(0, 1))  # (M, D, H/8, W/8)
+        maps = self.backbone(frames[:, c:].flatten(0, 1))  # (M, D, H/s, W/s), s = the features' stride
         appearance = F.avg_pool2d(maps, cell // feature_stride(self.config.label_blocks))  # (M, D, rows, cols)
         return motion, appearance.flatten(2).transpose(1, 2).reshape(b, t - c, -1, appearance.shape[1])
 

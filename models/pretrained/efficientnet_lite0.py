@@ -128,7 +128,7 @@ class EfficientNetLite0(nn.Module):
         self._conv_stem = SameConv(3, 32, 3, stride=2, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         self._blocks = nn.ModuleList(MBConv(*cfg) for cfg in BLOCKS[: num_blocks or len(BLOCKS)])
-        self.out_channels = BLOCKS[(num_blocks or len(BLOCKS)) - 1][4]
+        self.out_channels = feature_channels(num_blocks or len(BLOCKS))
         if num_blocks is None:
             self._conv_head = SameConv(320, 1280, 1, bias=False)
             self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
