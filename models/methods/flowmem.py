@@ -18,7 +18,8 @@ theirs):
   6-11, averaged over the cell);
 - each is compared with the memories of the cells within `neighbourhood` cells (normal behaviour depends on where
   it happens: walking on the walkway, not across the lawn); the distance to the nearest memory entry is the cell's
-  score, and the raw signals are the largest cell score of each kind: `motion_knn` and `appearance_knn`.
+  score, and the raw signals are the largest cell score of each kind: `motion_knn` and `appearance_knn` (and, with
+  `signals` naming it, `joint_knn`: the largest per-cell sum of both, each in units of its kind's normal level).
 The localisation map (`score_with_maps`) is the same cell distances, each kind in units of its memory's spread (so
 motion and appearance are comparable), the larger of the two per cell, squared and spread over the cell's pixels.
 Fitting (models/train/objectives/flowmem.py): one pass over the training frames keeps a uniform reservoir of
@@ -41,7 +42,7 @@ from models.registry import register_method
 from models.types import InputSpec
 
 MOTION_DIM = 4  # mean dx, mean dy, mean speed, max speed
-SIGNALS = ("motion_knn", "appearance_knn")
+SIGNAL_NAMES = {"motion": "motion_knn", "appearance": "appearance_knn", "joint": "joint_knn"}
 LEVEL_QUANTILE = 0.99  # a cell's normal level: this quantile of its training features' distances to the memory
 
 
@@ -80,6 +81,13 @@ class FlowmemConfig(MethodConfig):
     # frame pair to the next, an object's motion does not (much), so the mean keeps the motion and thins the noise.
     # It needs motion_frames - 1 more frames of context. docs/RESULTS.md, *flowmem: motion over several frames*.
     motion_frames: int = Field(default=1, ge=1, le=8)
+    # Raw signals, each the scene's largest cell score: "motion" and "appearance" (each kind's own distance, so the
+    # two may come from different cells) and "joint" (per cell, the motion and appearance distances each in units of
+    # its kind's normal level, summed: high only where one cell is unusual in both, as a cyclist is, and not where one
+    # cell's flow and another's look are each at their normal high). docs/RESULTS.md, *flowmem: both kinds in one cell*.
+    signals: tuple[Literal["motion", "appearance", "joint"], ...] = Field(
+        default=("motion", "appearance"), min_length=1
+    )
 
     @model_validator(mode="after")
     def _grid(self) -> FlowmemConfig:
@@ -98,6 +106,9 @@ class FlowmemConfig(MethodConfig):
             raise ValueError(msg)
         if self.height % self.cell or self.width % self.cell:
             msg = f"height and width must be multiples of cell={self.cell}, got {self.height}x{self.width}"
+            raise ValueError(msg)
+        if len(set(self.signals)) < len(self.signals):
+            msg = f"signals must not repeat, got {list(self.signals)}"
             raise ValueError(msg)
         if self.memory > self.capacity:
             msg = f"memory ({self.memory}) cannot exceed capacity ({self.capacity})"
@@ -151,7 +162,7 @@ class Flowmem(AnomalyMethod):
         super().__init__()
         self.config = config
         self.input_spec = config.input_spec
-        self.signal_names = SIGNALS
+        self.signal_names = tuple(SIGNAL_NAMES[s] for s in config.signals)
         self.flow = FlowEstimator(config.flow)
         self.backbone = LabelBackbone(config.label_blocks)
         rows, cols = config.grid
@@ -165,8 +176,15 @@ class Flowmem(AnomalyMethod):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # Versions fitted before the per-cell levels existed carry none; they scored raw distances (level 1).
-        for name in ("motion_level", "appearance_level"):
-            state_dict.setdefault(prefix + name, getattr(self, name))
+        missing = [name for name in ("motion_level", "appearance_level") if prefix + name not in state_dict]
+        if missing and "joint" in self.config.signals:
+            msg = (
+                "the joint signal needs the normal levels fitted with the memories, and this version has none; "
+                "refit it with `vigil train`, or score it without 'joint' in method.signals"
+            )
+            raise ValueError(msg)
+        for name in missing:
+            state_dict[prefix + name] = getattr(self, name)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cell_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,7 +234,22 @@ class Flowmem(AnomalyMethod):
     def score(self, window: torch.Tensor) -> torch.Tensor:
         self.check_window(window)
         motion, appearance = self.cell_scores(window)  # (B, N, cells) each
-        return _frame_signals(motion, appearance)
+        return self.frame_signals(motion, appearance)
+
+    def frame_signals(self, motion: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        """Per-cell distances (B, N, cells) of each kind -> (B, N, S) raw signals, in the order of `signals`."""
+        signals = []
+        for name in self.config.signals:
+            cells = {"motion": motion, "appearance": appearance}.get(name)
+            signals.append((self.joint(motion, appearance) if cells is None else cells).amax(dim=2))
+        return torch.stack(signals, dim=2).float()
+
+    def joint(self, motion: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        """Per-cell distances of each kind -> their sum per cell, each in units of its kind's normal level: the
+        median cell's (`cell_levels`; with `normalise: cell` the distances are in their own cells' levels already)."""
+        if self.config.normalise == "cell":
+            return motion + appearance
+        return motion / self.motion_level.median() + appearance / self.appearance_level.median()
 
     def score_with_maps(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Signals as `score`, and (B, N, H, W) maps: per cell the larger of its motion and appearance distances,
@@ -233,12 +266,7 @@ class Flowmem(AnomalyMethod):
         rows, cols = self.config.grid
         cell = self.config.cell
         maps = relative.float().square().reshape(*relative.shape[:2], rows, cols)
-        return _frame_signals(motion, appearance), maps.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
-
-
-def _frame_signals(motion: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
-    """Per-cell distances (B, N, cells) of each kind -> (B, N, 2) raw signals: the scene's largest of each."""
-    return torch.stack([motion.amax(dim=2), appearance.amax(dim=2)], dim=2).float()
+        return self.frame_signals(motion, appearance), maps.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
 
 
 def persistent(distances: torch.Tensor, grid: tuple[int, int], frames: int) -> torch.Tensor:

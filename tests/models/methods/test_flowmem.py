@@ -111,6 +111,45 @@ def test_normalise_cell_divides_by_the_fitted_levels(synthetic_dataset: Path, tm
     assert legacy.appearance_level.eq(1).all()
 
 
+def test_joint_signal_is_high_where_one_cell_is_unusual_in_both_kinds() -> None:
+    config = FlowmemConfig.tiny().model_copy(update={"signals": ("joint", "motion", "appearance")})
+    method = Flowmem(config)
+    assert method.signal_names == ("joint_knn", "motion_knn", "appearance_knn")
+    method.motion_level.fill_(0.5)  # the median cell's normal level of each kind
+    method.appearance_level.fill_(4.0)
+    # Frame 0: cell 0's flow and cell 1's look are each at twice their normal level; frame 1: both in cell 2.
+    motion, appearance = torch.zeros(1, 2, 24), torch.zeros(1, 2, 24)  # (B, frames, cells of the 4 x 6 grid)
+    motion[0, 0, 0], appearance[0, 0, 1] = 1.0, 8.0
+    motion[0, 1, 2], appearance[0, 1, 2] = 1.0, 8.0
+    signals = method.frame_signals(motion, appearance)
+    torch.testing.assert_close(signals[0, :, 0], torch.tensor([2.0, 4.0]))  # joint: 2 + 0 against 2 + 2
+    torch.testing.assert_close(signals[0, :, 1:], torch.tensor([[1.0, 8.0], [1.0, 8.0]]))  # each kind: no difference
+    with pytest.raises(ValidationError, match="must not repeat"):
+        FlowmemConfig(signals=("motion", "motion"))
+
+
+def test_joint_signal_fits_scores_and_refuses_a_version_without_levels(synthetic_dataset: Path, tmp_path: Path) -> None:
+    train(_tiny_config(synthetic_dataset, tmp_path, "method.signals=[motion,appearance,joint]"))
+    method, card, _ = load_model(ModelStore(tmp_path / "reg"), "flowmem-tiny")
+    assert isinstance(method, Flowmem)
+    assert card.calibration is not None
+    assert [s.name for s in card.calibration.signals] == ["motion_knn", "appearance_knn", "joint_knn"]
+    video = next(iter(open_dataset(synthetic_dataset, "test")))
+    assert video.labels is not None
+    frames = prepare(video.reader.read_all(), method.input_spec)
+    raw = score_frames(method, frames)
+    window = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255
+    with torch.no_grad():
+        m, a = method.cell_scores(window)
+    joint = (m / method.motion_level.median() + a / method.appearance_level.median()).amax(dim=2)[0]
+    np.testing.assert_allclose(raw[:, 2], joint.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(raw[:, :2], torch.stack([m.amax(2), a.amax(2)], 2)[0].numpy(), rtol=1e-4)
+    assert roc_auc(video.labels[1:], raw[:, 2]) > 0.9  # the racing block (test video 0: frames 20-29)
+    old = {k: v for k, v in method.state_dict().items() if not k.endswith("_level")}
+    with pytest.raises(ValueError, match="joint signal needs the normal levels"):
+        Flowmem(method.config).load_state_dict(old)
+
+
 @pytest.mark.parametrize("step", [1, 2])
 def test_flow_step_reads_its_context_and_measures_speed_per_frame(step: int) -> None:
     method = Flowmem(FlowmemConfig(height=64, width=64, cell=16, capacity=8, memory=4, flow_step=step)).eval()
