@@ -110,6 +110,24 @@ class Footage:
 
 
 @dataclass(frozen=True)
+class Yardstick:
+    """How the pseudo set is made and what is measured on it (`models.evaluate.pseudo`): the kinds of pseudo-anomaly,
+    how many events of each per held-out video (more events: a narrower interval, a longer scoring), whether to run the
+    alert machine, and how many resamples of the pseudo AUC to keep."""
+
+    kinds: tuple[Kind, ...] = KINDS
+    repeats: int = 3
+    alerts: bool = False
+    resamples: int = 0
+
+    @property
+    def label(self) -> list[str]:
+        """What a row's label says about a yardstick other than the default one (the kinds, the repeats)."""
+        out = [f"kinds={'+'.join(self.kinds)}"] if self.kinds != KINDS else []
+        return out + ([f"repeats={self.repeats}"] if self.repeats != 3 else [])
+
+
+@dataclass(frozen=True)
 class Data:
     """Where a point's footage comes from: the dataset, how many training videos were held out, their rate."""
 
@@ -125,13 +143,10 @@ def point(
     signals: list[str] | None = None,
     patch: int | None = None,
     overrides: dict[str, Any] | None = None,
-    kinds: tuple[Kind, ...] = KINDS,
-    alerts: bool = False,
-    resamples: int = 0,
+    yardstick: Yardstick = Yardstick(),
 ) -> list[dict[str, Any]]:
     """One row per signal set: `signals` are "+"-joined subsets of the method's signal names (one scoring pass
-    serves them all); None = the method's own signals. `kinds`: the pseudo-anomalies to inject; `alerts`: add
-    `pseudo_alerts`; `resamples`: add that many resampled pseudo AUCs (`resampled_auc`)."""
+    serves them all); None = the method's own signals."""
     cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
@@ -153,7 +168,7 @@ def point(
     }
     label = [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
     label += [f"patch={config.patch}"] if signals and config.name == "ffp" else []  # type: ignore[attr-defined]
-    return score_point(method, where, label, data, footage, with_test, signals, kinds, alerts, resamples)
+    return score_point(method, where, label, data, footage, with_test, signals, yardstick)
 
 
 def _prepared(
@@ -172,9 +187,7 @@ def score_point(
     footage: Footage,
     with_test: bool,
     signals: list[str] | None,
-    kinds: tuple[Kind, ...],
-    alerts: bool = False,
-    resamples: int = 0,
+    yardstick: Yardstick,
 ) -> list[dict[str, Any]]:
     """The rows of one model (a snapshot's or a registered version's): calibrated on the held-out training videos as
     a run's end does, scored on their pseudo-anomalies and, with `with_test`, on the test videos."""
@@ -183,7 +196,8 @@ def score_point(
     started = time.monotonic()
     held = footage.held_out(data.root, data.num_val)
     held_raw = [score_frames(method, prepare(frames, spec)) for _, frames in held]
-    pseudo = pseudo_set(held, kinds=kinds)
+    kinds, alerts = yardstick.kinds, yardstick.alerts
+    pseudo = pseudo_set(held, repeats=yardstick.repeats, kinds=kinds)
     pseudo_scores = pseudo_raw(method, pseudo)
     if alerts and data.fps is None:
         msg = "--alerts needs the footage's frame rate: set data.fps in the run's config (models) or give --fps"
@@ -214,15 +228,14 @@ def score_point(
         online = pseudo_online(scored, pseudo, spec.context, calibration)
         row: dict[str, Any] = {
             **where,
-            "label": " ".join(
-                label + ([variant] if signals else []) + ([f"kinds={'+'.join(kinds)}"] if kinds != KINDS else [])
-            ),
+            "label": " ".join(label + ([variant] if signals else []) + yardstick.label),
             "signals": subset,
             "kinds": list(kinds),
+            "repeats": yardstick.repeats,
             "pseudo": online_aucs(*online),
         }
-        if resamples:  # the same online scores, drawn again a video at a time
-            row["pseudo_resampled"] = resampled_auc(online[0], online[1], resamples).round(6).tolist()
+        if yardstick.resamples:  # the same online scores, drawn again a video at a time
+            row["pseudo_resampled"] = resampled_auc(online[0], online[1], yardstick.resamples).round(6).tolist()
         if alerts:
             assert data.fps is not None  # checked above
             normal = [r[:, cols] for r in held_raw + trained_raw]
@@ -254,10 +267,7 @@ def model_points(args: argparse.Namespace) -> int:
             "method": card.method,
         }
         data = Data(str(args.dataset), args.num_val, args.fps)
-        kinds = tuple(args.kinds)
-        rows += score_point(
-            method, where, [version.ref], data, footage, args.test, args.signals, kinds, args.alerts, args.resamples
-        )
+        rows += score_point(method, where, [version.ref], data, footage, args.test, args.signals, _yardstick(args))
     return _write(rows, args.out)
 
 
@@ -265,7 +275,7 @@ def points(args: argparse.Namespace) -> int:
     footage = Footage()
     rows = []
     overrides = {k: parse_value(v) for k, _, v in (o.partition("=") for o in args.set)}
-    kinds = tuple(args.kinds)
+    yardstick = _yardstick(args)
     for run in args.runs:
         snapshots = list_snapshots(Path(run))
         if not snapshots:
@@ -276,11 +286,13 @@ def points(args: argparse.Namespace) -> int:
         rows += [
             row
             for s in snapshots
-            for row in point(
-                s, footage, args.test, args.signals, args.patch, overrides, kinds, args.alerts, args.resamples
-            )
+            for row in point(s, footage, args.test, args.signals, args.patch, overrides, yardstick)
         ]
     return _write(rows, args.out)
+
+
+def _yardstick(args: argparse.Namespace) -> Yardstick:
+    return Yardstick(tuple(args.kinds), args.repeats, args.alerts, args.resamples)
 
 
 def _write(rows: list[dict[str, Any]], out: Path) -> int:
@@ -401,6 +413,14 @@ def _kind_auc(pseudo: dict[str, float], kind: str) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        msg = f"must be 1 or more, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _scoring_options() -> argparse.ArgumentParser:
     """What `points` and `models` share: where points go and how they are scored."""
     common = argparse.ArgumentParser(add_help=False)
@@ -422,6 +442,13 @@ def _scoring_options() -> argparse.ArgumentParser:
         default=list(KINDS),
         help="pseudo-anomaly kinds to inject (default: fast object, what every recorded point used; add shape for "
         "appearance anomalies)",
+    )
+    common.add_argument(
+        "--repeats",
+        type=_positive,
+        default=3,
+        help="pseudo events of each kind per held-out video (default 3, what every recorded point used; more events "
+        "narrow the resampling interval and lengthen the scoring in proportion)",
     )
     common.add_argument(
         "--alerts",

@@ -214,14 +214,15 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "curve.py"), "models", "flowmem-tiny@v1", "--registry", str(registry),
          "--dataset", str(long_dataset), "--num-val", "1", "--signals", "motion_knn", "motion_knn+appearance_knn",
-         "--kinds", "fast", "shape", "--alerts", "--fps", "10", "--resamples", "50", "--out", str(points)],
+         "--kinds", "fast", "shape", "--repeats", "2", "--alerts", "--fps", "10", "--resamples", "50",
+         "--out", str(points)],
         capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(points.read_text())
     assert [r["label"] for r in rows] == [
-        "flowmem-tiny@v1 motion_knn kinds=fast+shape",
-        "flowmem-tiny@v1 motion_knn+appearance_knn kinds=fast+shape",
+        "flowmem-tiny@v1 motion_knn kinds=fast+shape repeats=2",
+        "flowmem-tiny@v1 motion_knn+appearance_knn kinds=fast+shape repeats=2",
     ]
     for r in rows:
         assert r["method"] == "flowmem"
@@ -230,8 +231,8 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
         assert "online_micro_auc_object" not in r["pseudo"]
         assert "test" not in r
         alerts = r["alerts"]  # the alert yardstick at the shipped settings (service/alerts/yardstick.py)
-        assert alerts["events"] == 6  # the held-out video x 3 repeats x 2 kinds
-        assert 0 <= alerts["detected"] <= 6
+        assert alerts["events"] == 4  # the held-out video x 2 repeats x 2 kinds
+        assert 0 <= alerts["detected"] <= 4
         assert {"recall_fast", "recall_shape"} <= set(alerts)
         assert alerts["false_alerts_per_hour"] is not None
         assert 0 <= alerts["normal_in_alerts"] <= 1
@@ -243,14 +244,14 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
     assert "pseudo events detected (fast / shape) | false alerts / h | normal time in alerts |" in header
     assert rule.count("|---") == 9
     assert all(line.count(" | ") == 8 for line in body)
-    base = "flowmem-tiny@v1 motion_knn kinds=fast+shape"
+    base = "flowmem-tiny@v1 motion_knn kinds=fast+shape repeats=2"
     assert all(len(r["pseudo_resampled"]) == 50 for r in rows)
     compared = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "curve.py"), "compare", str(points), "--base", base],
         capture_output=True, text=True, cwd=REPO, check=True,
     )  # fmt: skip
     header, _, first, second = compared.stdout.strip().splitlines()
-    assert "minus flowmem-tiny@v1 motion_knn kinds=fast+shape (paired, 95%)" in header
+    assert "minus flowmem-tiny@v1 motion_knn kinds=fast+shape repeats=2 (paired, 95%)" in header
     assert "+0.0000 (+0.0000 to +0.0000) | 0% |" in first  # the base against itself
     assert second.startswith("| flowmem-tiny@v1 motion_knn+appearance_knn")
     wrong = subprocess.run(
