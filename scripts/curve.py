@@ -41,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cli.options import positive_int
 from models.calibration import fit_calibration
 from models.data.datasets import LabeledVideo, open_dataset, split_validation
 from models.data.transforms import prepare
@@ -413,14 +414,6 @@ def _kind_auc(pseudo: dict[str, float], kind: str) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        msg = f"must be 1 or more, got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def _scoring_options() -> argparse.ArgumentParser:
     """What `points` and `models` share: where points go and how they are scored."""
     common = argparse.ArgumentParser(add_help=False)
@@ -445,7 +438,7 @@ def _scoring_options() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--repeats",
-        type=_positive,
+        type=positive_int,
         default=3,
         help="pseudo events of each kind per held-out video (default 3, what every recorded point used; more events "
         "narrow the resampling interval and lengthen the scoring in proportion)",
