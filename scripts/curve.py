@@ -58,6 +58,7 @@ from models.evaluate.pseudo import (
 )
 from models.inference import score_frames, video_windows
 from models.io import load_model
+from models.methods.ffp import SIGNAL_NAMES as FFP_SIGNALS
 from models.store import ModelStore
 from models.train.checkpoint import list_snapshots
 from models.train.config import load_snapshot_config, parse_value
@@ -151,8 +152,8 @@ def point(
     cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
-        local = any("neg_patch_psnr_local" in s.split("+") for s in signals)
-        update = {"signals": ("frame", "patch", "local") if local else ("frame", "patch")}
+        wanted = {name for s in signals for name in s.split("+")}
+        update = {"signals": tuple(key for key, name in FFP_SIGNALS.items() if name in wanted)}
         config = config.model_copy(update=update | ({"patch": patch} if patch else {}))  # every signal in one pass
     method = snapshot_method(config, snapshot, torch.device("cpu"))
     data = Data(str(cfg.data.root), cfg.data.num_val, cfg.data.fps)

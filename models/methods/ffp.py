@@ -20,7 +20,12 @@ from models.components.unet import UNet
 from models.registry import register_method
 from models.types import InputSpec
 
-SIGNAL_NAMES = {"frame": "neg_psnr", "patch": "neg_patch_psnr", "local": "neg_patch_psnr_local"}
+SIGNAL_NAMES = {
+    "frame": "neg_psnr",
+    "patch": "neg_patch_psnr",
+    "local": "neg_patch_psnr_local",
+    "contrast": "neg_patch_psnr_contrast",
+}
 
 
 class FfpConfig(MethodConfig):
@@ -45,8 +50,10 @@ class FfpConfig(MethodConfig):
     # window (models.components.losses.patch_psnr); "local" = the largest excess of a window's -PSNR over that
     # window's own normal level (`local_quantile` of it over the training videos, fitted at registration): an
     # error where the scene is normally calm (far from the camera) counts as much as a larger one where people
-    # normally pass close to it. Several are standardised and summed by the calibration.
-    signals: tuple[Literal["frame", "patch", "local"], ...] = Field(default=("frame",), min_length=1)
+    # normally pass close to it; "contrast" = the worst window's -PSNR above the frame's median window's: what stands
+    # out of the frame's own error level, so a change that raises the error everywhere (sensor noise, compression, a
+    # recording session's light) moves it little. Several are standardised and summed by the calibration.
+    signals: tuple[Literal["frame", "patch", "local", "contrast"], ...] = Field(default=("frame",), min_length=1)
     patch: int = Field(default=16, ge=2)  # side of the patch and local signals' windows, in input pixels
     local_quantile: float = Field(default=0.95, gt=0, lt=1)  # a window's normal level for the local signal
 
@@ -144,6 +151,9 @@ class Ffp(AnomalyMethod):
             return -psnr(pred, target)
         if name == "patch":
             return -patch_psnr(pred, target, self.config.patch)
+        if name == "contrast":
+            levels = self._window_levels(pred, target).flatten(1)  # (M, windows)
+            return levels.amax(dim=1) - levels.median(dim=1).values
         if torch.isnan(self.window_reference).any():
             msg = (
                 "the local signal needs each window's normal level, fitted on normal footage: register the model "

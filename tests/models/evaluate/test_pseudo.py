@@ -174,19 +174,22 @@ def test_curve_points_table_and_plot_from_a_runs_snapshots(long_dataset: Path, t
     script = [sys.executable, str(REPO / "scripts" / "curve.py")]
     done = subprocess.run(
         [*script, "points", str(out), "--out", str(points), "--test", "--signals", "neg_psnr", "neg_patch_psnr",
-         "neg_patch_psnr_local", "--patch", "8", "--kinds", "fast", "object", "shape"],
+         "neg_patch_psnr_local", "neg_patch_psnr+neg_patch_psnr_contrast", "--patch", "8",
+         "--kinds", "fast", "object", "shape"],
         capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(points.read_text())
+    both = ["neg_patch_psnr", "neg_patch_psnr_contrast"]
     assert [(r["snapshot"], r["signals"]) for r in rows] == [
         ("cpu_00000.01min", ["neg_psnr"]), ("cpu_00000.01min", ["neg_patch_psnr"]),
         ("cpu_00000.01min", ["neg_patch_psnr_local"]),  # its reference fitted on the run's training videos
+        ("cpu_00000.01min", both),
         ("cpu_00000.02min", ["neg_psnr"]), ("cpu_00000.02min", ["neg_patch_psnr"]),
-        ("cpu_00000.02min", ["neg_patch_psnr_local"]),
+        ("cpu_00000.02min", ["neg_patch_psnr_local"]), ("cpu_00000.02min", both),
     ]  # fmt: skip
     assert rows[0]["label"] == "run patch=8 neg_psnr kinds=fast+object+shape"
-    assert rows[0]["step"] < rows[3]["step"]
+    assert rows[0]["step"] < rows[4]["step"]
     for r in rows:
         assert 0 <= r["pseudo"]["online_micro_auc"] <= 1
         assert r["pseudo"]["anomalous"] > 0
@@ -194,7 +197,7 @@ def test_curve_points_table_and_plot_from_a_runs_snapshots(long_dataset: Path, t
         assert 0 <= r["test"]["online_micro_auc"] <= 1
     table = subprocess.run([*script, "table", str(points)], capture_output=True, text=True, cwd=REPO, check=True)
     lines = table.stdout.strip().splitlines()
-    assert len(lines) == 2 + 6
+    assert len(lines) == 2 + 8
     assert "pseudo AUC (fast / object / shape)" in lines[0]
     assert lines[2].startswith("| run patch=8 neg_patch_psnr kinds=fast+object+shape | ")
     png = tmp_path / "curves.png"

@@ -63,6 +63,29 @@ def test_local_signal_weighs_an_error_by_how_calm_its_place_normally_is() -> Non
     assert (unusual[:, 1] > usual[:, 1] + 5).all()
 
 
+def test_contrast_signal_ignores_an_error_level_shared_by_the_whole_frame() -> None:
+    method = create_method(get_method("ffp").make_config("tiny", signals=("patch", "contrast"), patch=8))
+    assert method.signal_names == ("neg_patch_psnr", "neg_patch_psnr_contrast")
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 1, 32, 32, generator=gen)
+    noise = torch.randn(1, 1, 32, 32, generator=gen)
+    blob = torch.zeros(1, 1, 32, 32)
+    blob[..., 20:28, 4:12] = 0.3  # one object predicted badly
+
+    def signals(pred: torch.Tensor) -> tuple[float, float]:
+        patch, contrast = (float(method._signal(s, pred, target)[0]) for s in ("patch", "contrast"))
+        return patch, contrast
+
+    quiet, noisy = signals(target + 0.01 * noise), signals(target + 0.04 * noise)  # 4x the error everywhere
+    assert noisy[0] > quiet[0] + 10  # the worst window's -PSNR rises by about 12 dB ...
+    assert abs(noisy[1] - quiet[1]) < 2  # ... its excess over the frame's median window hardly moves
+    with_object = signals(target + 0.01 * noise + blob)
+    assert with_object[1] > quiet[1] + 15  # the object stands out of the frame's own level
+    levels = method._window_levels(target + blob, target).flatten(1)
+    expected = levels.amax(dim=1) - levels.median(dim=1).values
+    torch.testing.assert_close(method._signal("contrast", target + blob, target), expected)
+
+
 def test_a_snapshot_without_a_reference_loads_and_a_fitted_one_round_trips() -> None:
     spec = get_method("ffp")
     plain = create_method(spec.make_config("tiny", signals=("patch",), patch=8))
