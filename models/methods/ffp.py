@@ -52,7 +52,8 @@ class FfpConfig(MethodConfig):
     # error where the scene is normally calm (far from the camera) counts as much as a larger one where people
     # normally pass close to it; "contrast" = the worst window's -PSNR above the frame's median window's: what stands
     # out of the frame's own error level, so a change that raises the error everywhere (sensor noise, compression, a
-    # recording session's light) moves it little. Several are standardised and summed by the calibration.
+    # recording session's light) moves it little (rejected on Ped2: docs/RESULTS.md, *FFP `small`: the worst window
+    # against the frame's own level*). Several are standardised and summed by the calibration.
     signals: tuple[Literal["frame", "patch", "local", "contrast"], ...] = Field(default=("frame",), min_length=1)
     patch: int = Field(default=16, ge=2)  # side of the patch and local signals' windows, in input pixels
     local_quantile: float = Field(default=0.95, gt=0, lt=1)  # a window's normal level for the local signal
