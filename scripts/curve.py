@@ -152,6 +152,7 @@ def point(
     cfg, meta = load_snapshot_config(snapshot)
     config = cfg.method.model_copy(update=overrides or {})  # settings that need no retraining (e.g. f2lm error)
     if signals and config.name == "ffp":  # type: ignore[attr-defined]
+        _check_signals(signals, tuple(FFP_SIGNALS.values()), "ffp")
         wanted = {name for s in signals for name in s.split("+")}
         update = {"signals": tuple(key for key, name in FFP_SIGNALS.items() if name in wanted)}
         config = config.model_copy(update=update | ({"patch": patch} if patch else {}))  # every signal in one pass
@@ -171,6 +172,14 @@ def point(
     label = [Path(snapshot.parent.parent).name, *(f"{k}={v}" for k, v in (overrides or {}).items())]
     label += [f"patch={config.patch}"] if signals and config.name == "ffp" else []  # type: ignore[attr-defined]
     return score_point(method, where, label, data, footage, with_test, signals, yardstick)
+
+
+def _check_signals(signals: list[str], known: tuple[str, ...], model: str) -> None:
+    """Stops with a message naming the signals `model` does not give, before anything is scored."""
+    unknown = sorted({name for s in signals for name in s.split("+")} - set(known))
+    if unknown:
+        msg = f"--signals names {', '.join(unknown)}, which {model} does not give; its signals: {', '.join(known)}"
+        raise SystemExit(msg)
 
 
 def _prepared(
@@ -195,6 +204,7 @@ def score_point(
     a run's end does, scored on their pseudo-anomalies and, with `with_test`, on the test videos."""
     method.eval()
     spec, names = method.input_spec, list(method.signal_names)
+    _check_signals(signals or [], tuple(names), label[0])
     started = time.monotonic()
     held = footage.held_out(data.root, data.num_val)
     held_raw = [score_frames(method, prepare(frames, spec)) for _, frames in held]

@@ -263,3 +263,12 @@ def test_curve_models_scores_a_registered_version(long_dataset: Path, tmp_path: 
     )  # fmt: skip
     assert wrong.returncode == 1
     assert "--base must name exactly one row's label" in wrong.stdout
+    typo = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "curve.py"), "models", "flowmem-tiny@v1", "--registry", str(registry),
+         "--dataset", str(long_dataset), "--num-val", "1", "--signals", "motion_knn+apperance_knn",
+         "--out", str(tmp_path / "typo.json")],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+    )  # fmt: skip
+    assert typo.returncode == 1
+    assert "--signals names apperance_knn, which flowmem-tiny@v1 does not give" in typo.stderr
+    assert not (tmp_path / "typo.json").exists()
