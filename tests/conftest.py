@@ -122,9 +122,14 @@ def redis_server() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(redis_server: str) -> Iterator[str]:
-    """The private server's URL, flushed after each test so tests do not see each other's keys."""
-    yield redis_server
+    """The private server's URL, flushed before and after each test so tests do not see each other's keys.
+
+    Before too: pytest tears this fixture down before a stack the test made after it (`make_stack`), and an ingester
+    still running when the flush lands takes it for Redis losing its data and restores its cameras, for the next test
+    to find (docs/ARCHITECTURE.md, failure modes: Redis restarts without its data)."""
     client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    yield redis_server
     client.flushall()
     client.close()
 
