@@ -49,6 +49,7 @@ from models.evaluate.protocols import VideoSignals, evaluate
 from models.evaluate.pseudo import (
     ALL_KINDS,
     KINDS,
+    REPEATS,
     Kind,
     online_aucs,
     pseudo_online,
@@ -118,7 +119,7 @@ class Yardstick:
     alert machine, and how many resamples of the pseudo AUC to keep."""
 
     kinds: tuple[Kind, ...] = KINDS
-    repeats: int = 3
+    repeats: int = REPEATS
     alerts: bool = False
     resamples: int = 0
 
@@ -126,7 +127,7 @@ class Yardstick:
     def label(self) -> list[str]:
         """What a row's label says about a yardstick other than the default one (the kinds, the repeats)."""
         out = [f"kinds={'+'.join(self.kinds)}"] if self.kinds != KINDS else []
-        return out + ([f"repeats={self.repeats}"] if self.repeats != 3 else [])
+        return out + ([f"repeats={self.repeats}"] if self.repeats != REPEATS else [])
 
 
 @dataclass(frozen=True)
@@ -450,9 +451,9 @@ def _scoring_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--repeats",
         type=positive_int,
-        default=3,
-        help="pseudo events of each kind per held-out video (default 3, what every recorded point used; more events "
-        "narrow the resampling interval and lengthen the scoring in proportion)",
+        default=REPEATS,
+        help=f"pseudo events of each kind per held-out video (default {REPEATS}, what every recorded point used; more "
+        "events narrow the resampling interval and lengthen the scoring in proportion)",
     )
     common.add_argument(
         "--alerts",

@@ -238,11 +238,10 @@ class Flowmem(AnomalyMethod):
 
     def frame_signals(self, motion: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         """Per-cell distances (B, N, cells) of each kind -> (B, N, S) raw signals, in the order of `signals`."""
-        signals = []
-        for name in self.config.signals:
-            cells = {"motion": motion, "appearance": appearance}.get(name)
-            signals.append((self.joint(motion, appearance) if cells is None else cells).amax(dim=2))
-        return torch.stack(signals, dim=2).float()
+        per_cell = {"motion": motion, "appearance": appearance}
+        if "joint" in self.config.signals:
+            per_cell["joint"] = self.joint(motion, appearance)
+        return torch.stack([per_cell[name].amax(dim=2) for name in self.config.signals], dim=2).float()
 
     def joint(self, motion: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         """Per-cell distances of each kind -> their sum per cell, each in units of its kind's normal level: the
